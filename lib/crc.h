@@ -1,0 +1,14 @@
+/*
+ * CRC32C (Castagnoli), as defined in doc/FORMAT.md section 2.
+ * fvm_crc32c(0, p, n) gives the CRC of p[0..n); pass a previous result as
+ * crc to continue over more bytes.
+ */
+#ifndef FVM_CRC_H
+#define FVM_CRC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+uint32_t fvm_crc32c(uint32_t crc, const void *p, size_t n);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * Error codes, their fixed texts, and the per-thread detail message.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+
+static __thread char detail[1024];
+
+const char *fvm_strerror(int code)
+{
+	switch (code) {
+	case FVM_OK: return "success";
+	case FVM_EINVAL: return "invalid argument";
+	case FVM_ENOMEM: return "out of memory";
+	case FVM_EIO: return "I/O error";
+	case FVM_EMAGIC: return "not a libfastvm snapshot";
+	case FVM_EVERSION: return "unsupported format version";
+	case FVM_EFEATURE: return "unsupported incompatible feature";
+	case FVM_ETRUNCATED: return "file is truncated";
+	case FVM_ECHECKSUM: return "checksum mismatch";
+	case FVM_ECORRUPT: return "corrupt structure";
+	case FVM_ERANGE: return "offset or length out of range";
+	case FVM_EMAPPING: return "memory map does not match the snapshot";
+	case FVM_ECANCELED: return "canceled";
+	case FVM_ESTATE: return "call not allowed in this state";
+	case FVM_ENOTFOUND: return "not found";
+	case FVM_EUNSUPPORTED: return "not supported on this system";
+	}
+	return "unknown error";
+}
+
+const char *fvm_error_detail(void)
+{
+	return detail;
+}
+
+void fvm_err_clear(void)
+{
+	detail[0] = '\0';
+}
+
+int fvm_err(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int fvm_err_sys(int err, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	n = strlen(detail);
+	snprintf(detail + n, sizeof(detail) - n, ": %s", strerror(err));
+	return err == ENOMEM ? FVM_ENOMEM : FVM_EIO;
+}

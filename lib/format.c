@@ -1,0 +1,575 @@
+/*
+ * doc/FORMAT.md in code: one encoder and one checking decoder per structure.
+ * Each check cites its rule number; the order of the checks is the order of
+ * the rules, so the two documents can be read side by side.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crc.h"
+#include "error.h"
+#include "format.h"
+
+#define AT "%s: %s at offset 0x%" PRIx64
+
+/* ------------------------------------------------------------ header */
+
+void fvm_header_encode(uint8_t out[FVM_HEADER_SIZE], const struct fvm_header *h)
+{
+	memset(out, 0, FVM_HEADER_SIZE);
+	memcpy(out, FVM_MAGIC, 8);
+	fvm_st16(out + 8, h->major);
+	fvm_st16(out + 10, h->minor);
+	fvm_st32(out + 12, FVM_HEADER_SIZE);
+	fvm_st64(out + 16, h->incompat);
+	fvm_st64(out + 24, h->compat);
+	fvm_st32(out + 60, fvm_crc32c(0, out, 60));
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return 0;
+	return 1;
+}
+
+int fvm_header_decode(const uint8_t in[FVM_HEADER_SIZE], struct fvm_header *h,
+		      const char *file)
+{
+	uint32_t crc;
+
+	if (memcmp(in, FVM_MAGIC, 8) != 0) /* R1 */
+		return fvm_err(FVM_EMAGIC, "%s: file header at offset 0: bad magic "
+			       "(not a libfastvm snapshot)", file);
+	crc = fvm_crc32c(0, in, 60);
+	if (crc != fvm_ld32(in + 60)) /* R6 before R2..R5 */
+		return fvm_err(FVM_ECHECKSUM, "%s: file header at offset 0: header_crc "
+			       "0x%08x, computed 0x%08x", file, fvm_ld32(in + 60), crc);
+	h->major = fvm_ld16(in + 8);
+	h->minor = fvm_ld16(in + 10);
+	h->incompat = fvm_ld64(in + 16);
+	h->compat = fvm_ld64(in + 24);
+	if (h->major != FVM_VERSION_MAJOR_FILE) /* R2 */
+		return fvm_err(FVM_EVERSION, "%s: file header at offset 0: format version "
+			       "%u.%u, this library reads %u.x", file, h->major, h->minor,
+			       FVM_VERSION_MAJOR_FILE);
+	if (fvm_ld32(in + 12) != FVM_HEADER_SIZE) /* R3 */
+		return fvm_err(FVM_ECORRUPT, "%s: file header at offset 0xc: header_size %u, "
+			       "expected %u", file, fvm_ld32(in + 12), FVM_HEADER_SIZE);
+	if (h->incompat & ~FVM_INCOMPAT_KNOWN) /* R4 */
+		return fvm_err(FVM_EFEATURE, "%s: file header at offset 0x10: unknown "
+			       "incompatible features 0x%" PRIx64, file,
+			       h->incompat & ~FVM_INCOMPAT_KNOWN);
+	if (!all_zero(in + 32, 28)) /* R5 */
+		return fvm_err(FVM_ECORRUPT, "%s: file header at offset 0x20: reserved "
+			       "bytes are not zero", file);
+	return 0;
+}
+
+/* ------------------------------------------------------------ records */
+
+const char *fvm_rec_name(uint32_t type)
+{
+	switch (type) {
+	case FVM_REC_BLCK: return "BLCK record";
+	case FVM_REC_META: return "META record";
+	case FVM_REC_DEVS: return "DEVS record";
+	case FVM_REC_SEGM: return "SEGM record";
+	case FVM_REC_INDX: return "INDX record";
+	}
+	return "record";
+}
+
+static uint32_t rec_crc(const uint8_t hdr[FVM_RECHDR_SIZE], const void *body,
+			uint64_t body_len)
+{
+	uint32_t c = fvm_crc32c(0, hdr, 4);
+
+	c = fvm_crc32c(c, hdr + 8, 8);
+	return fvm_crc32c(c, body, body_len);
+}
+
+void fvm_rechdr_encode(uint8_t out[FVM_RECHDR_SIZE], uint32_t type,
+		       const void *body, uint64_t body_len)
+{
+	fvm_st32(out, type);
+	fvm_st64(out + 8, body_len);
+	fvm_st32(out + 4, rec_crc(out, body, body_len));
+}
+
+static uint64_t body_limit(uint32_t type)
+{
+	switch (type) {
+	case FVM_REC_BLCK: return 17 + FVM_MAX_NAME;
+	case FVM_REC_META: return FVM_MAX_BODY_META;
+	case FVM_REC_DEVS: return FVM_MAX_BODY_DEVS;
+	case FVM_REC_SEGM: return FVM_MAX_BODY_SEGM;
+	}
+	return UINT64_MAX; /* INDX: bounded by the file */
+}
+
+int fvm_rechdr_decode(const uint8_t in[FVM_RECHDR_SIZE], struct fvm_rechdr *rh,
+		      uint64_t limit, struct fvm_where w)
+{
+	rh->type = fvm_ld32(in);
+	rh->crc = fvm_ld32(in + 4);
+	rh->body_len = fvm_ld64(in + 8);
+
+	if (body_limit(rh->type) == UINT64_MAX && rh->type != FVM_REC_INDX) /* R10 */
+		return fvm_err(FVM_ECORRUPT, AT ": unknown record type 0x%08x", w.file,
+			       "record header", w.offset, rh->type);
+	if (rh->body_len > body_limit(rh->type)) /* R13 */
+		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " exceeds the limit "
+			       "%" PRIu64, w.file, fvm_rec_name(rh->type), w.offset,
+			       rh->body_len, body_limit(rh->type));
+	if (limit != UINT64_MAX &&
+	    (rh->body_len > limit || w.offset + FVM_RECHDR_SIZE > limit - rh->body_len)) /* R12 */
+		return fvm_err(FVM_ETRUNCATED, AT ": body of %" PRIu64 " bytes runs past "
+			       "offset 0x%" PRIx64, w.file, fvm_rec_name(rh->type), w.offset,
+			       rh->body_len, limit);
+	return 0;
+}
+
+int fvm_rechdr_check_crc(const struct fvm_rechdr *rh, const void *body,
+			 struct fvm_where w)
+{
+	uint8_t hdr[FVM_RECHDR_SIZE];
+	uint32_t crc;
+
+	fvm_st32(hdr, rh->type);
+	fvm_st32(hdr + 4, 0);
+	fvm_st64(hdr + 8, rh->body_len);
+	crc = rec_crc(hdr, body, rh->body_len);
+	if (crc != rh->crc) /* R11 */
+		return fvm_err(FVM_ECHECKSUM, AT ": crc 0x%08x, computed 0x%08x", w.file,
+			       fvm_rec_name(rh->type), w.offset, rh->crc, crc);
+	return 0;
+}
+
+/* ------------------------------------------------------------ BLCK */
+
+size_t fvm_block_encode(uint8_t *out, const struct fvm_block_rec *b)
+{
+	fvm_st32(out, b->id);
+	fvm_st32(out + 4, b->page_shift);
+	fvm_st64(out + 8, b->length);
+	out[16] = b->name_len;
+	memcpy(out + 17, b->name, b->name_len);
+	return 17 + (size_t)b->name_len;
+}
+
+int fvm_block_decode(const uint8_t *body, uint64_t len, uint32_t expect_id,
+		     struct fvm_block_rec *b, struct fvm_where w)
+{
+	if (len < 17) /* R25 (short) */
+		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " is too short",
+			       w.file, "BLCK record", w.offset, len);
+	b->id = fvm_ld32(body);
+	b->page_shift = fvm_ld32(body + 4);
+	b->length = fvm_ld64(body + 8);
+	b->name_len = body[16];
+	if (b->id != expect_id) /* R20 */
+		return fvm_err(FVM_ECORRUPT, AT ": block_id %u, expected %u", w.file,
+			       "BLCK record", w.offset, b->id, expect_id);
+	if (b->page_shift < FVM_MIN_PAGE_SHIFT || b->page_shift > FVM_MAX_PAGE_SHIFT) /* R21 */
+		return fvm_err(FVM_ECORRUPT, AT ": page_shift %u outside 12..30", w.file,
+			       "BLCK record", w.offset, b->page_shift);
+	if (b->length == 0 || b->length > FVM_MAX_BLOCK_LEN ||
+	    (b->length & ((1ull << b->page_shift) - 1))) /* R22 */
+		return fvm_err(FVM_ECORRUPT, AT ": length %" PRIu64 " is not a non-zero "
+			       "multiple of the page size %llu (at most 2^48)", w.file,
+			       "BLCK record", w.offset, b->length, 1ull << b->page_shift);
+	if (b->name_len == 0) /* R23 */
+		return fvm_err(FVM_ECORRUPT, AT ": empty block name", w.file, "BLCK record",
+			       w.offset);
+	if (len != 17 + (uint64_t)b->name_len) /* R25 */
+		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 ", expected %u",
+			       w.file, "BLCK record", w.offset, len, 17 + b->name_len);
+	if (memchr(body + 17, 0, b->name_len)) /* R24 (uniqueness: caller) */
+		return fvm_err(FVM_ECORRUPT, AT ": block name holds a NUL byte", w.file,
+			       "BLCK record", w.offset);
+	memcpy(b->name, body + 17, b->name_len);
+	b->name[b->name_len] = '\0';
+	return 0;
+}
+
+/* ------------------------------------------------------------ META */
+
+size_t fvm_meta_size(size_t key_len, size_t value_len)
+{
+	return 8 + key_len + value_len;
+}
+
+void fvm_meta_encode(uint8_t *out, const struct fvm_meta_rec *m)
+{
+	memset(out, 0, 8);
+	out[0] = (uint8_t)m->key_len;
+	fvm_st32(out + 4, (uint32_t)m->value_len);
+	memcpy(out + 8, m->key, m->key_len);
+	memcpy(out + 8 + m->key_len, m->value, m->value_len);
+}
+
+int fvm_meta_decode(const uint8_t *body, uint64_t len, struct fvm_meta_rec *m,
+		    struct fvm_where w)
+{
+	if (len < 8)
+		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " is too short",
+			       w.file, "META record", w.offset, len);
+	m->key_len = body[0];
+	m->value_len = fvm_ld32(body + 4);
+	if (m->key_len == 0) /* R30 */
+		return fvm_err(FVM_ECORRUPT, AT ": empty key", w.file, "META record", w.offset);
+	if (body[1] || body[2] || body[3])
+		return fvm_err(FVM_ECORRUPT, AT ": reserved bytes are not zero", w.file,
+			       "META record", w.offset);
+	if (8 + (uint64_t)m->key_len + m->value_len != len) /* R31 */
+		return fvm_err(FVM_ECORRUPT, AT ": key_len %zu + value_len %zu do not fill "
+			       "body_len %" PRIu64, w.file, "META record", w.offset,
+			       m->key_len, m->value_len, len);
+	m->key = (const char *)body + 8;
+	m->value = m->key + m->key_len;
+	if (memchr(m->key, 0, m->key_len) || memchr(m->value, 0, m->value_len)) /* R32 */
+		return fvm_err(FVM_ECORRUPT, AT ": key or value holds a NUL byte", w.file,
+			       "META record", w.offset);
+	return 0;
+}
+
+/* ------------------------------------------------------------ DEVS */
+
+size_t fvm_devs_encode_head(uint8_t *out, const char *name, size_t name_len)
+{
+	memset(out, 0, FVM_DEVS_FIXED);
+	out[0] = (uint8_t)name_len;
+	memcpy(out + FVM_DEVS_FIXED, name, name_len);
+	return FVM_DEVS_FIXED + name_len;
+}
+
+int fvm_devs_decode(const uint8_t *body, uint64_t len, struct fvm_devs_rec *d,
+		    struct fvm_where w)
+{
+	if (len < FVM_DEVS_FIXED || len < FVM_DEVS_FIXED + (uint64_t)body[0]) /* R41 */
+		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " too short for its "
+			       "name", w.file, "DEVS record", w.offset, len);
+	if (!all_zero(body + 1, 7))
+		return fvm_err(FVM_ECORRUPT, AT ": reserved bytes are not zero", w.file,
+			       "DEVS record", w.offset);
+	d->name_len = body[0];
+	d->name = (const char *)body + FVM_DEVS_FIXED;
+	if (memchr(d->name, 0, d->name_len)) /* R40 */
+		return fvm_err(FVM_ECORRUPT, AT ": section name holds a NUL byte", w.file,
+			       "DEVS record", w.offset);
+	d->data = body + FVM_DEVS_FIXED + d->name_len;
+	d->data_len = len - FVM_DEVS_FIXED - d->name_len;
+	return 0;
+}
+
+/* ------------------------------------------------------------ SEGM */
+
+void fvm_seghdr_encode(uint8_t out[FVM_SEGHDR_SIZE], const struct fvm_seghdr *s)
+{
+	fvm_st32(out, s->entry_count);
+	fvm_st32(out + 4, 0);
+	fvm_st64(out + 8, s->payload_len);
+}
+
+void fvm_entry_encode(uint8_t out[FVM_ENTRY_SIZE], const struct fvm_entry *e)
+{
+	fvm_st32(out, e->block_id);
+	fvm_st32(out + 4, e->flags);
+	fvm_st64(out + 8, e->first_page);
+	fvm_st64(out + 16, e->page_count);
+}
+
+uint64_t fvm_seg_body_len(uint32_t entries, uint64_t payload_len, int with_crc)
+{
+	return FVM_SEGHDR_SIZE + (uint64_t)entries * FVM_ENTRY_SIZE +
+	       (with_crc ? payload_len / FVM_CHUNK * 4 : 0);
+}
+
+uint32_t fvm_seg_entry_count(const uint8_t *body, uint64_t len)
+{
+	return len < FVM_SEGHDR_SIZE ? 0 : fvm_ld32(body);
+}
+
+/* R55 for one run of pages; shared by segment entries and index extents. */
+static int check_pages(uint32_t block_id, uint64_t first, uint64_t count,
+		       const struct fvm_blockdesc *b, const char *rec, const char *what,
+		       uint64_t i, struct fvm_where w)
+{
+	if (count == 0 || first > b->pages || count > b->pages - first)
+		return fvm_err(FVM_ERANGE, AT ": %s %" PRIu64 ": pages %" PRIu64 "+%"
+			       PRIu64 " outside block %u of %" PRIu64 " pages", w.file,
+			       rec, w.offset, what, i, first, count, block_id, b->pages);
+	return 0;
+}
+
+int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
+		   const struct fvm_blockdesc *blocks, uint32_t nblocks,
+		   struct fvm_seghdr *sh, struct fvm_entry *entries,
+		   struct fvm_where w)
+{
+	uint64_t payload = 0;
+	int rc;
+
+	if (len < FVM_SEGHDR_SIZE)
+		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " is too short",
+			       w.file, "SEGM record", w.offset, len);
+	sh->entry_count = fvm_ld32(body);
+	sh->payload_len = fvm_ld64(body + 8);
+	if (sh->entry_count == 0 || sh->entry_count > FVM_MAX_ENTRIES) /* R50 */
+		return fvm_err(FVM_ECORRUPT, AT ": entry_count %u outside 1..65536",
+			       w.file, "SEGM record", w.offset, sh->entry_count);
+	if (fvm_ld32(body + 4))
+		return fvm_err(FVM_ECORRUPT, AT ": reserved bytes are not zero", w.file,
+			       "SEGM record", w.offset);
+	if (sh->payload_len > FVM_MAX_SEG_PAYLOAD || sh->payload_len % FVM_CHUNK) /* R56 */
+		return fvm_err(FVM_ECORRUPT, AT ": payload_len %" PRIu64 " is not a "
+			       "multiple of 4096 up to 2^32", w.file, "SEGM record",
+			       w.offset, sh->payload_len);
+	if (len != fvm_seg_body_len(sh->entry_count, sh->payload_len, with_crc)) /* R52 */
+		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 ", expected %" PRIu64
+			       " for %u entries and %" PRIu64 " payload bytes", w.file,
+			       "SEGM record", w.offset, len,
+			       fvm_seg_body_len(sh->entry_count, sh->payload_len, with_crc),
+			       sh->entry_count, sh->payload_len);
+	for (uint32_t i = 0; i < sh->entry_count; i++) {
+		const uint8_t *p = body + FVM_SEGHDR_SIZE + (size_t)i * FVM_ENTRY_SIZE;
+		struct fvm_entry *e = &entries[i];
+
+		e->block_id = fvm_ld32(p);
+		e->flags = fvm_ld32(p + 4);
+		e->first_page = fvm_ld64(p + 8);
+		e->page_count = fvm_ld64(p + 16);
+		if (e->block_id >= nblocks) /* R53 */
+			return fvm_err(FVM_ECORRUPT, AT ": entry %u: block_id %u not "
+				       "declared (%u blocks)", w.file, "SEGM record",
+				       w.offset, i, e->block_id, nblocks);
+		if (e->flags & ~FVM_RUN_FLAG_DATA) /* R54 */
+			return fvm_err(FVM_ECORRUPT, AT ": entry %u: unknown flags 0x%x",
+				       w.file, "SEGM record", w.offset, i, e->flags);
+		rc = check_pages(e->block_id, e->first_page, e->page_count,
+				 &blocks[e->block_id], "SEGM record", "entry", i, w); /* R55 */
+		if (rc)
+			return rc;
+		if (e->flags & FVM_RUN_FLAG_DATA) {
+			uint64_t bytes = e->page_count << blocks[e->block_id].page_shift;
+			/* page_count <= 2^36 here, so bytes cannot wrap */
+			payload += bytes;
+			if (payload > sh->payload_len)
+				break;
+		}
+	}
+	if (payload != sh->payload_len) /* R51 */
+		return fvm_err(FVM_ECORRUPT, AT ": DATA entries hold %s%" PRIu64
+			       " bytes, payload_len is %" PRIu64, w.file, "SEGM record",
+			       w.offset, payload > sh->payload_len ? "more than " : "",
+			       payload, sh->payload_len);
+	return 0;
+}
+
+/* ------------------------------------------------------------ INDX */
+
+void fvm_indexhdr_encode(uint8_t out[FVM_INDEXHDR_SIZE], const struct fvm_indexhdr *ih)
+{
+	fvm_st32(out, ih->block_count);
+	fvm_st32(out + 4, ih->meta_count);
+	fvm_st32(out + 8, ih->devstate_count);
+	fvm_st32(out + 12, 0);
+	fvm_st64(out + 16, ih->extent_count);
+}
+
+void fvm_extent_encode(uint8_t out[FVM_EXTENT_SIZE], const struct fvm_extent *e)
+{
+	fvm_st32(out, e->block_id);
+	fvm_st32(out + 4, e->flags);
+	fvm_st64(out + 8, e->first_page);
+	fvm_st64(out + 16, e->page_count);
+	fvm_st64(out + 24, e->payload_offset);
+	fvm_st64(out + 32, e->crc_offset);
+}
+
+uint64_t fvm_index_body_len(const struct fvm_indexhdr *ih)
+{
+	return FVM_INDEXHDR_SIZE +
+	       8 * ((uint64_t)ih->block_count + ih->meta_count + ih->devstate_count) +
+	       FVM_EXTENT_SIZE * ih->extent_count;
+}
+
+int fvm_indexhdr_decode(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
+			struct fvm_where w)
+{
+	if (len < FVM_INDEXHDR_SIZE)
+		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " is too short",
+			       w.file, "INDX record", w.offset, len);
+	ih->block_count = fvm_ld32(body);
+	ih->meta_count = fvm_ld32(body + 4);
+	ih->devstate_count = fvm_ld32(body + 8);
+	ih->extent_count = fvm_ld64(body + 16);
+	if (fvm_ld32(body + 12))
+		return fvm_err(FVM_ECORRUPT, AT ": reserved bytes are not zero", w.file,
+			       "INDX record", w.offset);
+	if (ih->block_count > FVM_MAX_BLOCKS) /* R26 */
+		return fvm_err(FVM_ECORRUPT, AT ": block_count %u exceeds 65536", w.file,
+			       "INDX record", w.offset, ih->block_count);
+	if (ih->extent_count > len / FVM_EXTENT_SIZE ||
+	    fvm_index_body_len(ih) != len) /* R60 */
+		return fvm_err(FVM_ECORRUPT, AT ": counts (%u blocks, %u meta, %u devstate, "
+			       "%" PRIu64 " extents) do not fill body_len %" PRIu64, w.file,
+			       "INDX record", w.offset, ih->block_count, ih->meta_count,
+			       ih->devstate_count, ih->extent_count, len);
+	return 0;
+}
+
+int fvm_extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
+		      const struct fvm_blockdesc *blocks, uint32_t nblocks,
+		      int with_crc, uint64_t index_offset, uint64_t i,
+		      struct fvm_where w)
+{
+	int rc;
+
+	e->block_id = fvm_ld32(in);
+	e->flags = fvm_ld32(in + 4);
+	e->first_page = fvm_ld64(in + 8);
+	e->page_count = fvm_ld64(in + 16);
+	e->payload_offset = fvm_ld64(in + 24);
+	e->crc_offset = fvm_ld64(in + 32);
+	if (e->block_id >= nblocks) /* R62 */
+		return fvm_err(FVM_ECORRUPT, AT ": extent %" PRIu64 ": block_id %u, only %u "
+			       "blocks", w.file, "INDX record", w.offset, i, e->block_id, nblocks);
+	if (e->flags & ~FVM_RUN_FLAG_DATA) /* R63 */
+		return fvm_err(FVM_ECORRUPT, AT ": extent %" PRIu64 ": unknown flags 0x%x",
+			       w.file, "INDX record", w.offset, i, e->flags);
+	rc = check_pages(e->block_id, e->first_page, e->page_count, &blocks[e->block_id],
+			 "INDX record", "extent", i, w); /* R64 */
+	if (rc)
+		return rc;
+	if (e->flags & FVM_RUN_FLAG_DATA) { /* R65 */
+		uint64_t bytes = e->page_count << blocks[e->block_id].page_shift;
+		uint64_t crcs = bytes / FVM_CHUNK * 4;
+
+		if (e->payload_offset % FVM_PAYLOAD_ALIGN || e->payload_offset < FVM_HEADER_SIZE ||
+		    e->payload_offset > index_offset || bytes > index_offset - e->payload_offset)
+			return fvm_err(FVM_ERANGE, AT ": extent %" PRIu64 ": payload of %" PRIu64
+				       " bytes at 0x%" PRIx64 " is unaligned or not before the "
+				       "index at 0x%" PRIx64, w.file, "INDX record", w.offset, i,
+				       bytes, e->payload_offset, index_offset);
+		if (with_crc ? (e->crc_offset < FVM_HEADER_SIZE || e->crc_offset > index_offset ||
+				crcs > index_offset - e->crc_offset)
+			     : e->crc_offset != 0)
+			return fvm_err(FVM_ERANGE, AT ": extent %" PRIu64 ": crc_offset 0x%"
+				       PRIx64 " is outside the file before the index", w.file,
+				       "INDX record", w.offset, i, e->crc_offset);
+	} else if (e->payload_offset || e->crc_offset) {
+		return fvm_err(FVM_ECORRUPT, AT ": extent %" PRIu64 ": zero run with a "
+			       "payload or crc offset", w.file, "INDX record", w.offset, i);
+	}
+	return 0;
+}
+
+struct span {
+	uint64_t key, start, end; /* [start, end) within key's space */
+};
+
+static int span_cmp(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return 0;
+}
+
+/* Sort spans and return the index of the first that overlaps its predecessor, or n. */
+static uint64_t first_overlap(struct span *s, uint64_t n)
+{
+	qsort(s, n, sizeof(*s), span_cmp);
+	for (uint64_t i = 1; i < n; i++)
+		if (s[i].key == s[i - 1].key && s[i].start < s[i - 1].end)
+			return i;
+	return n;
+}
+
+int fvm_extents_check_overlap(const struct fvm_extent *ext, uint64_t n,
+			      const struct fvm_blockdesc *blocks,
+			      struct fvm_where w)
+{
+	struct span *s;
+	uint64_t k, i;
+
+	if (n < 2)
+		return 0;
+	s = malloc(n * sizeof(*s));
+	if (!s)
+		return fvm_err(FVM_ENOMEM, "%s: index of %" PRIu64 " extents", w.file, n);
+	for (i = 0; i < n; i++)
+		s[i] = (struct span){ ext[i].block_id, ext[i].first_page,
+				      ext[i].first_page + ext[i].page_count };
+	i = first_overlap(s, n);
+	if (i < n) { /* R66 */
+		int rc = fvm_err(FVM_ECORRUPT, AT ": two extents cover page %" PRIu64
+				 " of block %" PRIu64, w.file, "INDX record", w.offset,
+				 s[i].start, s[i].key);
+		free(s);
+		return rc;
+	}
+	for (i = 0, k = 0; i < n; i++)
+		if (ext[i].flags & FVM_RUN_FLAG_DATA)
+			s[k++] = (struct span){ 0, ext[i].payload_offset, ext[i].payload_offset +
+				(ext[i].page_count << blocks[ext[i].block_id].page_shift) };
+	i = first_overlap(s, k);
+	if (i < k) { /* R67 */
+		int rc = fvm_err(FVM_ECORRUPT, AT ": two extents share payload at file offset "
+				 "0x%" PRIx64, w.file, "INDX record", w.offset, s[i].start);
+		free(s);
+		return rc;
+	}
+	free(s);
+	return 0;
+}
+
+/* ------------------------------------------------------------ footer */
+
+void fvm_footer_encode(uint8_t out[FVM_FOOTER_SIZE], const struct fvm_footer *f)
+{
+	fvm_st64(out, f->index_offset);
+	fvm_st64(out + 8, f->index_len);
+	fvm_st64(out + 16, f->file_size);
+	fvm_st32(out + 24, fvm_crc32c(0, out, 24));
+	memcpy(out + 28, FVM_FOOTER_MAGIC, 4);
+}
+
+int fvm_footer_decode(const uint8_t in[FVM_FOOTER_SIZE], struct fvm_footer *f,
+		      uint64_t file_size, const char *file)
+{
+	uint64_t off = file_size - FVM_FOOTER_SIZE;
+	uint32_t crc;
+
+	if (memcmp(in + 28, FVM_FOOTER_MAGIC, 4) != 0) /* R74 */
+		return fvm_err(FVM_ETRUNCATED, "%s: footer at offset 0x%" PRIx64 ": no footer "
+			       "magic (file cut short or not finished)", file, off);
+	crc = fvm_crc32c(0, in, 24);
+	if (crc != fvm_ld32(in + 24)) /* R73 */
+		return fvm_err(FVM_ECHECKSUM, "%s: footer at offset 0x%" PRIx64 ": footer_crc "
+			       "0x%08x, computed 0x%08x", file, off, fvm_ld32(in + 24), crc);
+	f->index_offset = fvm_ld64(in);
+	f->index_len = fvm_ld64(in + 8);
+	f->file_size = fvm_ld64(in + 16);
+	if (f->file_size != file_size) /* R72 */
+		return fvm_err(FVM_ETRUNCATED, "%s: footer at offset 0x%" PRIx64 ": file_size "
+			       "%" PRIu64 " but the file has %" PRIu64 " bytes", file, off,
+			       f->file_size, file_size);
+	if (f->index_offset % 8 || f->index_offset < FVM_HEADER_SIZE ||
+	    f->index_offset >= off) /* R70 */
+		return fvm_err(FVM_ERANGE, "%s: footer at offset 0x%" PRIx64 ": index_offset "
+			       "0x%" PRIx64 " outside the file", file, off, f->index_offset);
+	if (f->index_len < FVM_RECHDR_SIZE + FVM_INDEXHDR_SIZE ||
+	    f->index_len > off - f->index_offset ||
+	    f->index_offset + fvm_align(f->index_len, 8) != off) /* R71 */
+		return fvm_err(FVM_ERANGE, "%s: footer at offset 0x%" PRIx64 ": index_len "
+			       "%" PRIu64 " does not end at the footer", file, off, f->index_len);
+	return 0;
+}

@@ -1,0 +1,240 @@
+/*
+ * On-disk structures of doc/FORMAT.md: constants, encoders and checking
+ * decoders. Nothing here does I/O; decoders take bytes already read and the
+ * file offset they came from, and fail with the rule's code and a detail
+ * naming the file, the structure and the offset.
+ */
+#ifndef FVM_FORMAT_H
+#define FVM_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fastvm/fastvm.h"
+
+#define FVM_MAGIC "FVMSNAP\x1a"
+#define FVM_FOOTER_MAGIC "FVME"
+#define FVM_VERSION_MAJOR_FILE 1
+#define FVM_VERSION_MINOR_FILE 0
+
+#define FVM_HEADER_SIZE 64
+#define FVM_RECHDR_SIZE 16
+#define FVM_FOOTER_SIZE 32
+#define FVM_ENTRY_SIZE 24
+#define FVM_EXTENT_SIZE 40
+#define FVM_SEGHDR_SIZE 16
+#define FVM_INDEXHDR_SIZE 24
+#define FVM_PAYLOAD_ALIGN 4096u
+#define FVM_CHUNK 4096u /* payload bytes per chunk CRC */
+
+#define FVM_TAG(a, b, c, d) \
+	((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+#define FVM_REC_BLCK FVM_TAG('B', 'L', 'C', 'K')
+#define FVM_REC_META FVM_TAG('M', 'E', 'T', 'A')
+#define FVM_REC_DEVS FVM_TAG('D', 'E', 'V', 'S')
+#define FVM_REC_SEGM FVM_TAG('S', 'E', 'G', 'M')
+#define FVM_REC_INDX FVM_TAG('I', 'N', 'D', 'X')
+
+#define FVM_INCOMPAT_PAYLOAD_CRC UINT64_C(1)
+#define FVM_INCOMPAT_KNOWN FVM_INCOMPAT_PAYLOAD_CRC
+#define FVM_COMPAT_REWRITES UINT64_C(1)
+
+#define FVM_RUN_FLAG_DATA 1u
+
+#define FVM_MIN_PAGE_SHIFT 12
+#define FVM_MAX_PAGE_SHIFT 30
+#define FVM_MAX_BLOCK_LEN (1ull << 48)
+#define FVM_MAX_BLOCKS 65536u
+#define FVM_MAX_ENTRIES 65536u
+#define FVM_MAX_SEG_PAYLOAD (1ull << 32)
+#define FVM_MAX_BODY_META (1ull << 24)
+#define FVM_MAX_BODY_DEVS (1ull << 30)
+#define FVM_MAX_BODY_SEGM (1ull << 26)
+
+static inline uint64_t fvm_align(uint64_t x, uint64_t a)
+{
+	return (x + a - 1) & ~(a - 1);
+}
+
+/* Little-endian loads and stores. */
+static inline uint16_t fvm_ld16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t fvm_ld32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t fvm_ld64(const uint8_t *p)
+{
+	return (uint64_t)fvm_ld32(p) | (uint64_t)fvm_ld32(p + 4) << 32;
+}
+static inline void fvm_st16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void fvm_st32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+static inline void fvm_st64(uint8_t *p, uint64_t v)
+{
+	fvm_st32(p, (uint32_t)v);
+	fvm_st32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Where a decoder's bytes came from, for error details. */
+struct fvm_where {
+	const char *file;  /* file name, never NULL */
+	uint64_t offset;   /* file offset of the structure */
+};
+
+/* ---- file header (FORMAT.md 3) */
+struct fvm_header {
+	uint16_t major, minor;
+	uint64_t incompat, compat;
+};
+void fvm_header_encode(uint8_t out[FVM_HEADER_SIZE], const struct fvm_header *h);
+int fvm_header_decode(const uint8_t in[FVM_HEADER_SIZE], struct fvm_header *h,
+		      const char *file);
+
+/* ---- record header (FORMAT.md 4) */
+struct fvm_rechdr {
+	uint32_t type;
+	uint32_t crc;
+	uint64_t body_len;
+};
+/* Encode a record header whose crc covers the given body. */
+void fvm_rechdr_encode(uint8_t out[FVM_RECHDR_SIZE], uint32_t type,
+		       const void *body, uint64_t body_len);
+/*
+ * Decode and check R10, R12, R13. limit: offset where the record's body must
+ * end at the latest (UINT64_MAX when unknown, e.g. a pipe). For INDX the
+ * caller checks the limit against the file size.
+ */
+int fvm_rechdr_decode(const uint8_t in[FVM_RECHDR_SIZE], struct fvm_rechdr *rh,
+		      uint64_t limit, struct fvm_where w);
+/* R11: the record's crc over its header and body. */
+int fvm_rechdr_check_crc(const struct fvm_rechdr *rh, const void *body,
+			 struct fvm_where w);
+const char *fvm_rec_name(uint32_t type);
+/* Offset of the next record after a record at off with body_len (no payload). */
+static inline uint64_t fvm_rec_next(uint64_t off, uint64_t body_len)
+{
+	return fvm_align(off + FVM_RECHDR_SIZE + body_len, 8);
+}
+
+/* ---- BLCK (4.1) */
+struct fvm_block_rec {
+	uint32_t id;
+	uint32_t page_shift;
+	uint64_t length;
+	uint8_t name_len;
+	char name[FVM_MAX_NAME + 1]; /* NUL-terminated copy */
+};
+/* Body into out (at least 17 + 255 bytes); returns body length. */
+size_t fvm_block_encode(uint8_t *out, const struct fvm_block_rec *b);
+/* R20..R25; expect_id is the number of blocks seen so far. */
+int fvm_block_decode(const uint8_t *body, uint64_t len, uint32_t expect_id,
+		     struct fvm_block_rec *b, struct fvm_where w);
+
+/* ---- META (4.2): key/value point into body */
+struct fvm_meta_rec {
+	const char *key; size_t key_len;
+	const char *value; size_t value_len;
+};
+size_t fvm_meta_size(size_t key_len, size_t value_len);
+void fvm_meta_encode(uint8_t *out, const struct fvm_meta_rec *m);
+int fvm_meta_decode(const uint8_t *body, uint64_t len, struct fvm_meta_rec *m,
+		    struct fvm_where w);
+
+/* ---- DEVS (4.3): name/data point into body */
+struct fvm_devs_rec {
+	const char *name; size_t name_len;
+	const uint8_t *data; uint64_t data_len;
+};
+#define FVM_DEVS_FIXED 8
+/* Encode only the fixed part and the name (the data follows them). */
+size_t fvm_devs_encode_head(uint8_t *out, const char *name, size_t name_len);
+int fvm_devs_decode(const uint8_t *body, uint64_t len, struct fvm_devs_rec *d,
+		    struct fvm_where w);
+
+/* ---- SEGM (4.4) */
+struct fvm_seghdr {
+	uint32_t entry_count;
+	uint64_t payload_len;
+};
+struct fvm_entry {
+	uint32_t block_id;
+	uint32_t flags;
+	uint64_t first_page;
+	uint64_t page_count;
+};
+void fvm_seghdr_encode(uint8_t out[FVM_SEGHDR_SIZE], const struct fvm_seghdr *s);
+void fvm_entry_encode(uint8_t out[FVM_ENTRY_SIZE], const struct fvm_entry *e);
+/* Body size of a segment. */
+uint64_t fvm_seg_body_len(uint32_t entries, uint64_t payload_len, int with_crc);
+
+/* What decoders need to know of the declared blocks. */
+struct fvm_blockdesc {
+	uint64_t pages;
+	uint32_t page_shift;
+};
+/*
+ * Check a whole SEGM body: R50..R55 against the nblocks declared blocks and
+ * R52 for the body length. Entries are decoded into entries[] (entry_count
+ * of them, caller-sized by fvm_seg_entry_count()).
+ */
+int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
+		   const struct fvm_blockdesc *blocks, uint32_t nblocks,
+		   struct fvm_seghdr *sh, struct fvm_entry *entries,
+		   struct fvm_where w);
+/* Entry count claimed by a SEGM body (0 if too short): to size entries[]. */
+uint32_t fvm_seg_entry_count(const uint8_t *body, uint64_t len);
+/* Payload offset of a segment whose record starts at off. */
+static inline uint64_t fvm_seg_payload_offset(uint64_t off, uint64_t body_len)
+{
+	return fvm_align(off + FVM_RECHDR_SIZE + body_len, FVM_PAYLOAD_ALIGN);
+}
+
+/* ---- INDX (5) */
+struct fvm_indexhdr {
+	uint32_t block_count, meta_count, devstate_count;
+	uint64_t extent_count;
+};
+struct fvm_extent {
+	uint32_t block_id;
+	uint32_t flags;
+	uint64_t first_page;
+	uint64_t page_count;
+	uint64_t payload_offset;
+	uint64_t crc_offset;
+};
+void fvm_indexhdr_encode(uint8_t out[FVM_INDEXHDR_SIZE], const struct fvm_indexhdr *ih);
+void fvm_extent_encode(uint8_t out[FVM_EXTENT_SIZE], const struct fvm_extent *e);
+uint64_t fvm_index_body_len(const struct fvm_indexhdr *ih);
+/* R60: header and exact body length. */
+int fvm_indexhdr_decode(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
+			struct fvm_where w);
+/*
+ * R62..R65 for one extent: against blocks, with payload and CRCs required
+ * to end at or before index_offset.
+ */
+int fvm_extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
+		      const struct fvm_blockdesc *blocks, uint32_t nblocks,
+		      int with_crc, uint64_t index_offset, uint64_t i,
+		      struct fvm_where w);
+/*
+ * R66, R67 over all extents (sorts a scratch copy): no page twice, no
+ * payload byte twice.
+ */
+int fvm_extents_check_overlap(const struct fvm_extent *ext, uint64_t n,
+			      const struct fvm_blockdesc *blocks,
+			      struct fvm_where w);
+
+/* ---- footer (6) */
+struct fvm_footer {
+	uint64_t index_offset;
+	uint64_t index_len;
+	uint64_t file_size;
+};
+void fvm_footer_encode(uint8_t out[FVM_FOOTER_SIZE], const struct fvm_footer *f);
+/* R70..R74 against the real file size. */
+int fvm_footer_decode(const uint8_t in[FVM_FOOTER_SIZE], struct fvm_footer *f,
+		      uint64_t file_size, const char *file);
+
+#endif
