@@ -229,17 +229,28 @@ FVM_API int fvm_reader_meta(const fvm_reader *r, uint32_t i, const char **key,
 FVM_API const char *fvm_reader_meta_get(const fvm_reader *r, const char *key);
 FVM_API int fvm_reader_devstate(const fvm_reader *r, uint32_t i,
 				fvm_devstate_info *info);
+/*
+ * Read count pages of a block from first_page into buf (count * page_size
+ * bytes): data pages from the file, pages without data as zeros. Payload
+ * CRCs are checked. For exporters and tools that walk a snapshot piecewise.
+ */
+FVM_API int fvm_reader_read_pages(fvm_reader *r, uint32_t block_id,
+				  uint64_t first_page, uint64_t count, void *buf);
 /* Copy section i (info.size bytes) into buf after checking its CRC. */
 FVM_API int fvm_reader_devstate_read(fvm_reader *r, uint32_t i, void *buf,
 				     size_t buf_len);
 
 /* ---------------------------------------------------------------- loading */
 
-/* Where a block goes: length must equal the block's length. */
+/*
+ * Where a block goes: length must equal the block's length; page_size, when
+ * not 0, must equal the block's page size (e.g. a hugetlbfs mapping).
+ */
 typedef struct fvm_mapping {
 	const char *name;
 	void *addr;
 	uint64_t length;
+	uint64_t page_size;
 } fvm_mapping;
 
 enum fvm_backend {
