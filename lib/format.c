@@ -94,9 +94,15 @@ static uint32_t rec_crc(const uint8_t hdr[FVM_RECHDR_SIZE], const void *body,
 void fvm_rechdr_encode(uint8_t out[FVM_RECHDR_SIZE], uint32_t type,
 		       const void *body, uint64_t body_len)
 {
+	fvm_rechdr_encode2(out, type, body, body_len, NULL, 0);
+}
+
+void fvm_rechdr_encode2(uint8_t out[FVM_RECHDR_SIZE], uint32_t type,
+			const void *a, uint64_t a_len, const void *b, uint64_t b_len)
+{
 	fvm_st32(out, type);
-	fvm_st64(out + 8, body_len);
-	fvm_st32(out + 4, rec_crc(out, body, body_len));
+	fvm_st64(out + 8, a_len + b_len);
+	fvm_st32(out + 4, fvm_crc32c(rec_crc(out, a, a_len), b, b_len));
 }
 
 static uint64_t body_limit(uint32_t type)

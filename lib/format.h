@@ -37,7 +37,6 @@
 
 #define FVM_INCOMPAT_PAYLOAD_CRC UINT64_C(1)
 #define FVM_INCOMPAT_KNOWN FVM_INCOMPAT_PAYLOAD_CRC
-#define FVM_COMPAT_REWRITES UINT64_C(1)
 
 #define FVM_RUN_FLAG_DATA 1u
 
@@ -101,6 +100,9 @@ struct fvm_rechdr {
 /* Encode a record header whose crc covers the given body. */
 void fvm_rechdr_encode(uint8_t out[FVM_RECHDR_SIZE], uint32_t type,
 		       const void *body, uint64_t body_len);
+/* The same for a body made of two parts, a then b. */
+void fvm_rechdr_encode2(uint8_t out[FVM_RECHDR_SIZE], uint32_t type,
+			const void *a, uint64_t a_len, const void *b, uint64_t b_len);
 /*
  * Decode and check R10, R12, R13. limit: offset where the record's body must
  * end at the latest (UINT64_MAX when unknown, e.g. a pipe). For INDX the

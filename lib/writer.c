@@ -1,0 +1,774 @@
+/*
+ * The writer: blocks -> zero scan -> runs -> segments (entries, chunk CRCs,
+ * payload) -> index -> footer, in one sequential pass that never seeks, so
+ * it can write to a pipe. A path writer goes through a temporary file that
+ * is fsynced and renamed over the target only in fvm_writer_finish().
+ *
+ * A segment's header precedes its payload, so the runs of a segment are
+ * collected first: as iovecs into the caller's memory (write_block, no copy)
+ * or into the segment buffer (put_pages, whose data is transient). Memory:
+ * the segment buffer (segment_bytes, only when put_pages is used) plus the
+ * index under construction (40 bytes per run).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "crc.h"
+#include "error.h"
+#include "extents.h"
+#include "format.h"
+#include "zeroscan.h"
+
+#define DEFAULT_SEGMENT_BYTES (16u << 20)
+
+struct wblock {
+	char name[FVM_MAX_NAME + 1];
+	uint64_t length;
+	uint32_t page_shift;
+	uint64_t rec_offset;
+};
+
+struct u64vec {
+	uint64_t *v;
+	uint32_t n, cap;
+};
+
+struct fvm_writer {
+	int fd;
+	char *path, *tmp_path; /* path writer only */
+	const char *name;      /* for messages */
+	int failed, finished;
+	uint64_t off;          /* bytes written so far = next file offset */
+	fvm_write_options o;
+	int with_crc;
+
+	struct wblock *blocks;
+	struct fvm_blockdesc *desc;
+	uint32_t nblocks;
+	struct u64vec meta, devs;
+	struct fvm_extlist ext; /* extents in file order, resolved at finish */
+
+	/* the pending segment */
+	struct fvm_entry *ents;
+	uint32_t nents;
+	size_t ents_cap;
+	struct iovec *iov;
+	size_t niov, iov_cap;
+	uint64_t pay_len;
+	uint32_t *crcs;
+	size_t crc_cap;
+	unsigned char *sbuf;   /* copies of put_pages data */
+	uint64_t sbuf_len, sbuf_cap;
+
+	uint64_t progress_total, progress_done;
+};
+
+static int push_u64(struct u64vec *v, uint64_t x)
+{
+	if (v->n == v->cap) {
+		uint32_t cap = v->cap ? v->cap * 2 : 16;
+		uint64_t *p = realloc(v->v, cap * sizeof(*p));
+
+		if (!p)
+			return fvm_err(FVM_ENOMEM, "writer record list");
+		v->v = p;
+		v->cap = cap;
+	}
+	v->v[v->n++] = x;
+	return 0;
+}
+
+/* ------------------------------------------------------------ output */
+
+static int fail(fvm_writer *w, int rc)
+{
+	w->failed = 1;
+	return rc;
+}
+
+static int out_writev(fvm_writer *w, struct iovec *iov, size_t n)
+{
+	while (n) {
+		int cnt = n > IOV_MAX ? IOV_MAX : (int)n;
+		ssize_t r = writev(w->fd, iov, cnt);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return fail(w, fvm_err_sys(errno, "%s: write at offset 0x%" PRIx64,
+						   w->name, w->off));
+		}
+		w->off += (uint64_t)r;
+		/* skip what was written; a short write resumes mid-iovec */
+		while (n && (size_t)r >= iov->iov_len) {
+			r -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n) {
+			iov->iov_base = (char *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+static int out_write(fvm_writer *w, const void *p, size_t len)
+{
+	struct iovec iov = { (void *)p, len };
+
+	return len ? out_writev(w, &iov, 1) : 0;
+}
+
+static const unsigned char zeros[FVM_PAYLOAD_ALIGN];
+
+static int out_pad(fvm_writer *w, uint64_t align)
+{
+	return out_write(w, zeros, fvm_align(w->off, align) - w->off);
+}
+
+/* A record whose body is a then b; padded to 8 bytes after. */
+static int out_record(fvm_writer *w, uint32_t type, const void *a, uint64_t alen,
+		      const void *b, uint64_t blen)
+{
+	uint8_t hdr[FVM_RECHDR_SIZE];
+	struct iovec iov[3] = { { hdr, sizeof(hdr) }, { (void *)a, alen }, { (void *)b, blen } };
+	int rc;
+
+	fvm_rechdr_encode2(hdr, type, a, alen, b, blen);
+	rc = out_writev(w, iov, 3);
+	return rc ? rc : out_pad(w, 8);
+}
+
+/* ------------------------------------------------------------ setup */
+
+static int writer_new(fvm_writer **out, const fvm_write_options *opts)
+{
+	fvm_writer *w;
+
+	*out = NULL;
+	if (opts && opts->size != sizeof(fvm_write_options))
+		return fvm_err(FVM_EINVAL, "fvm_write_options.size %u, expected %zu "
+			       "(use FVM_WRITE_OPTIONS_INIT)", opts->size, sizeof(*opts));
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return fvm_err(FVM_ENOMEM, "writer");
+	if (opts)
+		w->o = *opts;
+	else
+		w->o = (fvm_write_options)FVM_WRITE_OPTIONS_INIT;
+	if (!w->o.segment_bytes)
+		w->o.segment_bytes = DEFAULT_SEGMENT_BYTES;
+	if (w->o.segment_bytes % FVM_PAYLOAD_ALIGN || w->o.segment_bytes > FVM_MAX_SEG_PAYLOAD ||
+	    (w->o.max_run_bytes % FVM_PAYLOAD_ALIGN)) {
+		free(w);
+		return fvm_err(FVM_EINVAL, "segment_bytes %" PRIu64 " and max_run_bytes %" PRIu64
+			       " must be multiples of 4096, segment_bytes at most 4 GiB",
+			       opts->segment_bytes, opts->max_run_bytes);
+	}
+	w->with_crc = !(w->o.flags & FVM_WRITE_NO_CRC);
+	w->fd = -1;
+	*out = w;
+	return 0;
+}
+
+static int write_header(fvm_writer *w)
+{
+	struct fvm_header h = { FVM_VERSION_MAJOR_FILE, FVM_VERSION_MINOR_FILE,
+				w->with_crc ? FVM_INCOMPAT_PAYLOAD_CRC : 0, 0 };
+	uint8_t buf[FVM_HEADER_SIZE];
+
+	fvm_header_encode(buf, &h);
+	return out_write(w, buf, sizeof(buf));
+}
+
+int fvm_writer_open_fd(fvm_writer **out, int fd, const fvm_write_options *opts)
+{
+	fvm_writer *w;
+	int rc;
+
+	fvm_err_clear();
+	if (!out || fd < 0)
+		return fvm_err(FVM_EINVAL, "fvm_writer_open_fd: no output or bad fd");
+	rc = writer_new(&w, opts);
+	if (rc)
+		return rc;
+	w->fd = fd;
+	w->name = "output";
+	rc = write_header(w);
+	if (rc) {
+		fvm_writer_free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+int fvm_writer_open_path(fvm_writer **out, const char *path,
+			 const fvm_write_options *opts)
+{
+	const char *slash;
+	fvm_writer *w;
+	size_t dlen;
+	mode_t um;
+	int rc;
+
+	fvm_err_clear();
+	if (!out || !path || !*path)
+		return fvm_err(FVM_EINVAL, "fvm_writer_open_path: no path");
+	rc = writer_new(&w, opts);
+	if (rc)
+		return rc;
+	slash = strrchr(path, '/');
+	dlen = slash ? (size_t)(slash - path) + 1 : 0;
+	w->path = strdup(path);
+	w->tmp_path = malloc(strlen(path) + 16);
+	if (!w->path || !w->tmp_path) {
+		fvm_writer_free(w);
+		return fvm_err(FVM_ENOMEM, "%s: path", path);
+	}
+	w->name = w->path;
+	/* .NAME.XXXXXX beside the target: same filesystem, so rename is atomic */
+	memcpy(w->tmp_path, path, dlen);
+	sprintf(w->tmp_path + dlen, ".%s.XXXXXX", path + dlen);
+	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
+	if (w->fd < 0) {
+		rc = fvm_err_sys(errno, "%s: cannot create temporary file %s", path, w->tmp_path);
+		free(w->tmp_path);
+		w->tmp_path = NULL;
+		fvm_writer_free(w);
+		return rc;
+	}
+	um = umask(0);
+	umask(um);
+	(void)fchmod(w->fd, 0666 & ~um);
+	rc = write_header(w);
+	if (rc) {
+		fvm_writer_free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+static int usable(fvm_writer *w)
+{
+	if (!w)
+		return fvm_err(FVM_EINVAL, "no writer");
+	if (w->failed)
+		return fvm_err(FVM_ESTATE, "%s: writer failed earlier", w->name);
+	if (w->finished)
+		return fvm_err(FVM_ESTATE, "%s: writer already finished", w->name);
+	return 0;
+}
+
+static int check_name(const char *what, const char *name, size_t min)
+{
+	size_t len;
+
+	if (!name)
+		return fvm_err(FVM_EINVAL, "%s: NULL name", what);
+	len = strlen(name);
+	if (len < min || len > FVM_MAX_NAME)
+		return fvm_err(FVM_EINVAL, "%s \"%.40s\": name of %zu bytes, allowed %zu..255",
+			       what, name, len, min);
+	return 0;
+}
+
+/* ------------------------------------------------------------ segments */
+
+static int seg_flush(fvm_writer *w)
+{
+	uint8_t head[FVM_SEGHDR_SIZE];
+	struct fvm_seghdr sh = { w->nents, w->pay_len };
+	uint64_t body_len, rec_off = w->off, pay_off, crc_off, pos;
+	uint8_t *body;
+	int rc;
+
+	if (!w->nents)
+		return 0;
+	body_len = fvm_seg_body_len(w->nents, w->pay_len, w->with_crc);
+	body = malloc(FVM_SEGHDR_SIZE + (size_t)w->nents * FVM_ENTRY_SIZE);
+	if (!body)
+		return fail(w, fvm_err(FVM_ENOMEM, "%s: segment of %u entries", w->name, w->nents));
+	fvm_seghdr_encode(head, &sh);
+	memcpy(body, head, sizeof(head));
+	for (uint32_t i = 0; i < w->nents; i++)
+		fvm_entry_encode(body + FVM_SEGHDR_SIZE + (size_t)i * FVM_ENTRY_SIZE, &w->ents[i]);
+
+	rc = out_record(w, FVM_REC_SEGM, body, FVM_SEGHDR_SIZE + (uint64_t)w->nents * FVM_ENTRY_SIZE,
+			w->crcs, w->with_crc ? w->pay_len / FVM_CHUNK * 4 : 0);
+	free(body);
+	if (rc)
+		return rc;
+	pay_off = fvm_seg_payload_offset(rec_off, body_len);
+	crc_off = rec_off + FVM_RECHDR_SIZE + FVM_SEGHDR_SIZE + (uint64_t)w->nents * FVM_ENTRY_SIZE;
+	if (w->pay_len) {
+		rc = out_pad(w, FVM_PAYLOAD_ALIGN);
+		if (!rc)
+			rc = out_writev(w, w->iov, w->niov);
+		if (rc)
+			return rc;
+	}
+	/* the entries, with where their bytes went, join the index */
+	pos = 0;
+	for (uint32_t i = 0; i < w->nents && !rc; i++) {
+		const struct fvm_entry *e = &w->ents[i];
+		struct fvm_extent x = { e->block_id, e->flags, e->first_page, e->page_count, 0, 0 };
+
+		if (e->flags & FVM_RUN_FLAG_DATA) {
+			x.payload_offset = pay_off + pos;
+			x.crc_offset = w->with_crc ? crc_off + pos / FVM_CHUNK * 4 : 0;
+			pos += e->page_count << w->blocks[e->block_id].page_shift;
+		}
+		rc = fvm_extlist_push(&w->ext, &x);
+	}
+	w->nents = 0;
+	w->niov = 0;
+	w->pay_len = 0;
+	w->sbuf_len = 0;
+	return rc ? fail(w, rc) : 0;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t c = *cap ? *cap : 64;
+	void *q;
+
+	if (need <= *cap)
+		return 0;
+	while (c < need)
+		c *= 2;
+	q = realloc(*p, c * elem);
+	if (!q)
+		return FVM_ENOMEM;
+	*p = q;
+	*cap = c;
+	return 0;
+}
+
+/* Segment payload cap: at least one page of the largest page size used. */
+static uint64_t seg_cap(const fvm_writer *w, uint64_t page)
+{
+	return w->o.segment_bytes > page ? w->o.segment_bytes : page;
+}
+
+/*
+ * Add count pages of one kind to the pending segment, extending the last
+ * entry when it continues it. Data comes from src (count pages); with copy,
+ * it is copied into the segment buffer first.
+ */
+static int seg_add(fvm_writer *w, uint32_t b, int data, uint64_t first, uint64_t count,
+		   const unsigned char *src, int copy)
+{
+	uint64_t page = 1ull << w->blocks[b].page_shift;
+
+	while (count) {
+		struct fvm_entry *last = w->nents ? &w->ents[w->nents - 1] : NULL;
+		uint64_t n = count, room;
+		int extend = last && last->block_id == b && !!(last->flags & FVM_RUN_FLAG_DATA) == data &&
+			     last->first_page + last->page_count == first;
+
+		if (data) {
+			uint64_t run = extend ? last->page_count * page : 0;
+
+			room = (seg_cap(w, page) - w->pay_len) / page;
+			if (w->o.max_run_bytes && w->o.max_run_bytes >= page) {
+				if (run >= w->o.max_run_bytes)
+					extend = 0, run = 0;
+				if (n > (w->o.max_run_bytes - run) / page)
+					n = (w->o.max_run_bytes - run) / page;
+			}
+			if (room == 0 || (!extend && w->nents == FVM_MAX_ENTRIES)) {
+				int rc = seg_flush(w);
+				if (rc)
+					return rc;
+				continue;
+			}
+			if (n > room)
+				n = room;
+			if (copy && w->sbuf_len + n * page > w->sbuf_cap) {
+				/* never move the buffer under pending iovecs: flush first */
+				uint64_t cap = seg_cap(w, page);
+				unsigned char *nb;
+				int rc = w->sbuf_len ? seg_flush(w) : 0;
+
+				if (rc)
+					return rc;
+				nb = realloc(w->sbuf, cap);
+				if (!nb)
+					return fail(w, fvm_err(FVM_ENOMEM, "%s: segment buffer of %"
+							       PRIu64 " bytes", w->name, cap));
+				w->sbuf = nb;
+				w->sbuf_cap = cap;
+				continue;
+			}
+		} else if (!extend && w->nents == FVM_MAX_ENTRIES) {
+			int rc = seg_flush(w);
+			if (rc)
+				return rc;
+			continue;
+		}
+		if (!extend) {
+			if (grow((void **)&w->ents, &w->ents_cap, w->nents + 1, sizeof(*w->ents)))
+				return fail(w, fvm_err(FVM_ENOMEM, "%s: segment entries", w->name));
+			w->ents[w->nents++] = (struct fvm_entry){ b, data ? FVM_RUN_FLAG_DATA : 0,
+								  first, 0 };
+			last = &w->ents[w->nents - 1];
+		}
+		last->page_count += n;
+		if (data) {
+			uint64_t bytes = n * page;
+			const unsigned char *p = src;
+
+			if (copy) {
+				p = w->sbuf + w->sbuf_len;
+				memcpy((void *)p, src, bytes);
+				w->sbuf_len += bytes;
+			}
+			if (w->niov && (const unsigned char *)w->iov[w->niov - 1].iov_base +
+					       w->iov[w->niov - 1].iov_len == p) {
+				w->iov[w->niov - 1].iov_len += bytes;
+			} else {
+				if (grow((void **)&w->iov, &w->iov_cap, w->niov + 1, sizeof(*w->iov)))
+					return fail(w, fvm_err(FVM_ENOMEM, "%s: iovecs", w->name));
+				w->iov[w->niov++] = (struct iovec){ (void *)p, bytes };
+			}
+			if (w->with_crc) {
+				size_t have = w->pay_len / FVM_CHUNK;
+				if (grow((void **)&w->crcs, &w->crc_cap, have + bytes / FVM_CHUNK,
+					 sizeof(*w->crcs)))
+					return fail(w, fvm_err(FVM_ENOMEM, "%s: chunk crcs", w->name));
+				/* CRC while the page is hot in cache: about as costly as the scan */
+				for (uint64_t k = 0; k < bytes; k += FVM_CHUNK)
+					w->crcs[have++] = fvm_crc32c(0, p + k, FVM_CHUNK);
+			}
+			w->pay_len += bytes;
+			src += bytes;
+		}
+		first += n;
+		count -= n;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ public */
+
+int fvm_writer_add_meta(fvm_writer *w, const char *key, const char *value)
+{
+	struct fvm_meta_rec m;
+	uint8_t *body;
+	size_t len;
+	int rc;
+
+	fvm_err_clear();
+	if ((rc = usable(w)) || (rc = check_name("metadata key", key, 1)))
+		return rc;
+	if (!value || strlen(value) > FVM_MAX_BODY_META - 8 - FVM_MAX_NAME)
+		return fvm_err(FVM_EINVAL, "metadata %s: value missing or too long", key);
+	if ((rc = seg_flush(w)))
+		return rc;
+	m = (struct fvm_meta_rec){ key, strlen(key), value, strlen(value) };
+	len = fvm_meta_size(m.key_len, m.value_len);
+	body = malloc(len);
+	if (!body)
+		return fvm_err(FVM_ENOMEM, "metadata %s", key);
+	fvm_meta_encode(body, &m);
+	rc = push_u64(&w->meta, w->off);
+	if (!rc)
+		rc = out_record(w, FVM_REC_META, body, len, NULL, 0);
+	free(body);
+	return rc;
+}
+
+int fvm_writer_add_block(fvm_writer *w, const char *name, uint64_t length,
+			 uint64_t page_size, uint32_t *block_id)
+{
+	struct fvm_block_rec br = { 0 };
+	uint8_t body[17 + FVM_MAX_NAME];
+	struct wblock *nb;
+	struct fvm_blockdesc *nd;
+	int rc;
+
+	fvm_err_clear();
+	if ((rc = usable(w)) || (rc = check_name("block", name, 1)))
+		return rc;
+	if (page_size < 4096 || page_size > (1u << 30) || (page_size & (page_size - 1)))
+		return fvm_err(FVM_EINVAL, "block %s: page size %" PRIu64 " is not a power of "
+			       "two from 4 KiB to 1 GiB", name, page_size);
+	if (!length || length % page_size || length > FVM_MAX_BLOCK_LEN)
+		return fvm_err(FVM_EINVAL, "block %s: length %" PRIu64 " is not a non-zero "
+			       "multiple of the page size %" PRIu64, name, length, page_size);
+	if (w->nblocks == FVM_MAX_BLOCKS)
+		return fvm_err(FVM_EINVAL, "block %s: more than 65536 blocks", name);
+	for (uint32_t i = 0; i < w->nblocks; i++)
+		if (!strcmp(w->blocks[i].name, name))
+			return fvm_err(FVM_EINVAL, "block %s declared twice", name);
+	if ((rc = seg_flush(w)))
+		return rc;
+	nb = realloc(w->blocks, (w->nblocks + 1) * sizeof(*nb));
+	if (nb)
+		w->blocks = nb;
+	nd = realloc(w->desc, (w->nblocks + 1) * sizeof(*nd));
+	if (nd)
+		w->desc = nd;
+	if (!nb || !nd)
+		return fvm_err(FVM_ENOMEM, "block %s", name);
+	br.id = w->nblocks;
+	br.page_shift = (uint32_t)__builtin_ctzll(page_size);
+	br.length = length;
+	br.name_len = (uint8_t)strlen(name);
+	memcpy(br.name, name, br.name_len);
+	nb = &w->blocks[w->nblocks];
+	memcpy(nb->name, br.name, br.name_len + 1);
+	nb->length = length;
+	nb->page_shift = br.page_shift;
+	nb->rec_offset = w->off;
+	w->desc[w->nblocks] = (struct fvm_blockdesc){ length >> br.page_shift, br.page_shift };
+	w->progress_total += length;
+	rc = out_record(w, FVM_REC_BLCK, body, fvm_block_encode(body, &br), NULL, 0);
+	if (rc)
+		return rc;
+	if (block_id)
+		*block_id = w->nblocks;
+	w->nblocks++;
+	return 0;
+}
+
+static int check_block(fvm_writer *w, uint32_t b, uint64_t first, uint64_t count)
+{
+	if (b >= w->nblocks)
+		return fvm_err(FVM_EINVAL, "%s: block id %u not declared", w->name, b);
+	if (first > w->desc[b].pages || count > w->desc[b].pages - first)
+		return fvm_err(FVM_EINVAL, "%s: pages %" PRIu64 "+%" PRIu64 " outside block %s "
+			       "of %" PRIu64 " pages", w->name, first, count, w->blocks[b].name,
+			       w->desc[b].pages);
+	return 0;
+}
+
+static int report(fvm_writer *w, uint64_t bytes)
+{
+	w->progress_done += bytes;
+	if (w->o.progress && w->o.progress(w->o.progress_ctx, w->progress_done, w->progress_total))
+		return fail(w, fvm_err(FVM_ECANCELED, "%s: canceled by the progress callback",
+				       w->name));
+	return 0;
+}
+
+/*
+ * Split count pages at src into zero and data runs and add them. write_block
+ * passes copy = 0: runs are written from src itself, so src must stay valid
+ * until the segment is flushed (write_block flushes before returning).
+ */
+static int add_pages(fvm_writer *w, uint32_t b, uint64_t first, uint64_t count,
+		     const unsigned char *src, int copy)
+{
+	size_t page = (size_t)1 << w->blocks[b].page_shift;
+
+	while (count) {
+		int zero = fvm_is_zero(src, page);
+		/* bound each scan so progress and segment flushes stay regular */
+		size_t span = count > (1u << 16) ? (1u << 16) : (size_t)count;
+		size_t n = 1 + fvm_run_length(src + page, span - 1, page, zero);
+		int rc = seg_add(w, b, !zero, first, n, src, copy);
+
+		if (rc)
+			return rc;
+		first += n;
+		count -= n;
+		src += n * page;
+	}
+	return 0;
+}
+
+int fvm_writer_write_block(fvm_writer *w, uint32_t block_id, const void *mem)
+{
+	const unsigned char *p = mem;
+	uint64_t pages, step, page;
+	int rc;
+
+	fvm_err_clear();
+	if ((rc = usable(w)) || (rc = check_block(w, block_id, 0, 0)))
+		return rc;
+	if (!mem)
+		return fvm_err(FVM_EINVAL, "%s: block %s: NULL memory", w->name,
+			       w->blocks[block_id].name);
+	pages = w->desc[block_id].pages;
+	page = 1ull << w->blocks[block_id].page_shift;
+	step = seg_cap(w, page) / page; /* a segment's worth per round */
+	for (uint64_t first = 0; first < pages; first += step) {
+		uint64_t n = pages - first < step ? pages - first : step;
+
+		rc = add_pages(w, block_id, first, n, p + first * page, 0);
+		/* runs point into mem: write them before the next round */
+		if (!rc)
+			rc = seg_flush(w);
+		if (!rc)
+			rc = report(w, n * page);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int fvm_writer_put_pages(fvm_writer *w, uint32_t block_id, uint64_t first_page,
+			 uint64_t count, const void *data)
+{
+	int rc;
+
+	fvm_err_clear();
+	if ((rc = usable(w)) || (rc = check_block(w, block_id, first_page, count)))
+		return rc;
+	if (!data && count)
+		return fvm_err(FVM_EINVAL, "%s: put_pages with NULL data", w->name);
+	return add_pages(w, block_id, first_page, count, data, 1);
+}
+
+int fvm_writer_put_zero(fvm_writer *w, uint32_t block_id, uint64_t first_page,
+			uint64_t count)
+{
+	int rc;
+
+	fvm_err_clear();
+	if ((rc = usable(w)) || (rc = check_block(w, block_id, first_page, count)))
+		return rc;
+	return count ? seg_add(w, block_id, 0, first_page, count, NULL, 0) : 0;
+}
+
+int fvm_writer_add_devstate(fvm_writer *w, const char *name, const void *data, size_t len)
+{
+	uint8_t head[FVM_DEVS_FIXED + FVM_MAX_NAME];
+	size_t hlen;
+	int rc;
+
+	fvm_err_clear();
+	if ((rc = usable(w)) || (rc = check_name("device-state section", name ? name : "", 0)))
+		return rc;
+	if ((!data && len) || len > FVM_MAX_BODY_DEVS - sizeof(head))
+		return fvm_err(FVM_EINVAL, "device-state section %s: %zu bytes (NULL data or "
+			       "over 1 GiB)", name, len);
+	if ((rc = seg_flush(w)))
+		return rc;
+	hlen = fvm_devs_encode_head(head, name, strlen(name));
+	if ((rc = push_u64(&w->devs, w->off)))
+		return rc;
+	return out_record(w, FVM_REC_DEVS, head, hlen, data, len);
+}
+
+static int write_index(fvm_writer *w)
+{
+	struct fvm_indexhdr ih;
+	uint8_t *body, *p, foot[FVM_FOOTER_SIZE];
+	uint64_t len, index_off;
+	struct fvm_footer f;
+	int rewrites, rc;
+
+	rc = fvm_extents_resolve(&w->ext, w->desc, &rewrites);
+	if (rc)
+		return fail(w, rc);
+	ih = (struct fvm_indexhdr){ w->nblocks, w->meta.n, w->devs.n, w->ext.n };
+	len = fvm_index_body_len(&ih);
+	body = malloc(len);
+	if (!body)
+		return fail(w, fvm_err(FVM_ENOMEM, "%s: index of %" PRIu64 " bytes", w->name, len));
+	fvm_indexhdr_encode(body, &ih);
+	p = body + FVM_INDEXHDR_SIZE;
+	for (uint32_t i = 0; i < w->nblocks; i++, p += 8)
+		fvm_st64(p, w->blocks[i].rec_offset);
+	for (uint32_t i = 0; i < w->meta.n; i++, p += 8)
+		fvm_st64(p, w->meta.v[i]);
+	for (uint32_t i = 0; i < w->devs.n; i++, p += 8)
+		fvm_st64(p, w->devs.v[i]);
+	for (uint64_t i = 0; i < w->ext.n; i++, p += FVM_EXTENT_SIZE)
+		fvm_extent_encode(p, &w->ext.v[i]);
+	index_off = w->off;
+	rc = out_record(w, FVM_REC_INDX, body, len, NULL, 0);
+	free(body);
+	if (rc)
+		return rc;
+	f = (struct fvm_footer){ index_off, FVM_RECHDR_SIZE + len, w->off + FVM_FOOTER_SIZE };
+	fvm_footer_encode(foot, &f);
+	return out_write(w, foot, sizeof(foot));
+}
+
+static int sync_dir(const char *path)
+{
+	char *dir = strdup(path), *slash;
+	int fd, rc = 0;
+
+	if (!dir)
+		return fvm_err(FVM_ENOMEM, "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		slash[slash == dir ? 1 : 0] = '\0';
+	fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		rc = fvm_err_sys(errno, "%s: fsync of its directory", path);
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return rc;
+}
+
+int fvm_writer_finish(fvm_writer *w)
+{
+	int rc, sync = 0;
+
+	fvm_err_clear();
+	if ((rc = usable(w)))
+		return rc;
+	rc = seg_flush(w);
+	if (!rc)
+		rc = write_index(w);
+	if (rc)
+		return fail(w, rc);
+	if (w->tmp_path) {
+		sync = !(w->o.flags & FVM_WRITE_NO_FSYNC);
+		if (sync && fsync(w->fd) < 0)
+			return fail(w, fvm_err_sys(errno, "%s: fsync", w->tmp_path));
+		if (close(w->fd) < 0) {
+			w->fd = -1;
+			return fail(w, fvm_err_sys(errno, "%s: close", w->tmp_path));
+		}
+		w->fd = -1;
+		if (rename(w->tmp_path, w->path) < 0)
+			return fail(w, fvm_err_sys(errno, "%s: rename from %s", w->path, w->tmp_path));
+		free(w->tmp_path);
+		w->tmp_path = NULL;
+		if (sync && (rc = sync_dir(w->path)))
+			return fail(w, rc);
+	}
+	w->finished = 1;
+	return 0;
+}
+
+void fvm_writer_free(fvm_writer *w)
+{
+	if (!w)
+		return;
+	if (w->tmp_path) { /* unfinished: the target stays as it was */
+		if (w->fd >= 0)
+			close(w->fd);
+		unlink(w->tmp_path);
+		free(w->tmp_path);
+	}
+	free(w->path);
+	free(w->blocks);
+	free(w->desc);
+	free(w->meta.v);
+	free(w->devs.v);
+	fvm_extlist_free(&w->ext);
+	free(w->ents);
+	free(w->iov);
+	free(w->crcs);
+	free(w->sbuf);
+	free(w);
+}
