@@ -378,15 +378,15 @@ static int seg_add(fvm_writer *w, uint32_t b, int data, uint64_t first, uint64_t
 			     last->first_page + last->page_count == first;
 
 		if (data) {
-			uint64_t run = extend ? last->page_count * page : 0;
+			if (w->o.max_run_bytes >= page) {
+				uint64_t cap = w->o.max_run_bytes / page; /* pages per run */
 
-			room = (seg_cap(w, page) - w->pay_len) / page;
-			if (w->o.max_run_bytes && w->o.max_run_bytes >= page) {
-				if (run >= w->o.max_run_bytes)
-					extend = 0, run = 0;
-				if (n > (w->o.max_run_bytes - run) / page)
-					n = (w->o.max_run_bytes - run) / page;
+				if (extend && last->page_count >= cap)
+					extend = 0;
+				if (n > cap - (extend ? last->page_count : 0))
+					n = cap - (extend ? last->page_count : 0);
 			}
+			room = (seg_cap(w, page) - w->pay_len) / page;
 			if (room == 0 || (!extend && w->nents == FVM_MAX_ENTRIES)) {
 				int rc = seg_flush(w);
 				if (rc)

@@ -1,0 +1,41 @@
+/*
+ * Executors: carry out a load plan (plan.h) with one I/O path. They read
+ * each request's bytes into its iovecs, in file order, and call done() as
+ * each request completes; they do no bounds checks (the plan owns those)
+ * and never return while a read into caller memory is still in flight.
+ */
+#ifndef FVM_EXEC_H
+#define FVM_EXEC_H
+
+#include <stdint.h>
+
+#include "plan.h"
+
+struct fvm_exec {
+	int fd;
+	const char *file;
+	const struct fvm_plan *plan;
+	unsigned queue_depth;   /* reads in flight (io_uring) */
+	uint64_t window;        /* WILLNEED this many bytes ahead of the reads; 0: none */
+	uint64_t hinted;        /* WILLNEED given up to this file offset */
+	/* After each request completes (any order); non-zero stops the load. */
+	int (*done)(struct fvm_exec *x, size_t req);
+	void *ctx;
+	uint64_t requests;      /* reads submitted, resubmissions included */
+	uint64_t bytes;         /* bytes read */
+	int sys_errno;          /* errno of a failed read (O_DIRECT falls back on EINVAL) */
+};
+
+/* Reads with preadv, one request at a time. */
+int fvm_exec_pread(struct fvm_exec *x);
+
+/*
+ * Reads with io_uring. FVM_EUNSUPPORTED when no ring can be set up (ENOSYS,
+ * EPERM, ENOMEM, ...): *why then says why, and nothing was read.
+ */
+int fvm_exec_uring(struct fvm_exec *x, const char **why);
+
+/* WILLNEED ahead: tell the kernel about the window after file offset pos. */
+void fvm_exec_hint(struct fvm_exec *x, uint64_t pos);
+
+#endif

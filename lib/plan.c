@@ -1,0 +1,410 @@
+/*
+ * The load plan (see plan.h): mapping checks, the DATA extents in payload
+ * order, scatter reads over extents that are adjacent in the file, and the
+ * destination ranges left to the zero policy. All bounds checks of a load
+ * happen here, before the first byte is written.
+ */
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "plan.h"
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+/* ------------------------------------------------------------ mappings */
+
+int fvm_plan_check_map(const char *file, const struct fvm_rblock *b,
+		       const fvm_mapping *m)
+{
+	uint64_t ps = 1ull << b->page_shift;
+
+	if (m->length != b->length)
+		return fvm_err(FVM_EMAPPING, "%s: mapping of block %s: length %" PRIu64
+			       ", the block has %" PRIu64 " bytes", file, b->name,
+			       m->length, b->length);
+	if (m->page_size && m->page_size != ps)
+		return fvm_err(FVM_EMAPPING, "%s: mapping of block %s: page size %" PRIu64
+			       ", the block has %" PRIu64, file, b->name, m->page_size, ps);
+	return 0;
+}
+
+struct span {
+	uintptr_t start, end;
+	size_t i;
+};
+
+static int span_cmp(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Mappings must not overlap: two blocks loaded into one byte would race. */
+static int check_disjoint(const char *file, const fvm_mapping *maps, size_t n)
+{
+	struct span *s;
+	int rc = 0;
+
+	if (n < 2)
+		return 0;
+	s = malloc(n * sizeof(*s));
+	if (!s)
+		return fvm_err(FVM_ENOMEM, "%s: checking %zu mappings", file, n);
+	for (size_t i = 0; i < n; i++)
+		s[i] = (struct span){ (uintptr_t)maps[i].addr,
+				      (uintptr_t)maps[i].addr + maps[i].length, i };
+	qsort(s, n, sizeof(*s), span_cmp);
+	for (size_t i = 1; i < n && !rc; i++)
+		if (s[i].start < s[i - 1].end)
+			rc = fvm_err(FVM_EMAPPING, "%s: mappings %s and %s overlap in memory",
+				     file, maps[s[i - 1].i].name, maps[s[i].i].name);
+	free(s);
+	return rc;
+}
+
+/* Block ids sorted by name, so a mapping finds its block in log time. */
+static __thread const struct fvm_rblock *sort_blocks;
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(sort_blocks[*(const uint32_t *)a].name,
+		      sort_blocks[*(const uint32_t *)b].name);
+}
+
+static int64_t find_block(const struct fvm_rblock *blocks, const uint32_t *by_name,
+			  uint32_t nblocks, const char *name)
+{
+	uint32_t lo = 0, hi = nblocks;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(blocks[by_name[mid]].name, name);
+
+		if (c == 0)
+			return by_name[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+static int sort_names(const struct fvm_rblock *blocks, uint32_t nblocks, uint32_t **out)
+{
+	uint32_t *v = malloc((nblocks ? nblocks : 1) * sizeof(*v));
+
+	if (!v)
+		return FVM_ENOMEM;
+	for (uint32_t i = 0; i < nblocks; i++)
+		v[i] = i;
+	/* qsort has no context argument: pass the blocks in a thread-local */
+	sort_blocks = blocks;
+	qsort(v, nblocks, sizeof(*v), name_cmp);
+	*out = v;
+	return 0;
+}
+
+static int match(const char *file, const struct fvm_rblock *blocks, const uint32_t *by_name,
+		 uint32_t nblocks, const fvm_mapping *maps, size_t n_maps, int allow_unknown,
+		 const fvm_mapping **map_of)
+{
+	int rc;
+
+	for (size_t k = 0; k < n_maps; k++) {
+		const fvm_mapping *m = &maps[k];
+		int64_t b;
+
+		if (!m->name || !m->addr)
+			return fvm_err(FVM_EINVAL, "%s: mapping %zu has no name or address",
+				       file, k);
+		if ((uintptr_t)m->addr + m->length < (uintptr_t)m->addr)
+			return fvm_err(FVM_EMAPPING, "%s: mapping %s wraps around the "
+				       "address space", file, m->name);
+		b = find_block(blocks, by_name, nblocks, m->name);
+		if (b < 0) {
+			if (allow_unknown)
+				continue;
+			return fvm_err(FVM_EMAPPING, "%s: mapping %s: no such block in the "
+				       "snapshot", file, m->name);
+		}
+		if (map_of[b])
+			return fvm_err(FVM_EMAPPING, "%s: block %s is mapped twice", file,
+				       m->name);
+		rc = fvm_plan_check_map(file, &blocks[b], m);
+		if (rc)
+			return rc;
+		map_of[b] = m;
+	}
+	return 0;
+}
+
+int fvm_plan_maps(const char *file, const struct fvm_rblock *blocks, uint32_t nblocks,
+		  const fvm_mapping *maps, size_t n_maps, int partial, int allow_unknown,
+		  const fvm_mapping **map_of)
+{
+	uint32_t *by_name;
+	int rc = 0;
+
+	if (n_maps && !maps)
+		return fvm_err(FVM_EINVAL, "%s: %zu mappings but no array", file, n_maps);
+	for (uint32_t i = 0; i < nblocks; i++)
+		map_of[i] = NULL;
+	if (sort_names(blocks, nblocks, &by_name))
+		return fvm_err(FVM_ENOMEM, "%s: sorting %u block names", file, nblocks);
+	rc = match(file, blocks, by_name, nblocks, maps, n_maps, allow_unknown, map_of);
+	free(by_name);
+	if (rc)
+		return rc;
+	if (!partial)
+		for (uint32_t i = 0; i < nblocks; i++)
+			if (!map_of[i])
+				return fvm_err(FVM_EMAPPING, "%s: block %s (%" PRIu64 " bytes) "
+					       "has no mapping", file, blocks[i].name,
+					       blocks[i].length);
+	return check_disjoint(file, maps, n_maps);
+}
+
+/* ------------------------------------------------------------ growth */
+
+static int grow(void **v, size_t *cap, size_t need, size_t size)
+{
+	size_t c = *cap ? *cap : 16;
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	while (c < need)
+		c *= 2;
+	p = realloc(*v, c * size);
+	if (!p)
+		return FVM_ENOMEM;
+	*v = p;
+	*cap = c;
+	return 0;
+}
+
+/* ------------------------------------------------------------ zero ranges */
+
+struct pr {
+	uint32_t block;
+	uint64_t first, count;
+};
+
+static int pr_cmp(const void *a, const void *b)
+{
+	const struct pr *x = a, *y = b;
+
+	if (x->block != y->block)
+		return x->block < y->block ? -1 : 1;
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+static int push_zero(struct fvm_plan *p, size_t *cap, uint8_t *addr, uint64_t len)
+{
+	if (p->nzero && p->zero[p->nzero - 1].addr + p->zero[p->nzero - 1].len == addr) {
+		p->zero[p->nzero - 1].len += len;
+	} else {
+		if (grow((void **)&p->zero, cap, p->nzero + 1, sizeof(*p->zero)))
+			return FVM_ENOMEM;
+		p->zero[p->nzero++] = (struct fvm_plan_zero){ addr, len };
+	}
+	p->zero_bytes += len;
+	return 0;
+}
+
+int fvm_plan_zero_ranges(struct fvm_plan *p, const char *file,
+			 const struct fvm_rblock *blocks, uint32_t nblocks,
+			 const struct fvm_extent *ext, uint64_t n,
+			 const fvm_mapping *const *map_of, int zero_extents)
+{
+	uint32_t want = zero_extents ? 0 : FVM_RUN_FLAG_DATA;
+	struct pr *v = NULL;
+	size_t k = 0, cap = 0, j = 0;
+	int rc = 0;
+
+	p->nzero = 0;
+	p->zero_bytes = 0;
+	if (n) {
+		v = malloc(n * sizeof(*v));
+		if (!v)
+			return fvm_err(FVM_ENOMEM, "%s: zero ranges of %" PRIu64 " extents",
+				       file, n);
+	}
+	for (uint64_t i = 0; i < n; i++)
+		if ((ext[i].flags & FVM_RUN_FLAG_DATA) == want && map_of[ext[i].block_id])
+			v[k++] = (struct pr){ ext[i].block_id, ext[i].first_page,
+					      ext[i].page_count };
+	if (k) /* v is NULL when there are no extents */
+		qsort(v, k, sizeof(*v), pr_cmp);
+	for (uint32_t b = 0; b < nblocks && !rc; b++) {
+		const fvm_mapping *m = map_of[b];
+		uint32_t sh = blocks[b].page_shift;
+		uint64_t pos = 0;
+
+		for (; j < k && v[j].block == b && !rc; j++) {
+			if (zero_extents)
+				rc = push_zero(p, &cap, (uint8_t *)m->addr + (v[j].first << sh),
+					       v[j].count << sh);
+			else if (v[j].first > pos)
+				rc = push_zero(p, &cap, (uint8_t *)m->addr + (pos << sh),
+					       (v[j].first - pos) << sh);
+			pos = v[j].first + v[j].count;
+		}
+		if (m && !zero_extents && pos < blocks[b].pages && !rc)
+			rc = push_zero(p, &cap, (uint8_t *)m->addr + (pos << sh),
+				       (blocks[b].pages - pos) << sh);
+	}
+	free(v);
+	if (rc)
+		return fvm_err(FVM_ENOMEM, "%s: zero ranges", file);
+	return 0;
+}
+
+/* ------------------------------------------------------------ reads */
+
+static int ext_cmp(const void *a, const void *b)
+{
+	const struct fvm_plan_ext *x = a, *y = b;
+
+	return x->file_off < y->file_off ? -1 : x->file_off > y->file_off;
+}
+
+/* Collect the DATA extents of mapped blocks, each checked against its mapping. */
+static int collect(struct fvm_plan *p, const char *file, const struct fvm_rblock *blocks,
+		   const struct fvm_extent *ext, uint64_t n, const fvm_mapping **map_of)
+{
+	size_t k = 0;
+
+	p->ext = malloc((n ? n : 1) * sizeof(*p->ext));
+	if (!p->ext)
+		return fvm_err(FVM_ENOMEM, "%s: load plan of %" PRIu64 " extents", file, n);
+	for (uint64_t i = 0; i < n; i++) {
+		const struct fvm_extent *e = &ext[i];
+		const struct fvm_rblock *b = &blocks[e->block_id];
+		const fvm_mapping *m = map_of[e->block_id];
+		uint64_t off, bytes;
+
+		if (!(e->flags & FVM_RUN_FLAG_DATA) || !m)
+			continue;
+		/* the reader checked this (R64); the plan is where bounds are owned */
+		if (e->page_count == 0 || e->first_page > b->pages ||
+		    e->page_count > b->pages - e->first_page)
+			return fvm_err(FVM_ERANGE, "%s: extent %" PRIu64 ": pages %" PRIu64
+				       "+%" PRIu64 " outside block %s", file, i,
+				       e->first_page, e->page_count, b->name);
+		off = e->first_page << b->page_shift;
+		bytes = e->page_count << b->page_shift;
+		if (off > m->length || bytes > m->length - off)
+			return fvm_err(FVM_EMAPPING, "%s: extent %" PRIu64 " outside the "
+				       "mapping of block %s", file, i, b->name);
+		p->ext[k++] = (struct fvm_plan_ext){ e->payload_offset, bytes,
+			(uint8_t *)m->addr + off, e->block_id, e->first_page, e->crc_offset };
+		p->total += bytes;
+	}
+	p->next = k;
+	qsort(p->ext, k, sizeof(*p->ext), ext_cmp);
+	if (k) {
+		p->lo = p->ext[0].file_off;
+		p->hi = p->ext[k - 1].file_off + p->ext[k - 1].bytes;
+	}
+	return 0;
+}
+
+/*
+ * Turn the sorted extents into requests: extents that touch in the file
+ * share one request (one iovec each, merged when the destinations touch
+ * too), cut at chunk bytes and IOV_MAX iovecs.
+ */
+static int make_requests(struct fvm_plan *p, const char *file, uint64_t chunk)
+{
+	size_t req_cap = 0, iov_cap = 0;
+	struct fvm_plan_req *cur = NULL;
+
+	for (size_t i = 0; i < p->next; i++) {
+		const struct fvm_plan_ext *e = &p->ext[i];
+		uint64_t off = e->file_off, left = e->bytes;
+		uint8_t *dst = e->dst;
+
+		while (left) {
+			struct iovec *last;
+			uint64_t take;
+
+			last = cur && cur->niov ? &p->iov[cur->iov + cur->niov - 1] : NULL;
+			if (!cur || cur->file_off + cur->len != off || cur->len >= chunk ||
+			    (cur->niov >= IOV_MAX && (uint8_t *)last->iov_base + last->iov_len != dst)) {
+				if (grow((void **)&p->req, &req_cap, p->nreq + 1, sizeof(*p->req)))
+					return fvm_err(FVM_ENOMEM, "%s: load plan", file);
+				cur = &p->req[p->nreq++];
+				*cur = (struct fvm_plan_req){ off, 0, p->niov, 0, i };
+				last = NULL;
+			}
+			take = chunk - cur->len < left ? chunk - cur->len : left;
+			if (last && (uint8_t *)last->iov_base + last->iov_len == dst) {
+				last->iov_len += take;
+			} else {
+				if (grow((void **)&p->iov, &iov_cap, p->niov + 1, sizeof(*p->iov)))
+					return fvm_err(FVM_ENOMEM, "%s: load plan", file);
+				p->iov[p->niov++] = (struct iovec){ dst, take };
+				cur->niov++;
+			}
+			cur->len += take;
+			off += take;
+			dst += take;
+			left -= take;
+		}
+	}
+	return 0;
+}
+
+int fvm_plan_build(struct fvm_plan *p, const char *file,
+		   const struct fvm_rblock *blocks, uint32_t nblocks,
+		   const struct fvm_extent *ext, uint64_t n,
+		   const fvm_mapping *maps, size_t n_maps, int partial,
+		   uint64_t chunk_bytes)
+{
+	const fvm_mapping **map_of;
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	/* whole 4 KiB chunks keep O_DIRECT reads and CRC chunks aligned; 1 GiB
+	 * keeps a read's length inside what one syscall or SQE can carry */
+	if (chunk_bytes > (1u << 30))
+		chunk_bytes = 1u << 30;
+	chunk_bytes &= ~(uint64_t)(FVM_CHUNK - 1);
+	if (!chunk_bytes)
+		chunk_bytes = FVM_CHUNK;
+	map_of = calloc(nblocks ? nblocks : 1, sizeof(*map_of));
+	if (!map_of)
+		return fvm_err(FVM_ENOMEM, "%s: load plan", file);
+	rc = fvm_plan_maps(file, blocks, nblocks, maps, n_maps, partial, 0, map_of);
+	if (!rc)
+		rc = collect(p, file, blocks, ext, n, map_of);
+	if (!rc)
+		rc = make_requests(p, file, chunk_bytes);
+	if (!rc)
+		rc = fvm_plan_zero_ranges(p, file, blocks, nblocks, ext, n, map_of, 0);
+	p->aligned = 1;
+	for (size_t k = 0; k < n_maps && !rc; k++)
+		if ((uintptr_t)maps[k].addr % FVM_CHUNK)
+			p->aligned = 0;
+	free(map_of);
+	if (rc)
+		fvm_plan_free(p);
+	return rc;
+}
+
+void fvm_plan_free(struct fvm_plan *p)
+{
+	free(p->ext);
+	free(p->req);
+	free(p->iov);
+	free(p->zero);
+	memset(p, 0, sizeof(*p));
+}
