@@ -42,8 +42,8 @@ struct u64vec {
 };
 
 struct fvm_writer {
-	int fd;
-	char *path, *tmp_path; /* path writer only */
+	int fd, own_fd;        /* own_fd: opened here, closed at finish/free */
+	char *path, *tmp_path; /* path writer only; no tmp_path for devices */
 	const char *name;      /* for messages */
 	int failed, finished;
 	uint64_t off;          /* bytes written so far = next file offset */
@@ -216,6 +216,7 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 			 const fvm_write_options *opts)
 {
 	const char *slash;
+	struct stat st;
 	fvm_writer *w;
 	size_t dlen;
 	mode_t um;
@@ -236,6 +237,24 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 		return fvm_err(FVM_ENOMEM, "%s: path", path);
 	}
 	w->name = w->path;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		/* a device or FIFO (/dev/null, a named pipe) is written in place:
+		 * renaming a temporary over it would replace the node itself */
+		if (S_ISDIR(st.st_mode)) {
+			fvm_writer_free(w);
+			return fvm_err(FVM_EINVAL, "%s: is a directory", path);
+		}
+		w->fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (w->fd < 0) {
+			rc = fvm_err_sys(errno, "%s: open", path);
+			fvm_writer_free(w);
+			return rc;
+		}
+		w->own_fd = 1;
+		free(w->tmp_path);
+		w->tmp_path = NULL;
+		goto header;
+	}
 	/* .NAME.XXXXXX beside the target: same filesystem, so rename is atomic */
 	memcpy(w->tmp_path, path, dlen);
 	sprintf(w->tmp_path + dlen, ".%s.XXXXXX", path + dlen);
@@ -250,6 +269,7 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 	um = umask(0);
 	umask(um);
 	(void)fchmod(w->fd, 0666 & ~um);
+header:
 	rc = write_header(w);
 	if (rc) {
 		fvm_writer_free(w);
@@ -745,6 +765,12 @@ int fvm_writer_finish(fvm_writer *w)
 		w->tmp_path = NULL;
 		if (sync && (rc = sync_dir(w->path)))
 			return fail(w, rc);
+	} else if (w->own_fd) {
+		int fd = w->fd;
+
+		w->fd = -1;
+		if (close(fd) < 0)
+			return fail(w, fvm_err_sys(errno, "%s: close", w->name));
 	}
 	w->finished = 1;
 	return 0;
@@ -759,6 +785,8 @@ void fvm_writer_free(fvm_writer *w)
 			close(w->fd);
 		unlink(w->tmp_path);
 		free(w->tmp_path);
+	} else if (w->own_fd && w->fd >= 0) {
+		close(w->fd);
 	}
 	free(w->path);
 	free(w->blocks);

@@ -384,6 +384,19 @@ static void errors_and_atomicity(void **state)
 		assert_memory_equal(c, "old contents", 12);
 		free(c);
 	}
+	/* a device is written in place, never replaced by a rename */
+	{
+		struct stat st;
+
+		assert_int_equal(fvm_writer_open_path(&w, "/dev/null", NULL), 0);
+		assert_int_equal(fvm_writer_add_block(w, "x", 4 * PAGE, PAGE, &a), 0);
+		assert_int_equal(fvm_writer_put_pages(w, a, 0, 1, page), 0);
+		assert_int_equal(fvm_writer_finish(w), 0);
+		fvm_writer_free(w);
+		assert_int_equal(stat("/dev/null", &st), 0);
+		assert_true(S_ISCHR(st.st_mode));
+		assert_int_equal(fvm_writer_open_path(&w, tmpdir, NULL), FVM_EINVAL);
+	}
 	assert_int_equal(fvm_writer_open_path(&w, "/nonexistent-dir/x.fvm", NULL), FVM_EIO);
 	assert_non_null(strstr(fvm_error_detail(), "/nonexistent-dir/x.fvm"));
 }

@@ -1,0 +1,622 @@
+/*
+ * fvmsnap bench: load a snapshot into fresh anonymous memory N times per
+ * configuration (cache state x backend) and compare the median with the
+ * reference of the same cache state: one plain sequential read() pass of
+ * the whole file, 1 MiB at a time, into fresh anonymous memory of the
+ * file's size. Runs are interleaved (reference, then each backend, N
+ * times) so that drift of the machine hits every configuration alike.
+ * Also measures the loader's memory beyond the destination in a child.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define REF_READ (1u << 20)
+#define MAX_RUNS 1000
+#define WARM_TARGET 1.15
+#define COLD_TARGET 1.10
+#define MEM_TARGET (16ull << 20)
+
+enum { CACHE_WARM, CACHE_COLD };
+enum { CFG_REF, CFG_URING, CFG_PREAD, N_CFG };
+
+struct bench {
+	const char *path;
+	int fd;                  /* for fadvise and the reference reads */
+	uint64_t file_size, payload_bytes, index_bytes;
+	unsigned runs;
+	int cfg_on[N_CFG];
+	fvm_load_options lo;
+};
+
+struct result {
+	int done;
+	uint64_t ns[MAX_RUNS];
+	unsigned n;
+	double median_ms, min_ms, ratio;
+	fvm_load_stats st;       /* of the last run */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: fvmsnap bench IN.fvm [-n N] [--warm | --cold | --both]\n"
+		"                    [--backend uring|pread|both] [--qd N] [--chunk SIZE]\n"
+		"                    [--direct] [--verify] [--no-memory] [--json]\n"
+		"\n"
+		"Load the snapshot into fresh anonymous memory N times per configuration\n"
+		"and compare the median time with a plain sequential read() of the file\n"
+		"(1 MiB reads) into fresh memory, with a warm and a cold page cache\n"
+		"(POSIX_FADV_DONTNEED before each cold run).\n"
+		"\n"
+		"  -n, --runs N        runs per configuration (default 5)\n"
+		"      --warm          warm page cache only\n"
+		"      --cold          cold page cache only\n"
+		"      --both          both (default)\n"
+		"      --backend B     uring, pread or both (default both)\n"
+		"      --qd N          reads in flight (io_uring queue depth)\n"
+		"      --chunk SIZE    bytes per read request\n"
+		"      --direct        O_DIRECT reads\n"
+		"      --verify        check payload CRCs while loading\n"
+		"      --no-memory     skip the loader memory measurement\n"
+		"  -j, --json          machine-readable output (see fvmsnap(1))\n"
+		"  -h, --help          this help\n");
+}
+
+static void drop_cache(const struct bench *b)
+{
+	/* Clean pages only; the file is not being written. */
+	posix_fadvise(b->fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
+static int warm_cache(const struct bench *b)
+{
+	static char buf[REF_READ];
+	off_t off = 0;
+	ssize_t n;
+
+	while ((n = pread(b->fd, buf, sizeof(buf), off)) > 0)
+		off += n;
+	return n < 0 ? -errno : 0;
+}
+
+/* One reference pass: open, fresh memory, read() to EOF. 0 or -errno. */
+static int run_reference(const struct bench *b, uint64_t *ns)
+{
+	uint64_t t0 = cli_now_ns(), off = 0;
+	size_t len = b->file_size ? (size_t)b->file_size : 1;
+	char *mem;
+	int fd, err = 0;
+
+	fd = open(b->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		close(fd);
+		return -errno;
+	}
+	for (;;) {
+		size_t want = b->file_size - off < REF_READ ? (size_t)(b->file_size - off)
+							    : REF_READ;
+		ssize_t n;
+
+		if (!want)
+			break;
+		n = read(fd, mem + off, want);
+		if (n < 0 && errno == EINTR && !cli_interrupted())
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? -errno : -EIO;
+			break;
+		}
+		off += (uint64_t)n;
+	}
+	*ns = cli_now_ns() - t0;
+	munmap(mem, len);
+	close(fd);
+	return err;
+}
+
+struct dest {
+	fvm_mapping *maps;
+	uint32_t n;
+};
+
+static void dest_free(struct dest *d)
+{
+	uint32_t i;
+
+	for (i = 0; d->maps && i < d->n; i++)
+		if (d->maps[i].addr)
+			munmap(d->maps[i].addr, (size_t)d->maps[i].length);
+	free(d->maps);
+	d->maps = NULL;
+}
+
+/* Fresh anonymous memory for every block of r. 0 or an FVM_E code. */
+static int dest_map(fvm_reader *r, struct dest *d, int no_thp)
+{
+	fvm_file_info fi;
+	uint32_t i;
+	int ret;
+
+	memset(d, 0, sizeof(*d));
+	if ((ret = fvm_reader_info(r, &fi)))
+		return ret;
+	d->maps = calloc(fi.block_count ? fi.block_count : 1, sizeof(*d->maps));
+	if (!d->maps)
+		return FVM_ENOMEM;
+	d->n = fi.block_count;
+	for (i = 0; i < fi.block_count; i++) {
+		fvm_block_info bi;
+		void *p;
+
+		if ((ret = fvm_reader_block(r, i, &bi)))
+			return ret;
+		if (bi.length > SIZE_MAX)
+			return FVM_EUNSUPPORTED;
+		p = mmap(NULL, (size_t)bi.length, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return FVM_ENOMEM;
+		/* Memory measurement: count 4 KiB pages, not whole huge pages. */
+		if (no_thp)
+			madvise(p, (size_t)bi.length, MADV_NOHUGEPAGE);
+		d->maps[i].name = bi.name;
+		d->maps[i].addr = p;
+		d->maps[i].length = bi.length;
+	}
+	return 0;
+}
+
+/* One load: open, fresh memory, fvm_load; the time covers all three. */
+static int run_load(const struct bench *b, int backend, uint64_t *ns,
+		    fvm_load_stats *st)
+{
+	fvm_load_options lo = b->lo;
+	uint64_t t0 = cli_now_ns();
+	struct dest d = { NULL, 0 };
+	fvm_reader *r;
+	int ret;
+
+	lo.backend = backend;
+	if ((ret = fvm_reader_open(&r, b->path)))
+		return ret;
+	ret = dest_map(r, &d, 0);
+	if (!ret)
+		ret = fvm_load(r, d.maps, d.n, &lo, st);
+	*ns = cli_now_ns() - t0;
+	dest_free(&d);
+	fvm_reader_free(r);
+	return ret;
+}
+
+static long vm_hwm_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmHWM:", 6))
+			kb = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return kb;
+}
+
+/*
+ * Peak RSS growth of a load in a fresh child, minus the destination pages
+ * it must touch (the payload: zero pages stay untouched with ZERO_LEAVE).
+ * The child starts its own high-water mark at fork (and resets it through
+ * clear_refs where allowed), so the parent's history does not count.
+ * Returns 0 or an FVM_E code.
+ */
+static int measure_memory(const struct bench *b, int backend, int64_t *out)
+{
+	int pfd[2], status;
+	int64_t msg[2] = { 0, 0 };
+	pid_t pid;
+
+	if (pipe(pfd) < 0)
+		return FVM_EIO;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return FVM_EIO;
+	}
+	if (pid == 0) {
+		fvm_load_options lo = b->lo;
+		struct dest d;
+		fvm_reader *r;
+		long h0, h1;
+		int fd, ret;
+
+		close(pfd[0]);
+		fd = open("/proc/self/clear_refs", O_WRONLY);
+		if (fd >= 0) {
+			if (write(fd, "5", 1) < 0) { /* best effort */ }
+			close(fd);
+		}
+		h0 = vm_hwm_kb();
+		lo.backend = backend;
+		lo.progress = NULL;
+		ret = fvm_reader_open(&r, b->path);
+		if (!ret) {
+			ret = dest_map(r, &d, 1);
+			if (!ret)
+				ret = fvm_load(r, d.maps, d.n, &lo, NULL);
+		}
+		h1 = vm_hwm_kb();
+		msg[0] = ret ? ret : (h0 < 0 || h1 < 0) ? FVM_EUNSUPPORTED : 0;
+		msg[1] = (int64_t)(h1 - h0) * 1024 - (int64_t)b->payload_bytes;
+		if (write(pfd[1], msg, sizeof(msg)) < 0) { /* parent sees EOF */ }
+		_exit(0);
+	}
+	close(pfd[1]);
+	if (read(pfd[0], msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+		msg[0] = FVM_EIO;
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	if (msg[0])
+		return (int)msg[0];
+	*out = msg[1];
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void finish_result(struct result *res)
+{
+	uint64_t s[MAX_RUNS];
+
+	memcpy(s, res->ns, res->n * sizeof(s[0]));
+	qsort(s, res->n, sizeof(s[0]), cmp_u64);
+	/* Median: the middle run, or the mean of the two middle ones. */
+	res->median_ms = res->n % 2 ? (double)s[res->n / 2] / 1e6
+		: ((double)s[res->n / 2 - 1] + (double)s[res->n / 2]) / 2e6;
+	res->min_ms = (double)s[0] / 1e6;
+	res->done = 1;
+}
+
+static const char *const cfg_name[N_CFG] = { "read() 1 MiB", "load uring", "load pread" };
+static const char *const cfg_key[N_CFG] = { "reference", "uring", "pread" };
+static const int cfg_backend[N_CFG] = { 0, FVM_BACKEND_URING, FVM_BACKEND_PREAD };
+
+/* N interleaved rounds of every enabled configuration in one cache state. */
+static int run_state(struct bench *b, int cold, struct result *res)
+{
+	unsigned i;
+	int c, ret;
+
+	for (i = 0; i < b->runs; i++) {
+		for (c = 0; c < N_CFG; c++) {
+			uint64_t ns = 0;
+
+			if (!b->cfg_on[c])
+				continue;
+			if (cli_interrupted())
+				return cli_exit_code(FVM_ECANCELED);
+			if (cold)
+				drop_cache(b);
+			else if ((ret = warm_cache(b)))
+				return cli_fail_sys(b->path, -ret);
+			if (c == CFG_REF) {
+				if ((ret = run_reference(b, &ns)))
+					return cli_fail_sys(b->path, -ret);
+			} else {
+				memset(&res[c].st, 0, sizeof(res[c].st));
+				ret = run_load(b, cfg_backend[c], &ns, &res[c].st);
+				/* A forced backend this system lacks: report, go on. */
+				if (ret == FVM_EUNSUPPORTED && c != CFG_REF) {
+					cli_fail(cfg_name[c], ret);
+					b->cfg_on[c] = 0;
+					continue;
+				}
+				if (ret)
+					return cli_fail(b->path, ret);
+			}
+			res[c].ns[res[c].n++] = ns;
+		}
+	}
+	for (c = 0; c < N_CFG; c++) {
+		if (!b->cfg_on[c])
+			continue;
+		finish_result(&res[c]);
+		res[c].ratio = res[c].median_ms / res[CFG_REF].median_ms;
+	}
+	return 0;
+}
+
+static void backend_text(char *buf, size_t len, const fvm_load_stats *st)
+{
+	snprintf(buf, len, "%s%s%s%s%s", st->backend_name ? st->backend_name : "?",
+		 st->direct ? " O_DIRECT" : "",
+		 st->fallback_reason ? " (fallback: " : "",
+		 st->fallback_reason ? st->fallback_reason : "",
+		 st->fallback_reason ? ")" : "");
+}
+
+static double mbps(uint64_t bytes, double ms)
+{
+	return ms > 0 ? (double)bytes / (ms / 1e3) / 1e6 : 0;
+}
+
+static void print_table(const struct bench *b, struct result res[2][N_CFG])
+{
+	char be[256];
+	int s, c;
+
+	printf("%-5s %-13s %10s %10s %10s %7s %9s  %s\n", "cache", "config", "median ms",
+	       "payload", "file", "ratio", "requests", "backend");
+	printf("%-5s %-13s %10s %10s %10s %7s %9s\n", "", "", "", "MB/s", "MB/s", "", "");
+	for (s = 0; s < 2; s++) {
+		for (c = 0; c < N_CFG; c++) {
+			const struct result *r = &res[s][c];
+
+			if (!r->done)
+				continue;
+			if (c == CFG_REF)
+				snprintf(be, sizeof(be), "read()");
+			else
+				backend_text(be, sizeof(be), &r->st);
+			printf("%-5s %-13s %10.1f %10.1f %10.1f %6.3fx %9llu  %s\n",
+			       s ? "cold" : "warm", cfg_name[c], r->median_ms,
+			       mbps(b->payload_bytes, r->median_ms),
+			       mbps(b->file_size, r->median_ms), r->ratio,
+			       c == CFG_REF ? (unsigned long long)((b->file_size + REF_READ - 1) / REF_READ)
+					    : (unsigned long long)r->st.requests, be);
+		}
+	}
+}
+
+static void json_text(const char *s)
+{
+	putchar('"');
+	for (; s && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20 || ch >= 0x7f)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void print_json(const struct bench *b, struct result res[2][N_CFG],
+		       const int64_t *mem, const int *mem_ok, int primary)
+{
+	int s, c, first = 1;
+
+	printf("{\n  \"schema\": \"fvmsnap-bench/1\",\n  \"file\": ");
+	json_text(b->path);
+	printf(",\n  \"file_size\": %llu,\n  \"payload_bytes\": %llu,\n  \"runs\": %u,\n",
+	       (unsigned long long)b->file_size, (unsigned long long)b->payload_bytes, b->runs);
+	printf("  \"results\": [");
+	for (s = 0; s < 2; s++) {
+		for (c = 0; c < N_CFG; c++) {
+			const struct result *r = &res[s][c];
+
+			if (!r->done)
+				continue;
+			printf("%s\n    {\"cache\": \"%s\", \"config\": \"%s\", \"median_ms\": %.3f, "
+			       "\"min_ms\": %.3f, \"payload_mb_s\": %.1f, \"file_mb_s\": %.1f, "
+			       "\"ratio\": %.4f, \"requests\": %llu, \"backend\": ",
+			       first ? "" : ",", s ? "cold" : "warm", cfg_key[c], r->median_ms,
+			       r->min_ms, mbps(b->payload_bytes, r->median_ms),
+			       mbps(b->file_size, r->median_ms), r->ratio,
+			       c == CFG_REF ? (unsigned long long)((b->file_size + REF_READ - 1) / REF_READ)
+					    : (unsigned long long)r->st.requests);
+			json_text(c == CFG_REF ? "read" : r->st.backend_name);
+			printf(", \"fallback_reason\": ");
+			if (c != CFG_REF && r->st.fallback_reason)
+				json_text(r->st.fallback_reason);
+			else
+				printf("null");
+			printf(", \"direct\": %s}", c != CFG_REF && r->st.direct ? "true" : "false");
+			first = 0;
+		}
+	}
+	printf("\n  ],\n  \"memory\": [");
+	first = 1;
+	for (c = CFG_URING; c < N_CFG; c++) {
+		if (!mem_ok[c])
+			continue;
+		printf("%s\n    {\"config\": \"%s\", \"bytes_beyond_destination\": %lld}",
+		       first ? "" : ",", cfg_key[c], (long long)mem[c]);
+		first = 0;
+	}
+	printf("%s],\n  \"verdict\": {\"config\": \"%s\"", first ? "" : "\n  ", cfg_key[primary]);
+	if (res[CACHE_WARM][primary].done)
+		printf(", \"warm_ratio\": %.4f, \"warm_target\": %.2f, \"warm_pass\": %s",
+		       res[CACHE_WARM][primary].ratio, WARM_TARGET,
+		       res[CACHE_WARM][primary].ratio <= WARM_TARGET ? "true" : "false");
+	if (res[CACHE_COLD][primary].done)
+		printf(", \"cold_ratio\": %.4f, \"cold_target\": %.2f, \"cold_pass\": %s",
+		       res[CACHE_COLD][primary].ratio, COLD_TARGET,
+		       res[CACHE_COLD][primary].ratio <= COLD_TARGET ? "true" : "false");
+	if (mem_ok[primary])
+		printf(", \"memory_bytes\": %lld, \"memory_target\": %llu, \"memory_pass\": %s",
+		       (long long)mem[primary], (unsigned long long)(MEM_TARGET + b->index_bytes),
+		       mem[primary] <= (int64_t)(MEM_TARGET + b->index_bytes) ? "true" : "false");
+	printf("}\n}\n");
+}
+
+static void print_verdict(const struct bench *b, struct result res[2][N_CFG],
+			  const int64_t *mem, const int *mem_ok, int primary)
+{
+	const struct result *w = &res[CACHE_WARM][primary], *c = &res[CACHE_COLD][primary];
+
+	printf("verdict (%s):", cfg_name[primary]);
+	if (w->done)
+		printf(" warm %.3fx (target <= %.2fx) %s;", w->ratio, WARM_TARGET,
+		       w->ratio <= WARM_TARGET ? "PASS" : "FAIL");
+	if (c->done)
+		printf(" cold %.3fx (target <= %.2fx) %s;", c->ratio, COLD_TARGET,
+		       c->ratio <= COLD_TARGET ? "PASS" : "FAIL");
+	if (mem_ok[primary])
+		printf(" memory %.2f MiB (target <= 16 MiB + index %.2f MiB) %s",
+		       (double)mem[primary] / 1048576.0, (double)b->index_bytes / 1048576.0,
+		       mem[primary] <= (int64_t)(MEM_TARGET + b->index_bytes) ? "PASS" : "FAIL");
+	printf("\n");
+}
+
+/* Facts of the file: sizes and an estimate of the index the reader holds. */
+static int describe(struct bench *b)
+{
+	fvm_file_info fi;
+	fvm_reader *r;
+	int ret;
+
+	if ((ret = fvm_reader_open(&r, b->path)))
+		return cli_fail(b->path, ret);
+	if ((ret = fvm_reader_info(r, &fi))) {
+		fvm_reader_free(r);
+		return cli_fail(b->path, ret);
+	}
+	b->file_size = fi.file_size;
+	b->payload_bytes = fi.payload_bytes;
+	/* FORMAT.md 5: 24 + 8 per record offset + 40 per extent. */
+	b->index_bytes = 24 + 8ull * (fi.block_count + fi.meta_count + fi.devstate_count) +
+			 40ull * (fi.data_runs + fi.zero_runs);
+	fvm_reader_free(r);
+	return 0;
+}
+
+enum { OPT_WARM = 256, OPT_COLD, OPT_BOTH, OPT_BACKEND, OPT_QD, OPT_CHUNK,
+       OPT_DIRECT, OPT_VERIFY, OPT_NO_MEMORY };
+
+int cmd_bench(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "runs", required_argument, NULL, 'n' },
+		{ "warm", no_argument, NULL, OPT_WARM },
+		{ "cold", no_argument, NULL, OPT_COLD },
+		{ "both", no_argument, NULL, OPT_BOTH },
+		{ "backend", required_argument, NULL, OPT_BACKEND },
+		{ "qd", required_argument, NULL, OPT_QD },
+		{ "chunk", required_argument, NULL, OPT_CHUNK },
+		{ "direct", no_argument, NULL, OPT_DIRECT },
+		{ "verify", no_argument, NULL, OPT_VERIFY },
+		{ "no-memory", no_argument, NULL, OPT_NO_MEMORY },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	static struct result res[2][N_CFG];
+	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
+	struct bench b;
+	int64_t mem[N_CFG] = { 0 };
+	int mem_ok[N_CFG] = { 0 };
+	int c, ret = 0, warm = 1, cold = 1, json = 0, memory = 1, primary;
+	uint64_t v;
+
+	memset(&b, 0, sizeof(b));
+	b.runs = 5;
+	b.cfg_on[CFG_REF] = b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 1;
+	while ((c = getopt_long(argc, argv, "n:jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (cli_parse_uint(optarg, MAX_RUNS, &v) || !v)
+				return cli_usage_error("-n: expected 1..%d, not '%s'", MAX_RUNS, optarg);
+			b.runs = (unsigned)v;
+			break;
+		case OPT_WARM: warm = 1; cold = 0; break;
+		case OPT_COLD: warm = 0; cold = 1; break;
+		case OPT_BOTH: warm = cold = 1; break;
+		case OPT_BACKEND:
+			if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring")) {
+				b.cfg_on[CFG_URING] = 1, b.cfg_on[CFG_PREAD] = 0;
+			} else if (!strcmp(optarg, "pread")) {
+				b.cfg_on[CFG_URING] = 0, b.cfg_on[CFG_PREAD] = 1;
+			} else if (!strcmp(optarg, "both")) {
+				b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 1;
+			} else {
+				return cli_usage_error("--backend: expected uring, pread or both, not '%s'",
+						       optarg);
+			}
+			break;
+		case OPT_QD:
+			if (cli_parse_uint(optarg, 65536, &v) || !v)
+				return cli_usage_error("--qd: expected 1..65536, not '%s'", optarg);
+			lo.queue_depth = (unsigned)v;
+			break;
+		case OPT_CHUNK:
+			if (cli_parse_size(optarg, &lo.chunk_bytes) || !lo.chunk_bytes)
+				return cli_usage_error("--chunk: bad size '%s'", optarg);
+			break;
+		case OPT_DIRECT: lo.flags |= FVM_LOAD_DIRECT; break;
+		case OPT_VERIFY: lo.flags |= FVM_LOAD_VERIFY; break;
+		case OPT_NO_MEMORY: memory = 0; break;
+		case 'j': json = 1; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: return cli_try_help();
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(optind < argc ? "expected one input file"
+					: "no input file given");
+	b.path = argv[optind];
+	lo.zero_policy = FVM_ZERO_LEAVE;
+	b.lo = lo;
+	if ((ret = describe(&b)))
+		return ret;
+	b.fd = open(b.path, O_RDONLY | O_CLOEXEC);
+	if (b.fd < 0)
+		return cli_fail_sys(b.path, errno);
+
+	if (!json)
+		printf("bench: %s: %llu bytes, %llu payload bytes, %u run%s per configuration\n",
+		       b.path, (unsigned long long)b.file_size,
+		       (unsigned long long)b.payload_bytes, b.runs, b.runs == 1 ? "" : "s");
+	fflush(stdout);
+	if (warm && (ret = run_state(&b, 0, res[CACHE_WARM])))
+		goto out;
+	if (cold && (ret = run_state(&b, 1, res[CACHE_COLD])))
+		goto out;
+	primary = b.cfg_on[CFG_URING] ? CFG_URING : CFG_PREAD;
+	for (c = CFG_URING; memory && c < N_CFG; c++) {
+		int err;
+
+		if (!b.cfg_on[c])
+			continue;
+		err = measure_memory(&b, cfg_backend[c], &mem[c]);
+		if (err == 0)
+			mem_ok[c] = 1;
+		else if (!json)
+			cli_msg("memory measurement (%s): %s", cfg_key[c],
+				fvm_strerror(err));
+	}
+	if (json) {
+		print_json(&b, res, mem, mem_ok, primary);
+	} else {
+		print_table(&b, res);
+		for (c = CFG_URING; c < N_CFG; c++)
+			if (mem_ok[c])
+				printf("loader memory beyond destination (%s): %.2f MiB\n",
+				       cfg_key[c], (double)mem[c] / 1048576.0);
+		print_verdict(&b, res, mem, mem_ok, primary);
+	}
+out:
+	close(b.fd);
+	return ret;
+}

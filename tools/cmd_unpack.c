@@ -1,0 +1,397 @@
+/*
+ * fvmsnap unpack: write each block of a snapshot back as a raw image,
+ * sparse where zero. Each image is a temporary file of the block's length
+ * (a hole), mapped MAP_SHARED; fvm_load writes the data pages into the
+ * mappings and, with FVM_ZERO_LEAVE, never touches the zero pages, so they
+ * stay holes. Nothing in DIR is replaced until every block loaded, and then
+ * only by rename.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "progress.h"
+
+struct out_block {
+	char file[256];          /* "<safe-name>.raw" */
+	struct cli_atomic at;
+	void *map;
+	uint64_t length;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: fvmsnap unpack IN.fvm -o DIR [--no-verify] [--quiet | --progress]\n"
+		"\n"
+		"Write each RAM block back as a raw image DIR/<name>.raw (sparse where\n"
+		"zero), device-state sections as DIR/devstate-<n>-<name>.bin, and the\n"
+		"lists DIR/blocks.txt, DIR/devstate.txt, DIR/meta.txt. IN may be '-'\n"
+		"(a snapshot read from a pipe on stdin).\n"
+		"\n"
+		"  -o, --output DIR   directory to write into (created if missing)\n"
+		"      --no-verify    skip the payload checksums while loading\n"
+		"  -q, --quiet        no progress bar, no summary line\n"
+		"      --progress     progress bar even when stderr is not a TTY\n"
+		"  -h, --help         this help\n");
+}
+
+/* dir + "/" + name, in a static-free caller buffer of PATH_MAX-ish size. */
+static int join(char *buf, size_t len, const char *dir, const char *name)
+{
+	int n = snprintf(buf, len, "%s/%s", dir, name);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Give every block a distinct file name: "<safe>.raw", "<safe>~<id>.raw". */
+static void name_blocks(struct out_block *ob, const fvm_block_info *bi, uint32_t n)
+{
+	char safe[201];
+	uint32_t i, j;
+
+	for (i = 0; i < n; i++) {
+		cli_safe_name(bi[i].name, safe);
+		snprintf(ob[i].file, sizeof(ob[i].file), "%s.raw", safe);
+		for (j = 0; j < i; j++)
+			if (!strcmp(ob[j].file, ob[i].file))
+				break;
+		if (j < i)
+			snprintf(ob[i].file, sizeof(ob[i].file), "%s~%u.raw", safe, i);
+	}
+}
+
+/* Create, size and map the temporary file of one block. */
+static int prepare_block(struct out_block *ob, const char *dir)
+{
+	char path[4096];
+	int err;
+
+	if ((err = join(path, sizeof(path), dir, ob->file)) ||
+	    (err = cli_atomic_open(&ob->at, path)))
+		return cli_fail_sys(path, -err);
+	if (ob->length > SIZE_MAX) {
+		cli_msg("%s: block too large for this system", path);
+		return EXIT_UNSUPPORTED;
+	}
+	/* A file of holes: pages the loader does not write stay unallocated. */
+	if (ftruncate(ob->at.fd, (off_t)ob->length) < 0)
+		return cli_fail_sys(ob->at.tmp, errno);
+	ob->map = mmap(NULL, (size_t)ob->length, PROT_READ | PROT_WRITE,
+		       MAP_SHARED, ob->at.fd, 0);
+	if (ob->map == MAP_FAILED) {
+		ob->map = NULL;
+		return cli_fail_sys(ob->at.tmp, errno);
+	}
+	return 0;
+}
+
+/* Write a small text file atomically from a memory stream's buffer. */
+static int write_text(const char *dir, const char *name, const char *text,
+		      size_t len, struct cli_atomic *at)
+{
+	char path[4096];
+	int err;
+
+	if ((err = join(path, sizeof(path), dir, name)) ||
+	    (err = cli_atomic_open(at, path)))
+		return cli_fail_sys(path, -err);
+	if ((err = cli_write_all(at->fd, text, len)) ||
+	    (err = cli_atomic_sync(at)))
+		return cli_fail_sys(at->tmp, -err);
+	return 0;
+}
+
+static int write_lists(fvm_reader *r, const char *dir, const fvm_block_info *bi,
+		       const struct out_block *ob, uint32_t nb,
+		       struct cli_atomic *at, char **devfiles, uint32_t nd)
+{
+	char *buf[3] = { NULL, NULL, NULL };
+	size_t len[3];
+	FILE *f[3];
+	const char *key, *value;
+	fvm_file_info fi;
+	uint32_t i;
+	int ret = 0, k;
+
+	for (k = 0; k < 3; k++) {
+		f[k] = open_memstream(&buf[k], &len[k]);
+		if (!f[k]) {
+			while (k--) {
+				fclose(f[k]);
+				free(buf[k]);
+			}
+			return cli_fail_sys("memory stream", ENOMEM);
+		}
+	}
+	/* One line per item: file, escaped name, sizes; tab-separated. */
+	for (i = 0; i < nb; i++) {
+		fprintf(f[0], "%s\t", ob[i].file);
+		cli_print_escaped(f[0], bi[i].name);
+		fprintf(f[0], "\t%llu\t%llu\n", (unsigned long long)bi[i].length,
+			(unsigned long long)bi[i].page_size);
+	}
+	for (i = 0; i < nd; i++) {
+		fvm_devstate_info di;
+
+		if (fvm_reader_devstate(r, i, &di) == 0) {
+			fprintf(f[1], "%s\t", devfiles[i]);
+			cli_print_escaped(f[1], di.name);
+			fprintf(f[1], "\t%llu\n", (unsigned long long)di.size);
+		}
+	}
+	if (fvm_reader_info(r, &fi) == 0) {
+		for (i = 0; i < fi.meta_count; i++) {
+			if (fvm_reader_meta(r, i, &key, &value))
+				continue;
+			cli_print_escaped(f[2], key);
+			fputc('\t', f[2]);
+			cli_print_escaped(f[2], value);
+			fputc('\n', f[2]);
+		}
+	}
+	for (k = 0; k < 3; k++)
+		if (fclose(f[k]) && !ret)
+			ret = cli_fail_sys("memory stream", ENOMEM);
+	if (!ret)
+		ret = write_text(dir, "blocks.txt", buf[0], len[0], &at[0]);
+	if (!ret)
+		ret = write_text(dir, "devstate.txt", buf[1], len[1], &at[1]);
+	if (!ret)
+		ret = write_text(dir, "meta.txt", buf[2], len[2], &at[2]);
+	for (k = 0; k < 3; k++)
+		free(buf[k]);
+	return ret;
+}
+
+/* Read every device-state section into its temporary file. */
+static int write_devstate(fvm_reader *r, const char *dir, uint32_t nd,
+			  struct cli_atomic *at, char **files)
+{
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < nd; i++) {
+		fvm_devstate_info di;
+		char safe[201], name[256], path[4096];
+		void *buf;
+
+		if ((ret = fvm_reader_devstate(r, i, &di)))
+			return cli_fail("device state", ret);
+		cli_safe_name(di.name, safe);
+		if (*di.name)
+			snprintf(name, sizeof(name), "devstate-%u-%s.bin", i, safe);
+		else
+			snprintf(name, sizeof(name), "devstate-%u.bin", i);
+		files[i] = strdup(name);
+		if (!files[i] || di.size > SIZE_MAX)
+			return cli_fail_sys(name, ENOMEM);
+		buf = malloc(di.size ? (size_t)di.size : 1);
+		if (!buf)
+			return cli_fail_sys(name, ENOMEM);
+		ret = fvm_reader_devstate_read(r, i, buf, (size_t)di.size);
+		if (ret) {
+			free(buf);
+			return cli_fail(name, ret);
+		}
+		if ((ret = join(path, sizeof(path), dir, name)) ||
+		    (ret = cli_atomic_open(&at[i], path))) {
+			free(buf);
+			return cli_fail_sys(path, -ret);
+		}
+		ret = cli_write_all(at[i].fd, buf, (size_t)di.size);
+		if (!ret)
+			ret = cli_atomic_sync(&at[i]);
+		free(buf);
+		if (ret)
+			return cli_fail_sys(at[i].tmp, -ret);
+	}
+	return 0;
+}
+
+static int make_dir(const char *dir)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0777) == 0)
+		return 0;
+	if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	if (errno == EEXIST)
+		errno = ENOTDIR;
+	return cli_fail_sys(dir, errno);
+}
+
+enum { OPT_PROGRESS = 256, OPT_NO_VERIFY };
+
+int cmd_unpack(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "no-verify", no_argument, NULL, OPT_NO_VERIFY },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "progress", no_argument, NULL, OPT_PROGRESS },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
+	fvm_load_stats st;
+	fvm_file_info fi;
+	fvm_reader *r = NULL;
+	fvm_block_info *bi = NULL;
+	fvm_mapping *maps = NULL;
+	struct out_block *ob = NULL;
+	struct cli_atomic *dat = NULL, lists[3];
+	char **devfiles = NULL;
+	struct progress pg;
+	const char *in, *dir = NULL;
+	int c, ret = EXIT_OK, mode = PROGRESS_AUTO, verify = 1;
+	uint64_t t0;
+	uint32_t i, nb = 0, nd = 0;
+
+	for (i = 0; i < 3; i++)
+		lists[i].fd = -1, lists[i].tmp = lists[i].path = NULL;
+	while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': dir = optarg; break;
+		case 'q': mode = PROGRESS_NEVER; break;
+		case OPT_PROGRESS: mode = PROGRESS_ALWAYS; break;
+		case OPT_NO_VERIFY: verify = 0; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: return cli_try_help();
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(optind < argc ? "expected one input file"
+					: "no input file given");
+	if (!dir)
+		return cli_usage_error("no output directory given (-o DIR)");
+	in = argv[optind];
+
+	t0 = cli_now_ns();
+	c = strcmp(in, "-") ? fvm_reader_open(&r, in)
+			    : fvm_reader_open_stream(&r, STDIN_FILENO, "stdin");
+	if (c)
+		return cli_fail(in, c);
+	if ((c = fvm_reader_info(r, &fi))) {
+		ret = cli_fail(in, c);
+		goto out;
+	}
+	if ((ret = make_dir(dir)))
+		goto out;
+	nb = fi.block_count;
+	bi = calloc(nb ? nb : 1, sizeof(*bi));
+	maps = calloc(nb ? nb : 1, sizeof(*maps));
+	ob = calloc(nb ? nb : 1, sizeof(*ob));
+	for (i = 0; ob && i < nb; i++)
+		ob[i].at.fd = -1; /* before any exit path that aborts them */
+	if (!bi || !maps || !ob) {
+		ret = cli_fail_sys("allocating", ENOMEM);
+		goto out;
+	}
+	for (i = 0; i < nb; i++) {
+		if ((c = fvm_reader_block(r, i, &bi[i]))) {
+			ret = cli_fail(in, c);
+			nb = i;
+			goto out;
+		}
+		ob[i].length = bi[i].length;
+	}
+	name_blocks(ob, bi, nb);
+	for (i = 0; i < nb; i++) {
+		if ((ret = prepare_block(&ob[i], dir)))
+			goto out;
+		maps[i].name = bi[i].name;
+		maps[i].addr = ob[i].map;
+		maps[i].length = bi[i].length;
+	}
+
+	progress_init(&pg, "unpacking", mode);
+	lo.zero_policy = FVM_ZERO_LEAVE;
+	lo.flags = verify ? FVM_LOAD_VERIFY : 0;
+	lo.progress = progress_cb;
+	lo.progress_ctx = &pg;
+	c = fvm_load(r, maps, nb, &lo, &st);
+	progress_done(&pg);
+	if (c) {
+		ret = cli_fail(in, c);
+		goto out;
+	}
+	for (i = 0; i < nb; i++) {
+		if (msync(ob[i].map, (size_t)ob[i].length, MS_SYNC) < 0) {
+			ret = cli_fail_sys(ob[i].at.tmp, errno);
+			goto out;
+		}
+		munmap(ob[i].map, (size_t)ob[i].length);
+		ob[i].map = NULL;
+		if ((c = cli_atomic_sync(&ob[i].at))) {
+			ret = cli_fail_sys(ob[i].at.tmp, -c);
+			goto out;
+		}
+	}
+
+	/* A stream's device state and metadata are complete only now. */
+	if ((c = fvm_reader_info(r, &fi))) {
+		ret = cli_fail(in, c);
+		goto out;
+	}
+	nd = fi.devstate_count;
+	dat = calloc(nd ? nd : 1, sizeof(*dat));
+	devfiles = calloc(nd ? nd : 1, sizeof(*devfiles));
+	for (i = 0; dat && i < nd; i++)
+		dat[i].fd = -1;
+	if (!dat || !devfiles) {
+		ret = cli_fail_sys("allocating", ENOMEM);
+		goto out;
+	}
+	if ((ret = write_devstate(r, dir, nd, dat, devfiles)) ||
+	    (ret = write_lists(r, dir, bi, ob, nb, lists, devfiles, nd)))
+		goto out;
+
+	/* Everything is written and synced: now replace, file by file. */
+	for (i = 0; i < nb && !ret; i++)
+		if ((c = cli_atomic_commit(&ob[i].at)))
+			ret = cli_fail_sys(ob[i].file, -c);
+	for (i = 0; i < nd && !ret; i++)
+		if ((c = cli_atomic_commit(&dat[i])))
+			ret = cli_fail_sys(devfiles[i], -c);
+	for (i = 0; i < 3 && !ret; i++)
+		if ((c = cli_atomic_commit(&lists[i])))
+			ret = cli_fail_sys("list file", -c);
+	if (!ret && mode != PROGRESS_NEVER) {
+		char b1[32];
+		double secs = (double)(cli_now_ns() - t0) / 1e9;
+
+		printf("unpacked %u block%s (%s of data, %u device-state section%s) into %s in %.2f s (%s)\n",
+		       nb, nb == 1 ? "" : "s",
+		       cli_fmt_bytes(b1, sizeof(b1), st.bytes_read), nd,
+		       nd == 1 ? "" : "s", dir, secs,
+		       st.backend_name ? st.backend_name : "?");
+	}
+out:
+	/* Whatever was not committed is removed; existing files stay. */
+	for (i = 0; ob && i < nb; i++) {
+		if (ob[i].map)
+			munmap(ob[i].map, (size_t)ob[i].length);
+		cli_atomic_abort(&ob[i].at);
+	}
+	for (i = 0; dat && i < nd; i++)
+		cli_atomic_abort(&dat[i]);
+	for (i = 0; devfiles && i < nd; i++)
+		free(devfiles[i]);
+	for (i = 0; i < 3; i++)
+		cli_atomic_abort(&lists[i]);
+	free(devfiles);
+	free(dat);
+	free(ob);
+	free(maps);
+	free(bi);
+	fvm_reader_free(r);
+	return ret;
+}
