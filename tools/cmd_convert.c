@@ -1,0 +1,133 @@
+/*
+ * fvmsnap convert: a stock QEMU snapshot (migration stream file or pipe,
+ * mapped-ram file, qcow2 internal snapshot) to the fast format. The work is
+ * in tools/stock/convert.c; this file owns the command line, the progress
+ * bar and the final line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "progress.h"
+#include "stock/stock.h"
+#include "stock/stock_error.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: fvmsnap convert INPUT -o OUT.fvm [--snapshot NAME|ID] [options]\n"
+		"\n"
+		"Convert a stock QEMU snapshot to the fast format. INPUT is a migration\n"
+		"stream file (migrate \"exec:cat > FILE\", migrate file:FILE, also with the\n"
+		"mapped-ram capability), '-' for a stream on standard input, or a qcow2\n"
+		"image holding internal snapshots (savevm). RAM goes into the large-page\n"
+		"layout; everything else of the VM state is kept byte for byte as device\n"
+		"state (doc/QEMU.md). OUT is replaced atomically, only on success.\n"
+		"\n"
+		"  -o, --output OUT.fvm      the snapshot to write\n"
+		"  -s, --snapshot NAME|ID    qcow2: the internal snapshot (by id, then by\n"
+		"                            name); optional when the image has exactly one\n"
+		"      --no-crc              omit payload checksums\n"
+		"      --no-fsync            skip fsync (scratch files, tests)\n"
+		"  -q, --quiet               no progress bar, no summary line\n"
+		"      --progress            progress bar even when stderr is not a TTY\n"
+		"  -h, --help                this help\n");
+}
+
+static int stock_fail(const char *what, int code)
+{
+	progress_clear_current();
+	fprintf(stderr, "%s: %s: %s: %s\n", cli_prog, what, fvm_strerror(code),
+		stock_error_detail());
+	return cli_exit_code(code);
+}
+
+enum { OPT_NO_CRC = 256, OPT_NO_FSYNC, OPT_PROGRESS };
+
+int cmd_convert(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "snapshot", required_argument, NULL, 's' },
+		{ "no-crc", no_argument, NULL, OPT_NO_CRC },
+		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "progress", no_argument, NULL, OPT_PROGRESS },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stock_convert_opts o = { 0 };
+	struct stock_convert_result res;
+	struct progress pg;
+	char creator[64], created[64], b1[32], b2[32], b3[32], b4[32];
+	int c, mode = PROGRESS_AUTO, err;
+	uint64_t t0, ns;
+	struct stat st;
+	double secs;
+
+	while ((c = getopt_long(argc, argv, "o:s:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': o.output = optarg; break;
+		case 's': o.snapshot = optarg; break;
+		case OPT_NO_CRC: o.write_flags |= FVM_WRITE_NO_CRC; break;
+		case OPT_NO_FSYNC: o.write_flags |= FVM_WRITE_NO_FSYNC; break;
+		case 'q': mode = PROGRESS_NEVER; break;
+		case OPT_PROGRESS: mode = PROGRESS_ALWAYS; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(optind < argc ? "expected one input"
+					: "no input given");
+	if (!o.output)
+		return cli_usage_error("no output given (-o OUT.fvm)");
+	if (!strcmp(o.output, "-"))
+		return cli_usage_error("convert writes a file (atomically); use -o PATH");
+	o.input = argv[optind];
+	if (!strcmp(o.input, "-") && isatty(STDIN_FILENO))
+		return cli_usage_error("refusing to read a migration stream from a terminal");
+	/*
+	 * A device or FIFO (/dev/null, a pipe) is written in place: renaming a
+	 * temporary file over it would replace the device node.
+	 */
+	o.out_fd = -1;
+	if (stat(o.output, &st) == 0 && !S_ISREG(st.st_mode)) {
+		o.out_fd = open(o.output, O_WRONLY | O_CLOEXEC);
+		if (o.out_fd < 0)
+			return cli_fail_sys(o.output, errno);
+	}
+	snprintf(creator, sizeof(creator), "fvmsnap %s", fvm_version_string());
+	cli_utc_now(created, sizeof(created));
+	o.creator = creator;
+	o.created = created;
+	progress_init(&pg, "converting", mode);
+	o.progress = progress_cb;
+	o.progress_ctx = &pg;
+	t0 = cli_now_ns();
+	err = stock_convert(&o, &res);
+	progress_done(&pg);
+	if (o.out_fd >= 0)
+		close(o.out_fd);
+	if (err)
+		return stock_fail("convert", err);
+	if (mode == PROGRESS_NEVER)
+		return EXIT_OK;
+	ns = cli_now_ns() - t0;
+	secs = (double)ns / 1e9;
+	printf("converted %s: %u block%s, %s RAM (%llu data pages, %llu zero pages), "
+	       "%s device state; %s in, %s out, %.2f s, %.1f MB/s\n",
+	       strcmp(o.input, "-") ? o.input : "(stdin)", res.blocks, res.blocks == 1 ? "" : "s",
+	       cli_fmt_bytes(b1, sizeof(b1), res.ram_bytes),
+	       (unsigned long long)res.data_pages, (unsigned long long)res.zero_pages,
+	       cli_fmt_bytes(b2, sizeof(b2), res.devstate_bytes),
+	       cli_fmt_bytes(b3, sizeof(b3), res.input_bytes),
+	       stat(o.output, &st) == 0 && S_ISREG(st.st_mode) ? cli_fmt_bytes(b4, sizeof(b4), (uint64_t)st.st_size) : "n/a",
+	       secs, secs > 0 ? (double)res.input_bytes / secs / 1e6 : 0.0);
+	return EXIT_OK;
+}

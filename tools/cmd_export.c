@@ -1,0 +1,126 @@
+/*
+ * fvmsnap export: a converted snapshot back to a QEMU migration stream that
+ * stock QEMU restores with -incoming (to a file, or to standard output for
+ * -incoming "exec:fvmsnap export IN.fvm"). The work is in
+ * tools/stock/export.c; this file owns the command line and the output:
+ * a file is written atomically, so a failed export leaves no partial file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "progress.h"
+#include "stock/stock.h"
+#include "stock/stock_error.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: fvmsnap export IN.fvm [-o OUT.mig | -o -] [options]\n"
+		"\n"
+		"Write a QEMU migration stream equivalent to the one the snapshot was\n"
+		"converted from, for qemu-system-* -incoming \"exec:cat OUT.mig\" or\n"
+		"directly -incoming \"exec:fvmsnap export IN.fvm\". Without -o, or with\n"
+		"-o -, the stream goes to standard output.\n"
+		"\n"
+		"  -o, --output OUT    file to write (atomically), or '-' for stdout\n"
+		"  -q, --quiet         no progress bar, no summary line\n"
+		"      --progress      progress bar even when stderr is not a TTY\n"
+		"  -h, --help          this help\n");
+}
+
+static int stock_fail(const char *what, int code)
+{
+	progress_clear_current();
+	fprintf(stderr, "%s: %s: %s: %s\n", cli_prog, what, fvm_strerror(code),
+		stock_error_detail());
+	return cli_exit_code(code);
+}
+
+enum { OPT_PROGRESS = 256 };
+
+int cmd_export(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "progress", no_argument, NULL, OPT_PROGRESS },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stock_export_opts o = { 0 };
+	struct stock_export_result res;
+	struct cli_atomic at = { .fd = -1 };
+	struct progress pg;
+	const char *out = NULL;
+	int c, mode = PROGRESS_AUTO, err, to_stdout, direct = -1;
+	struct stat st;
+	uint64_t t0;
+	double secs;
+	char b1[32];
+
+	while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 'q': mode = PROGRESS_NEVER; break;
+		case OPT_PROGRESS: mode = PROGRESS_ALWAYS; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(optind < argc ? "expected one input"
+					: "no input given");
+	o.input = argv[optind];
+	to_stdout = !out || !strcmp(out, "-");
+	if (to_stdout && isatty(STDOUT_FILENO))
+		return cli_usage_error("refusing to write a migration stream to a terminal");
+	if (to_stdout) {
+		o.out_fd = STDOUT_FILENO;
+		o.out_name = "stdout";
+	} else if (stat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
+		/* A device or FIFO is written in place, never renamed over. */
+		direct = open(out, O_WRONLY | O_CLOEXEC);
+		if (direct < 0)
+			return cli_fail_sys(out, errno);
+		o.out_fd = direct;
+		o.out_name = out;
+	} else {
+		if ((err = cli_atomic_open(&at, out)))
+			return cli_fail_sys(out, -err);
+		o.out_fd = at.fd;
+		o.out_name = out;
+	}
+	progress_init(&pg, "exporting", mode);
+	o.progress = progress_cb;
+	o.progress_ctx = &pg;
+	t0 = cli_now_ns();
+	err = stock_export(&o, &res);
+	progress_done(&pg);
+	if (direct >= 0 && close(direct) < 0 && !err)
+		return cli_fail_sys(out, errno);
+	if (err) {
+		if (!to_stdout && direct < 0)
+			cli_atomic_abort(&at);
+		return stock_fail("export", err);
+	}
+	if (!to_stdout && direct < 0 && (err = cli_atomic_commit(&at))) {
+		cli_atomic_abort(&at);
+		return cli_fail_sys(out, -err);
+	}
+	if (mode == PROGRESS_NEVER)
+		return EXIT_OK;
+	secs = (double)(cli_now_ns() - t0) / 1e9;
+	/* stdout may be the stream: the summary goes to stderr then. */
+	fprintf(to_stdout ? stderr : stdout,
+		"exported %s: %llu data pages, %llu zero pages, %s stream, %.2f s, %.1f MB/s\n",
+		o.input, (unsigned long long)res.data_pages,
+		(unsigned long long)res.zero_pages,
+		cli_fmt_bytes(b1, sizeof(b1), res.output_bytes), secs,
+		secs > 0 ? (double)res.output_bytes / secs / 1e6 : 0.0);
+	return EXIT_OK;
+}

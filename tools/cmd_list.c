@@ -1,0 +1,177 @@
+/*
+ * fvmsnap list: the internal snapshots of a qcow2 image (what `savevm`
+ * made), like `qemu-img snapshot -l`: id, name, date (UTC), VM clock, VM
+ * state size and disk size; --json for scripts. The table comes from
+ * tools/stock/qcow2.c; nothing here reads the image itself.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "progress.h"
+#include "qcow2.h"
+#include "stock_error.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: fvmsnap list DISK.qcow2 [--json]\n"
+		"\n"
+		"List the internal snapshots (savevm) of a qcow2 image: id, name, date\n"
+		"(UTC), VM clock, VM state size and disk size. Snapshots are chosen for\n"
+		"'fvmsnap convert --snapshot' by id first, then by name, like loadvm.\n"
+		"\n"
+		"  -j, --json   machine-readable output\n"
+		"  -h, --help   this help\n");
+}
+
+static int stock_fail(const char *what, int code)
+{
+	progress_clear_current();
+	fprintf(stderr, "%s: %s: %s: %s\n", cli_prog, what, fvm_strerror(code),
+		stock_error_detail());
+	return cli_exit_code(code);
+}
+
+/* Names come from the image: never let them drive the terminal. */
+static void print_text(const char *s, int width)
+{
+	int n = 0;
+
+	for (; *s; s++, n++)
+		putchar((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f ? '?' : *s);
+	for (; n < width; n++)
+		putchar(' ');
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			printf("\\u%04x", c); /* bytes, not UTF-8: keep the output valid JSON */
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void fmt_date(char *buf, size_t len, uint64_t sec, int iso)
+{
+	struct tm tm;
+	time_t t = (time_t)sec;
+
+	if (!gmtime_r(&t, &tm) ||
+	    !strftime(buf, len, iso ? "%Y-%m-%dT%H:%M:%SZ" : "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, len, "%" PRIu64, sec);
+}
+
+/* hh:mm:ss.mmm, hours unbounded (QEMU prints the same). */
+static void fmt_clock(char *buf, size_t len, uint64_t ns)
+{
+	uint64_t ms = ns / 1000000, s = ms / 1000;
+
+	snprintf(buf, len, "%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%03" PRIu64,
+		 s / 3600, s / 60 % 60, s % 60, ms % 1000);
+}
+
+static void print_table(const struct stock_qcow2 *q, const char *in)
+{
+	size_t i, n = stock_qcow2_snapshot_count(q);
+	char date[64], clock[64], vm[32], disk[32];
+
+	printf("%s: qcow2 v%" PRIu32 ", %s clusters, %zu snapshot%s\n", in,
+	       stock_qcow2_version(q),
+	       cli_fmt_bytes(vm, sizeof(vm), 1ull << stock_qcow2_cluster_bits(q)),
+	       n, n == 1 ? "" : "s");
+	if (!n)
+		return;
+	printf("%-9s %-17s %12s %12s  %-19s  %s\n", "ID", "NAME", "VM STATE", "DISK SIZE",
+	       "DATE (UTC)", "VM CLOCK");
+	for (i = 0; i < n; i++) {
+		const struct stock_qcow2_snapshot *sn = stock_qcow2_snapshot(q, i);
+
+		fmt_date(date, sizeof(date), sn->date_sec, 0);
+		fmt_clock(clock, sizeof(clock), sn->vm_clock_nsec);
+		print_text(sn->id, 9);
+		putchar(' ');
+		print_text(sn->name, 17);
+		printf(" %12s %12s  %-19s  %s\n",
+		       cli_fmt_bytes(vm, sizeof(vm), sn->vm_state_size),
+		       cli_fmt_bytes(disk, sizeof(disk), sn->disk_size), date, clock);
+	}
+}
+
+static void print_json(const struct stock_qcow2 *q, const char *in)
+{
+	size_t i, n = stock_qcow2_snapshot_count(q);
+	char date[64];
+
+	printf("{\n  \"file\": ");
+	json_str(in);
+	printf(",\n  \"format\": \"qcow2\",\n  \"version\": %" PRIu32 ",\n"
+	       "  \"cluster_size\": %" PRIu64 ",\n  \"snapshots\": [",
+	       stock_qcow2_version(q), (uint64_t)1 << stock_qcow2_cluster_bits(q));
+	for (i = 0; i < n; i++) {
+		const struct stock_qcow2_snapshot *sn = stock_qcow2_snapshot(q, i);
+
+		fmt_date(date, sizeof(date), sn->date_sec, 1);
+		printf("%s\n    {\"id\": ", i ? "," : "");
+		json_str(sn->id);
+		printf(", \"name\": ");
+		json_str(sn->name);
+		printf(", \"date\": \"%s\", \"date_sec\": %" PRIu64 ", \"date_nsec\": %" PRIu32
+		       ", \"vm_clock_nsec\": %" PRIu64 ", \"vm_state_size\": %" PRIu64
+		       ", \"disk_size\": %" PRIu64 ", \"icount\": ",
+		       date, sn->date_sec, sn->date_nsec, sn->vm_clock_nsec,
+		       sn->vm_state_size, sn->disk_size);
+		if (sn->icount == UINT64_MAX)
+			printf("null");
+		else
+			printf("%" PRIu64, sn->icount);
+		printf("}");
+	}
+	printf("%s]\n}\n", n ? "\n  " : "");
+}
+
+int cmd_list(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct stock_qcow2 *q;
+	const char *in;
+	int c, json = 0;
+
+	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = 1; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(optind < argc ? "expected one qcow2 image"
+					: "no qcow2 image given");
+	in = argv[optind];
+	if ((c = stock_qcow2_open(&q, in)))
+		return stock_fail(in, c);
+	if (json)
+		print_json(q, in);
+	else
+		print_table(q, in);
+	stock_qcow2_close(q);
+	if (fflush(stdout) == EOF || ferror(stdout))
+		return cli_fail_sys("stdout", errno ? errno : EIO);
+	return EXIT_OK;
+}

@@ -1,0 +1,193 @@
+/*
+ * stock -> fast: one pass over a QEMU migration stream (file, pipe, mapped-
+ * ram file or qcow2 snapshot VM state) into the libfastvm streaming writer.
+ * RAM blocks come from the MEM_SIZE list, runs of data pages go to
+ * fvm_writer_put_pages in batches (the writer coalesces them into runs),
+ * zero pages to fvm_writer_put_zero; the bytes around the ram sections
+ * become device-state sections (doc/QEMU.md). Memory is bounded by the
+ * page batch, the writer's segment and the kept device state, never by
+ * the size of guest RAM. The output is written atomically by the library.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "input.h"
+#include "stock.h"
+#include "stock_error.h"
+#include "stream.h"
+
+struct cctx {
+	fvm_writer *w;
+	uint32_t ids[STOCK_MAX_BLOCKS];
+	const struct stock_convert_opts *o;
+	struct stock_convert_result *res;
+};
+
+/* A failed libfastvm call: its detail becomes the stock detail. */
+static int lib_fail(int code, const char *what)
+{
+	return stock_err(code, "%s: %s", what, fvm_error_detail());
+}
+
+static int cv_block(void *ctx, uint32_t index, const struct stock_ram_block *b)
+{
+	struct cctx *c = ctx;
+	int err;
+
+	err = fvm_writer_add_block(c->w, b->name, b->length, STOCK_PAGE_SIZE,
+				   &c->ids[index]);
+	if (err)
+		return lib_fail(err, "adding a RAM block");
+	c->res->blocks++;
+	c->res->ram_bytes += b->length;
+	return 0;
+}
+
+static int cv_pages(void *ctx, uint32_t block, uint64_t first, uint64_t count,
+		    const void *data)
+{
+	struct cctx *c = ctx;
+	int err = fvm_writer_put_pages(c->w, c->ids[block], first, count, data);
+
+	if (err)
+		return lib_fail(err, "writing pages");
+	c->res->data_pages += count;
+	return 0;
+}
+
+static int cv_zero(void *ctx, uint32_t block, uint64_t first, uint64_t count)
+{
+	struct cctx *c = ctx;
+	int err = fvm_writer_put_zero(c->w, c->ids[block], first, count);
+
+	if (err)
+		return lib_fail(err, "writing zero pages");
+	c->res->zero_pages += count;
+	return 0;
+}
+
+static int cv_progress(void *ctx, uint64_t offset, uint64_t size)
+{
+	struct cctx *c = ctx;
+
+	c->res->input_bytes = offset;
+	if (c->o->progress &&
+	    c->o->progress(c->o->progress_ctx, offset, size == UINT64_MAX ? 0 : size))
+		return stock_err(FVM_ECANCELED, "conversion canceled");
+	return 0;
+}
+
+static int add_dev(struct cctx *c, const char *name, const void *data, size_t len)
+{
+	int err = fvm_writer_add_devstate(c->w, name, data, len);
+
+	if (err)
+		return lib_fail(err, name);
+	c->res->devstate_bytes += len;
+	return 0;
+}
+
+static int add_meta(struct cctx *c, const char *key, const char *value)
+{
+	int err;
+
+	if (!value || !*value)
+		return 0;
+	if ((err = fvm_writer_add_meta(c->w, key, value)))
+		return lib_fail(err, key);
+	return 0;
+}
+
+static int write_meta(struct cctx *c, const struct stock_input *in,
+		      const struct stock_stream *st)
+{
+	const struct stock_qcow2_snapshot *sn = NULL;
+	char buf[64];
+	int err;
+
+	if (in->kind == STOCK_INPUT_QCOW2)
+		sn = stock_qcow2_snapshot(in->q, in->snapshot);
+	if ((err = add_meta(c, "creator", c->o->creator)) ||
+	    (err = add_meta(c, "created", c->o->created)) ||
+	    (err = add_meta(c, "source", in->kind == STOCK_INPUT_QCOW2 || strcmp(c->o->input, "-") ?
+			    c->o->input : "(stdin)")) ||
+	    (err = add_meta(c, "source.format",
+			    in->kind == STOCK_INPUT_QCOW2 ? "qcow2-internal-snapshot" :
+			    st->mapped_ram ? "qemu-mapped-ram" : "qemu-migration-stream")) ||
+	    (err = add_meta(c, "machine", st->machine)) ||
+	    (err = add_meta(c, "qemu.capabilities", st->caps)))
+		return err;
+	if (sn) {
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)sn->date_sec);
+		if ((err = add_meta(c, "qemu.snapshot.id", sn->id)) ||
+		    (err = add_meta(c, "qemu.snapshot.name", sn->name)) ||
+		    (err = add_meta(c, "qemu.snapshot.date", buf)))
+			return err;
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)sn->vm_clock_nsec);
+		if ((err = add_meta(c, "qemu.snapshot.vm_clock_nsec", buf)))
+			return err;
+	}
+	return 0;
+}
+
+static int write_devstate(struct cctx *c, const struct stock_stream *st)
+{
+	struct stock_buf desc = { 0 };
+	int err;
+
+	err = stock_ram_desc_encode(st, &desc);
+	if (!err)
+		err = add_dev(c, "qemu.pre-ram", st->pre_ram.data, st->pre_ram.len);
+	if (!err)
+		err = add_dev(c, "qemu.ram-section", desc.data, desc.len);
+	if (!err && st->mid_ram.len)
+		err = add_dev(c, "qemu.ram-mid", st->mid_ram.data, st->mid_ram.len);
+	if (!err)
+		err = add_dev(c, "qemu.post-ram", st->post_ram.data, st->post_ram.len);
+	stock_buf_release(&desc);
+	return err;
+}
+
+int stock_convert(const struct stock_convert_opts *o, struct stock_convert_result *res)
+{
+	fvm_write_options wo = FVM_WRITE_OPTIONS_INIT;
+	struct stock_stream_ops ops;
+	struct stock_input in;
+	struct stock_stream st;
+	struct cctx *c;
+	int err;
+
+	memset(res, 0, sizeof(*res));
+	memset(&st, 0, sizeof(st));
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return stock_err(FVM_ENOMEM, "conversion state");
+	c->o = o;
+	c->res = res;
+	ops = (struct stock_stream_ops){ c, cv_block, cv_pages, cv_zero, cv_progress };
+	wo.flags = o->write_flags;
+	/* Open the input first: a missing or foreign input creates nothing. */
+	if ((err = stock_input_open(&in, o->input, o->snapshot)))
+		goto out;
+	err = o->out_fd >= 0 ? fvm_writer_open_fd(&c->w, o->out_fd, &wo)
+			     : fvm_writer_open_path(&c->w, o->output, &wo);
+	if (err) {
+		err = lib_fail(err, o->output);
+		goto out;
+	}
+	if ((err = stock_stream_parse(in.src, &ops, &st)) ||
+	    (err = write_meta(c, &in, &st)) ||
+	    (err = write_devstate(c, &st)))
+		goto out;
+	res->input_bytes = stock_source_offset(in.src);
+	if ((err = fvm_writer_finish(c->w)))
+		err = lib_fail(err, o->output);
+out:
+	/* An unfinished path writer removes its temporary file. */
+	fvm_writer_free(c->w);
+	stock_stream_release(&st);
+	stock_input_close(&in);
+	free(c);
+	return err;
+}

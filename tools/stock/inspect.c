@@ -1,0 +1,328 @@
+/*
+ * inspect on stock inputs (a migration stream, a mapped-ram file or a qcow2
+ * snapshot's VM state): parse the stream once, keep one state byte per
+ * page (absent, zero, data; the last record of a page wins, like the
+ * loader) and report what conversion would produce: blocks, data and zero
+ * pages, runs and their length histogram (the buckets of the fvm inspect),
+ * the kept device state and the stream's records.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "input.h"
+#include "stock.h"
+#include "stock_error.h"
+#include "stream.h"
+
+#define BUCKETS 64
+
+enum { PG_ABSENT = 0, PG_ZERO = 1, PG_DATA = 2 };
+
+struct iblock {
+	uint8_t *state;
+	uint64_t pages, data, zero, data_runs, zero_runs;
+};
+
+struct ictx {
+	struct iblock *b;
+	uint32_t n;
+	uint64_t runs[BUCKETS][2], rpages[BUCKETS][2];
+};
+
+static int ib_block(void *ctx, uint32_t index, const struct stock_ram_block *b)
+{
+	struct ictx *c = ctx;
+	struct iblock *nb;
+
+	nb = realloc(c->b, (index + 1) * sizeof(*nb));
+	if (!nb)
+		return stock_err_sys(ENOMEM, "inspect: block list");
+	c->b = nb;
+	memset(&nb[index], 0, sizeof(*nb));
+	nb[index].pages = b->length / STOCK_PAGE_SIZE;
+	c->n = index + 1;
+	if (nb[index].pages > SIZE_MAX)
+		return stock_err(FVM_ENOMEM, "inspect: block %s too large", b->name);
+	nb[index].state = calloc((size_t)nb[index].pages, 1);
+	if (!nb[index].state)
+		return stock_err_sys(ENOMEM, "inspect: page map of block %s (%llu pages)",
+				     b->name, (unsigned long long)nb[index].pages);
+	return 0;
+}
+
+static int ib_pages(void *ctx, uint32_t block, uint64_t first, uint64_t count,
+		    const void *data)
+{
+	struct ictx *c = ctx;
+	const uint64_t *w = data;
+	uint64_t i, k;
+
+	/* A data record may hold zeros (QEMU 7.2 sends PAGE for pages that
+	 * turned zero only rarely; mapped-ram writes them); count as the
+	 * writer will store them. */
+	for (i = 0; i < count; i++) {
+		uint8_t st = PG_ZERO;
+
+		for (k = 0; k < STOCK_PAGE_SIZE / 8; k++)
+			if (w[i * (STOCK_PAGE_SIZE / 8) + k]) {
+				st = PG_DATA;
+				break;
+			}
+		c->b[block].state[first + i] = st;
+	}
+	return 0;
+}
+
+static int ib_zero(void *ctx, uint32_t block, uint64_t first, uint64_t count)
+{
+	struct ictx *c = ctx;
+
+	memset(c->b[block].state + first, PG_ZERO, (size_t)count);
+	return 0;
+}
+
+static void tally(struct ictx *c)
+{
+	uint32_t i;
+	uint64_t p, q;
+
+	for (i = 0; i < c->n; i++) {
+		struct iblock *b = &c->b[i];
+
+		for (p = 0; p < b->pages; p = q) {
+			uint8_t s = b->state[p];
+			unsigned k;
+
+			for (q = p + 1; q < b->pages && b->state[q] == s; q++)
+				;
+			if (s == PG_ABSENT)
+				continue;
+			k = 63u - (unsigned)__builtin_clzll(q - p);
+			c->runs[k][s == PG_DATA]++;
+			c->rpages[k][s == PG_DATA] += q - p;
+			if (s == PG_DATA) {
+				b->data += q - p;
+				b->data_runs++;
+			} else {
+				b->zero += q - p;
+				b->zero_runs++;
+			}
+		}
+	}
+}
+
+static void json_str(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			fprintf(out, "\\%c", ch);
+		else if (ch < 0x20 || ch >= 0x7f)
+			fprintf(out, "\\u%04x", ch);
+		else
+			fputc(ch, out);
+	}
+	fputc('"', out);
+}
+
+#define U(x) ((unsigned long long)(x))
+
+/*
+ * Device sections named by the JSON description (vmdesc) at the end of the
+ * stream: each top-level device is {"name": "...", "instance_id": N, ...}.
+ * A scan, not a JSON parser: the description is informative only (QEMU's
+ * loader ignores it), and the device bytes themselves are kept opaque.
+ */
+static void each_device(const struct stock_stream *st, FILE *out, int json)
+{
+	static const char key[] = "{\"name\": \"";
+	const char *d = (const char *)st->post_ram.data + st->vmdesc_off;
+	size_t len = st->vmdesc_len, i, j, n = 0;
+
+	for (i = 0; st->vmdesc_len && i + sizeof(key) - 1 < len; i++) {
+		if (memcmp(d + i, key, sizeof(key) - 1))
+			continue;
+		i += sizeof(key) - 1;
+		for (j = i; j < len && d[j] != '"' && d[j] != '\\'; j++)
+			;
+		if (j + 17 > len || memcmp(d + j, "\", \"instance_id\": ", 17))
+			continue;
+		if (json)
+			fprintf(out, "%s\"%.*s/%ld\"", n ? ", " : "", (int)(j - i), d + i,
+				strtol(d + j + 17, NULL, 10));
+		else
+			fprintf(out, "%s%.*s/%ld", n % 6 ? ", " : "\n    ", (int)(j - i), d + i,
+				strtol(d + j + 17, NULL, 10));
+		n++;
+	}
+	if (!json)
+		fprintf(out, "%s\n", n ? "" : " (no device description)");
+}
+
+static void print_text(FILE *out, const struct stock_input *in,
+		       const struct stock_stream *st, const struct ictx *c)
+{
+	uint64_t len = 0, data = 0, zero = 0, dr = 0, zr = 0;
+	uint32_t i;
+	int k;
+
+	for (i = 0; i < c->n; i++) {
+		len += st->blocks[i].length;
+		data += c->b[i].data;
+		zero += c->b[i].zero;
+		dr += c->b[i].data_runs;
+		zr += c->b[i].zero_runs;
+	}
+	fprintf(out, "input:        %s (%s)\n", in->name,
+		st->mapped_ram ? "QEMU mapped-ram file" :
+		in->kind == STOCK_INPUT_QCOW2 ? "qcow2 internal snapshot" :
+		"QEMU migration stream");
+	fprintf(out, "machine:      %s\n", st->has_config ? st->machine : "(no configuration section)");
+	fprintf(out, "capabilities: %s\n", st->caps[0] ? st->caps : "(none)");
+	fprintf(out, "ram section:  id %u, instance %u, version %u, %s, %llu sections\n",
+		st->section_id, st->instance_id, st->version_id,
+		st->footers ? "footers" : "no footers", U(st->ram_sections));
+	fprintf(out, "records:      %llu PAGE, %llu ZERO, %llu COMPRESS_PAGE, %llu commands\n",
+		U(st->page_records), U(st->zero_records), U(st->compressed_records),
+		U(st->commands));
+	if (st->mapped_ram)
+		fprintf(out, "mapped-ram:   %llu pages written, %llu not written\n",
+			U(st->mapped_data_pages), U(st->mapped_zero_pages));
+	fprintf(out, "RAM:          %llu bytes in %u blocks; %llu data pages, %llu zero pages, %llu absent\n",
+		U(len), c->n, U(data), U(zero), U(len / STOCK_PAGE_SIZE - data - zero));
+	fprintf(out, "zero share:   %.1f%% of RAM (%llu data runs, %llu zero runs)\n",
+		len ? 100.0 * (1.0 - (double)(data * STOCK_PAGE_SIZE) / (double)len) : 0.0,
+		U(dr), U(zr));
+	fprintf(out, "\nblocks:\n  %-4s %-28s %14s %10s %10s %9s %9s\n", "id", "name",
+		"length", "data pages", "zero pages", "data runs", "zero runs");
+	for (i = 0; i < c->n; i++)
+		fprintf(out, "  %-4u %-28s %14llu %10llu %10llu %9llu %9llu\n", i,
+			st->blocks[i].name, U(st->blocks[i].length), U(c->b[i].data),
+			U(c->b[i].zero), U(c->b[i].data_runs), U(c->b[i].zero_runs));
+	fprintf(out, "\nrun lengths (pages; power-of-two buckets):\n");
+	fprintf(out, "  %-23s %9s %10s %9s %10s\n", "pages", "data runs", "data pages",
+		"zero runs", "zero pages");
+	for (k = 0; k < BUCKETS; k++) {
+		char range[48];
+
+		if (!c->runs[k][0] && !c->runs[k][1])
+			continue;
+		if (k == 0)
+			snprintf(range, sizeof(range), "1");
+		else
+			snprintf(range, sizeof(range), "%llu-%llu", 1ull << k,
+				 k == 63 ? ~0ull : (2ull << k) - 1);
+		fprintf(out, "  %-23s %9llu %10llu %9llu %10llu\n", range,
+			U(c->runs[k][1]), U(c->rpages[k][1]), U(c->runs[k][0]),
+			U(c->rpages[k][0]));
+	}
+	fprintf(out, "\ndevice state kept by convert (doc/QEMU.md):\n");
+	fprintf(out, "  qemu.pre-ram      %zu bytes (header, configuration, commands)\n",
+		st->pre_ram.len);
+	fprintf(out, "  qemu.ram-section  block list of %u blocks\n", st->nblocks);
+	if (st->mid_ram.len)
+		fprintf(out, "  qemu.ram-mid      %zu bytes (commands between ram sections)\n",
+			st->mid_ram.len);
+	fprintf(out, "  qemu.post-ram     %zu bytes (device sections, EOF, description)\n",
+		st->post_ram.len);
+	fprintf(out, "\ndevice sections (name/instance, from the description):");
+	each_device(st, out, 0);
+}
+
+static void print_json(FILE *out, const struct stock_input *in,
+		       const struct stock_stream *st, const struct ictx *c)
+{
+	uint64_t len = 0, data = 0, zero = 0;
+	uint32_t i;
+	int k, first = 1;
+
+	for (i = 0; i < c->n; i++) {
+		len += st->blocks[i].length;
+		data += c->b[i].data;
+		zero += c->b[i].zero;
+	}
+	fprintf(out, "{\n  \"input\": ");
+	json_str(out, in->name);
+	fprintf(out, ",\n  \"format\": \"%s\",\n  \"machine\": ",
+		st->mapped_ram ? "qemu-mapped-ram" :
+		in->kind == STOCK_INPUT_QCOW2 ? "qcow2-snapshot" : "qemu-stream");
+	json_str(out, st->machine);
+	fprintf(out, ",\n  \"capabilities\": ");
+	json_str(out, st->caps);
+	fprintf(out, ",\n  \"ram_section\": {\"id\": %u, \"instance\": %u, \"version\": %u, "
+		"\"footers\": %s, \"sections\": %llu},\n", st->section_id, st->instance_id,
+		st->version_id, st->footers ? "true" : "false", U(st->ram_sections));
+	fprintf(out, "  \"records\": {\"page\": %llu, \"zero\": %llu, \"compress_page\": %llu, "
+		"\"commands\": %llu},\n", U(st->page_records), U(st->zero_records),
+		U(st->compressed_records), U(st->commands));
+	fprintf(out, "  \"length\": %llu, \"pages\": %llu, \"data_pages\": %llu, "
+		"\"zero_pages\": %llu, \"zero_share\": %.6f,\n", U(len), U(len / STOCK_PAGE_SIZE),
+		U(data), U(zero),
+		len ? 1.0 - (double)(data * STOCK_PAGE_SIZE) / (double)len : 0.0);
+	fprintf(out, "  \"blocks\": [");
+	for (i = 0; i < c->n; i++) {
+		fprintf(out, "%s\n    {\"id\": %u, \"name\": ", i ? "," : "", i);
+		json_str(out, st->blocks[i].name);
+		fprintf(out, ", \"length\": %llu, \"page_size\": %u, \"pages\": %llu, "
+			"\"data_pages\": %llu, \"zero_pages\": %llu, \"absent_pages\": %llu, "
+			"\"data_runs\": %llu, \"zero_runs\": %llu}",
+			U(st->blocks[i].length), STOCK_PAGE_SIZE, U(c->b[i].pages),
+			U(c->b[i].data), U(c->b[i].zero),
+			U(c->b[i].pages - c->b[i].data - c->b[i].zero),
+			U(c->b[i].data_runs), U(c->b[i].zero_runs));
+	}
+	fprintf(out, "%s],\n  \"run_histogram\": [", c->n ? "\n  " : "");
+	for (k = 0; k < BUCKETS; k++) {
+		if (!c->runs[k][0] && !c->runs[k][1])
+			continue;
+		fprintf(out, "%s\n    {\"min_pages\": %llu, \"max_pages\": %llu, "
+			"\"data_runs\": %llu, \"data_pages\": %llu, "
+			"\"zero_runs\": %llu, \"zero_pages\": %llu}",
+			first ? "" : ",", 1ull << k, k == 63 ? ~0ull : (2ull << k) - 1,
+			U(c->runs[k][1]), U(c->rpages[k][1]),
+			U(c->runs[k][0]), U(c->rpages[k][0]));
+		first = 0;
+	}
+	fprintf(out, "%s],\n  \"devstate\": [", first ? "" : "\n  ");
+	fprintf(out, "\n    {\"name\": \"qemu.pre-ram\", \"size\": %zu},", st->pre_ram.len);
+	if (st->mid_ram.len)
+		fprintf(out, "\n    {\"name\": \"qemu.ram-mid\", \"size\": %zu},", st->mid_ram.len);
+	fprintf(out, "\n    {\"name\": \"qemu.post-ram\", \"size\": %zu}\n  ],\n",
+		st->post_ram.len);
+	fprintf(out, "  \"devices\": [");
+	each_device(st, out, 1);
+	fprintf(out, "]\n}\n");
+}
+
+int stock_inspect(const char *path, const char *snapshot, int json, FILE *out)
+{
+	struct stock_input in;
+	struct stock_stream st;
+	struct ictx c;
+	struct stock_stream_ops ops = { &c, ib_block, ib_pages, ib_zero, NULL };
+	uint32_t i;
+	int err;
+
+	memset(&st, 0, sizeof(st));
+	memset(&c, 0, sizeof(c));
+	err = stock_input_open(&in, path, snapshot);
+	if (!err)
+		err = stock_stream_parse(in.src, &ops, &st);
+	if (!err) {
+		tally(&c);
+		if (json)
+			print_json(out, &in, &st, &c);
+		else
+			print_text(out, &in, &st, &c);
+	}
+	for (i = 0; i < c.n; i++)
+		free(c.b[i].state);
+	free(c.b);
+	stock_stream_release(&st);
+	stock_input_close(&in);
+	return err;
+}

@@ -1,0 +1,60 @@
+/*
+ * Entry points of the stock QEMU conversions used by the fvmsnap
+ * subcommands (convert, export, inspect on stock inputs). They return 0 or
+ * a negative FVM_E* code with the detail in stock_error_detail(), also for
+ * failures of libfastvm calls (their fvm_error_detail() is copied there).
+ */
+#ifndef STOCK_STOCK_H
+#define STOCK_STOCK_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "fastvm/fastvm.h"
+
+struct stock_convert_opts {
+	const char *input;        /* path, or "-" for stdin */
+	const char *snapshot;     /* qcow2: id or name; NULL = the only one */
+	const char *output;       /* .fvm path, written atomically... */
+	int out_fd;               /* ...unless this is >= 0: written to it */
+	const char *creator;      /* metadata "creator" */
+	const char *created;      /* metadata "created" (RFC 3339) or NULL */
+	uint32_t write_flags;     /* FVM_WRITE_* */
+	fvm_progress_fn progress; /* (input bytes done, input size or 0) */
+	void *progress_ctx;
+};
+
+struct stock_convert_result {
+	uint64_t input_bytes;     /* stream bytes read */
+	uint64_t ram_bytes;       /* sum of block lengths */
+	uint64_t data_pages, zero_pages;
+	uint32_t blocks;
+	uint64_t devstate_bytes;
+};
+
+int stock_convert(const struct stock_convert_opts *o, struct stock_convert_result *res);
+
+struct stock_export_opts {
+	const char *input;        /* .fvm path */
+	int out_fd;               /* written sequentially, not closed */
+	const char *out_name;     /* for messages */
+	uint64_t batch_bytes;     /* pages read per fvm_reader_read_pages; 0 = 4 MiB */
+	fvm_progress_fn progress;
+	void *progress_ctx;
+};
+
+struct stock_export_result {
+	uint64_t output_bytes;
+	uint64_t data_pages, zero_pages;
+};
+
+int stock_export(const struct stock_export_opts *o, struct stock_export_result *res);
+
+/* 1 when path is a file starting like a QEMU stream ("QEVM") or a qcow2
+ * image ("QFI\xfb"): fvmsnap inspect then reports it with stock_inspect. */
+int stock_input_probe(const char *path);
+
+/* Report on a stock input (text or JSON) to out. */
+int stock_inspect(const char *path, const char *snapshot, int json, FILE *out);
+
+#endif
