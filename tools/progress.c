@@ -1,6 +1,8 @@
 /*
  * Progress bar on stderr (see progress.h). Redrawn at most ten times a
- * second so that a callback per chunk costs nothing measurable.
+ * second so that a callback per chunk costs nothing measurable. With an
+ * unknown total (0: input from a pipe) it shows bytes done and the rate
+ * only, without bar, percentage or ETA.
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 
 #define REDRAW_NS 100000000ull
 #define BAR_WIDTH 30
+#define MIN_RATE_SECS 0.25
 
 /* The bar being drawn, so that an error message starts on a fresh line. */
 static struct progress *current;
@@ -43,12 +46,30 @@ static void fmt_eta(char *buf, size_t len, double secs)
 
 static void draw(struct progress *p, uint64_t done, uint64_t total, uint64_t now)
 {
-	char bar[BAR_WIDTH + 1], eta[32];
+	char bar[BAR_WIDTH + 1], eta[32], bytes[32];
 	double frac = total ? (double)done / (double)total : 0;
 	double secs = (double)(now - p->start_ns) / 1e9;
 	double rate = secs > 0 ? (double)done / secs : 0;
 	unsigned fill, i;
 
+	if (!total) {
+		char rs[32] = "       -";
+
+		/*
+		 * Unknown total (input from a pipe): a percentage and an ETA
+		 * would be made up, so show only how far we got and how fast.
+		 * The rate of the first moments says nothing (a few KiB in a
+		 * few microseconds), so it is shown only after a while.
+		 */
+		if (secs >= MIN_RATE_SECS)
+			snprintf(rs, sizeof(rs), "%8.1f", rate / 1e6);
+		fprintf(stderr, "\r%s %10s %s MB/s\033[K", p->label,
+			cli_fmt_bytes(bytes, sizeof(bytes), done), rs);
+		fflush(stderr);
+		p->drawn = 1;
+		current = p;
+		return;
+	}
 	if (frac > 1)
 		frac = 1;
 	fill = (unsigned)(frac * BAR_WIDTH);

@@ -1,7 +1,8 @@
 /*
  * Progress bar of the long fvmsnap operations: on stderr, only when stderr
  * is a terminal (or --progress forces it), never when piped; with rate and
- * ETA. progress_cb is an fvm_progress_fn: it also cancels the operation
+ * ETA, or with bytes done and rate only when the total is unknown (0, an
+ * input from a pipe). progress_cb is an fvm_progress_fn: it also cancels the operation
  * when SIGINT/SIGTERM arrived (see cli_install_signals), whether or not a
  * bar is drawn.
  */
