@@ -43,6 +43,18 @@ int cli_exit_code(int fvm_code);
  * (the detail is left out when empty); returns cli_exit_code(code).
  */
 int cli_fail(const char *what, int code);
+/*
+ * cli_fail with the detail given, for the stock QEMU code that keeps its
+ * own (stock_error_detail()). For FVM_EMAGIC, not_what replaces
+ * fvm_strerror's "not a libfastvm snapshot" when not NULL, so that the
+ * message says what the input is not (CLI_NOT_STOCK_INPUT, "not a qcow2
+ * image"). Returns cli_exit_code(code).
+ */
+int cli_fail_detail(const char *what, int code, const char *detail,
+		    const char *not_what);
+/* The FVM_EMAGIC text of the commands reading stock QEMU inputs. */
+#define CLI_NOT_STOCK_INPUT \
+	"not a QEMU migration stream, mapped-ram file or qcow2 image"
 /* "fvmsnap pack: <what>: <strerror(err)>"; returns EXIT_SYSTEM. */
 int cli_fail_sys(const char *what, int err);
 /* "fvmsnap pack: <message>" plus a --help hint; returns EXIT_USAGE. */
@@ -110,6 +122,29 @@ void cli_safe_name(const char *name, char *buf);
  * 0x20..0x7e as \xHH.
  */
 void cli_print_escaped(FILE *f, const char *s);
+
+/*
+ * The one JSON string writer of every fvmsnap JSON document
+ * (doc/fvmsnap-json.md): the string in double quotes; valid UTF-8 passes
+ * through; '"' and '\\' are escaped, newline, tab and CR as \n \t \r, other
+ * bytes below 0x20 and 0x7f as \u00XX; a byte that is not part of valid
+ * UTF-8 (also an overlong form or a surrogate) as \u00XX, its Latin-1
+ * reading. The output is valid JSON for any bytes. The _mem form takes a
+ * length (NUL bytes in it become \u0000).
+ */
+void cli_json_str(FILE *f, const char *s);
+void cli_json_mem(FILE *f, const void *s, size_t len);
+
+/*
+ * Text output of a name that comes from an input (snapshot, block and
+ * device names), so that it cannot drive the terminal: valid UTF-8 is
+ * printed as it is, except control characters (below 0x20, 0x7f, and
+ * U+0080..U+009F), which become '?'; so does every byte that is not part of
+ * valid UTF-8. Then spaces up to width characters (none when width <= 0).
+ * Returns the number of characters printed before the padding.
+ */
+int cli_print_safe(FILE *f, const char *s, int width);
+int cli_print_safe_mem(FILE *f, const void *s, size_t len, int width);
 
 /* The metadata value "created": current UTC time, RFC 3339. */
 void cli_utc_now(char *buf, size_t len);

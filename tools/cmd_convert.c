@@ -39,12 +39,10 @@ static void usage(FILE *f)
 		"  -h, --help                this help\n");
 }
 
+/* "fvmsnap convert: INPUT: <error>: <detail>", the format of every subcommand. */
 static int stock_fail(const char *what, int code)
 {
-	progress_clear_current();
-	fprintf(stderr, "%s: %s: %s: %s\n", cli_prog, what, fvm_strerror(code),
-		stock_error_detail());
-	return cli_exit_code(code);
+	return cli_fail_detail(what, code, stock_error_detail(), CLI_NOT_STOCK_INPUT);
 }
 
 enum { OPT_NO_CRC = 256, OPT_NO_FSYNC, OPT_PROGRESS };
@@ -79,7 +77,7 @@ int cmd_convert(int argc, char **argv)
 		case 'q': mode = PROGRESS_NEVER; break;
 		case OPT_PROGRESS: mode = PROGRESS_ALWAYS; break;
 		case 'h': usage(stdout); return EXIT_OK;
-		default: usage(stderr); return EXIT_USAGE;
+		default: return cli_try_help();
 		}
 	}
 	if (optind + 1 != argc)
@@ -115,7 +113,7 @@ int cmd_convert(int argc, char **argv)
 	if (o.out_fd >= 0)
 		close(o.out_fd);
 	if (err)
-		return stock_fail("convert", err);
+		return stock_fail(o.input, err);
 	if (mode == PROGRESS_NEVER)
 		return EXIT_OK;
 	ns = cli_now_ns() - t0;

@@ -33,12 +33,10 @@ static void usage(FILE *f)
 		"  -h, --help          this help\n");
 }
 
+/* "fvmsnap export: INPUT: <error>: <detail>", the format of every subcommand. */
 static int stock_fail(const char *what, int code)
 {
-	progress_clear_current();
-	fprintf(stderr, "%s: %s: %s: %s\n", cli_prog, what, fvm_strerror(code),
-		stock_error_detail());
-	return cli_exit_code(code);
+	return cli_fail_detail(what, code, stock_error_detail(), NULL);
 }
 
 enum { OPT_PROGRESS = 256 };
@@ -69,7 +67,7 @@ int cmd_export(int argc, char **argv)
 		case 'q': mode = PROGRESS_NEVER; break;
 		case OPT_PROGRESS: mode = PROGRESS_ALWAYS; break;
 		case 'h': usage(stdout); return EXIT_OK;
-		default: usage(stderr); return EXIT_USAGE;
+		default: return cli_try_help();
 		}
 	}
 	if (optind + 1 != argc)
@@ -106,7 +104,7 @@ int cmd_export(int argc, char **argv)
 	if (err) {
 		if (!to_stdout && direct < 0)
 			cli_atomic_abort(&at);
-		return stock_fail("export", err);
+		return stock_fail(o.input, err);
 	}
 	if (!to_stdout && direct < 0 && (err = cli_atomic_commit(&at))) {
 		cli_atomic_abort(&at);

@@ -1,12 +1,14 @@
 /*
  * fvmsnap inspect: what a snapshot holds, as text or as JSON with the
  * stable keys of doc/fvmsnap-json.md. Everything comes from the reader's
- * listings (header, index); no payload is read.
+ * listings (header, index); no payload is read. Stock QEMU inputs (also a
+ * stream on standard input, "-") are handed to tools/stock/inspect.c.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "progress.h"
@@ -30,18 +32,19 @@ struct summary {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: fvmsnap inspect IN.fvm [--json] [--runs]\n"
+		"Usage: fvmsnap inspect IN [--json] [--runs] [--snapshot NAME|ID]\n"
 		"\n"
 		"Show the header, blocks, run counts and run-length histogram, zero\n"
 		"share, overhead, device-state sections and metadata of a snapshot.\n"
+		"IN may also be a stock QEMU input (migration stream, mapped-ram file,\n"
+		"qcow2 image, or '-' for a stream on standard input): inspect then\n"
+		"shows what convert would make of it.\n"
 		"\n"
-		"  -j, --json   machine-readable output (schema: fvmsnap(1), JSON OUTPUT)\n"
-		"  -r, --runs   also list every run (block, kind, pages, file offset)\n"
+		"  -j, --json     machine-readable output (schema: fvmsnap(1), JSON OUTPUT)\n"
+		"  -r, --runs     also list every run (block, kind, pages, file offset)\n"
 		"  -s, --snapshot NAME|ID\n"
-		"               IN may also be a stock QEMU input (migration stream,\n"
-		"               mapped-ram file, qcow2 image): what convert would make\n"
-		"               of it; --snapshot chooses the qcow2 snapshot\n"
-		"  -h, --help   this help\n");
+		"                 qcow2: the internal snapshot (by id, then by name)\n"
+		"  -h, --help     this help\n");
 }
 
 static unsigned log2_floor(uint64_t v)
@@ -256,64 +259,6 @@ static void print_text(fvm_reader *r, const char *in, const struct summary *s)
 
 /* ------------------------------------------------------------ JSON */
 
-/* Length of the valid UTF-8 sequence at s, or 0 (overlongs, surrogates refused). */
-static int utf8_len(const unsigned char *s)
-{
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-			return 0;
-		if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))
-			return 0;
-		return 3;
-	}
-	if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
-		    (s[3] & 0xc0) != 0x80)
-			return 0;
-		if ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
-/*
- * A JSON string. Valid UTF-8 passes through; a byte that is not part of
- * valid UTF-8 is written as \u00XX (its Latin-1 reading), so the output is
- * always valid JSON even for arbitrary names.
- */
-static void json_str(const char *str)
-{
-	const unsigned char *s = (const unsigned char *)str;
-
-	putchar('"');
-	while (*s) {
-		int n;
-
-		if (*s == '"' || *s == '\\') {
-			printf("\\%c", *s++);
-		} else if (*s == '\n') {
-			fputs("\\n", stdout), s++;
-		} else if (*s == '\t') {
-			fputs("\\t", stdout), s++;
-		} else if (*s == '\r') {
-			fputs("\\r", stdout), s++;
-		} else if (*s < 0x20 || *s == 0x7f) {
-			printf("\\u%04x", *s++);
-		} else if (*s < 0x80) {
-			putchar(*s++);
-		} else if ((n = utf8_len(s)) > 0) {
-			fwrite(s, 1, (size_t)n, stdout);
-			s += n;
-		} else {
-			printf("\\u%04x", *s++);
-		}
-	}
-	putchar('"');
-}
-
 static void json_features(uint64_t bits, int compat, int *first)
 {
 	int b;
@@ -328,7 +273,7 @@ static void json_features(uint64_t bits, int compat, int *first)
 		else
 			snprintf(name, sizeof(name), "%s_BIT%d", compat ? "COMPAT" : "INCOMPAT", b);
 		printf("%s", *first ? "" : ", ");
-		json_str(name);
+		cli_json_str(stdout, name);
 		*first = 0;
 	}
 }
@@ -342,7 +287,7 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 	int k, first = 1;
 
 	printf("{\n  \"schema\": \"fvmsnap-inspect/1\",\n  \"file\": ");
-	json_str(in);
+	cli_json_str(stdout, in);
 	printf(",\n  \"file_size\": %llu,\n", U(fi->file_size));
 	printf("  \"format\": {\"version\": \"%u.%u\", \"version_major\": %u, \"version_minor\": %u, "
 	       "\"incompat_features\": %llu, \"compat_features\": %llu, \"features\": [",
@@ -371,7 +316,7 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 		uint64_t pages = b->length / b->page_size;
 
 		printf("%s\n    {\"id\": %u, \"name\": ", i ? "," : "", i);
-		json_str(b->name);
+		cli_json_str(stdout, b->name);
 		printf(", \"length\": %llu, \"page_size\": %llu, \"pages\": %llu, "
 		       "\"data_pages\": %llu, \"zero_pages\": %llu, \"absent_pages\": %llu, "
 		       "\"data_runs\": %llu, \"zero_runs\": %llu}",
@@ -405,7 +350,7 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 		if (fvm_reader_devstate(r, i, &di))
 			memset(&di, 0, sizeof(di)), di.name = "";
 		printf("%s\n    {\"index\": %u, \"name\": ", i ? "," : "", i);
-		json_str(di.name);
+		cli_json_str(stdout, di.name);
 		printf(", \"size\": %llu, \"file_offset\": %llu}", U(di.size), U(di.file_offset));
 	}
 	printf("%s],\n", fi->devstate_count ? "\n  " : "");
@@ -416,9 +361,9 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 
 		fvm_reader_meta(r, i, &key, &value);
 		printf("%s\n    {\"key\": ", i ? "," : "");
-		json_str(key);
+		cli_json_str(stdout, key);
 		printf(", \"value\": ");
-		json_str(value);
+		cli_json_str(stdout, value);
 		printf("}");
 	}
 	printf("%s]", fi->meta_count ? "\n  " : "");
@@ -451,20 +396,29 @@ int cmd_inspect(int argc, char **argv)
 		return cli_usage_error(optind < argc ? "expected one input file"
 					: "no input file given");
 	in = argv[optind];
-	/* Stock QEMU inputs (stream, mapped-ram, qcow2): tools/stock/inspect.c. */
-	if (stock_input_probe(in)) {
-		if ((c = stock_inspect(in, snapshot, json, stdout))) {
-			progress_clear_current();
-			fprintf(stderr, "%s: %s: %s: %s\n", cli_prog, in, fvm_strerror(c),
-				stock_error_detail());
-			return cli_exit_code(c);
-		}
+	/*
+	 * Stock QEMU inputs (stream, mapped-ram, qcow2): tools/stock/inspect.c.
+	 * "-" is a migration stream on standard input, as for convert: the
+	 * libfastvm reader needs a file, a stream is read front to back.
+	 */
+	if (!strcmp(in, "-") && isatty(STDIN_FILENO))
+		return cli_usage_error("refusing to read a migration stream from a terminal");
+	if (!strcmp(in, "-") || stock_input_probe(in)) {
+		c = stock_inspect(in, snapshot, json, stdout);
+		if (!c && (fflush(stdout) || ferror(stdout)))
+			return cli_fail_sys("stdout", errno ? errno : EIO);
+		if (c)
+			return cli_fail_detail(in, c, stock_error_detail(),
+					       CLI_NOT_STOCK_INPUT);
 		return EXIT_OK;
 	}
 	if (snapshot)
 		return cli_usage_error("--snapshot applies to qcow2 images only");
+	/* Neither QEVM nor QFI\xfb: a bad magic here is also not a stock input. */
 	if ((c = fvm_reader_open(&r, in)))
-		return cli_fail(in, c);
+		return cli_fail_detail(in, c, fvm_error_detail(),
+				       "not a libfastvm snapshot, QEMU migration stream, "
+				       "mapped-ram file or qcow2 image");
 	memset(&s, 0, sizeof(s));
 	ret = collect(r, in, &s);
 	if (!ret) {

@@ -12,7 +12,6 @@
 #include <time.h>
 
 #include "cli.h"
-#include "progress.h"
 #include "qcow2.h"
 #include "stock_error.h"
 
@@ -29,39 +28,10 @@ static void usage(FILE *f)
 		"  -h, --help   this help\n");
 }
 
+/* What the input is not: list reads qcow2 images only. */
 static int stock_fail(const char *what, int code)
 {
-	progress_clear_current();
-	fprintf(stderr, "%s: %s: %s: %s\n", cli_prog, what, fvm_strerror(code),
-		stock_error_detail());
-	return cli_exit_code(code);
-}
-
-/* Names come from the image: never let them drive the terminal. */
-static void print_text(const char *s, int width)
-{
-	int n = 0;
-
-	for (; *s; s++, n++)
-		putchar((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f ? '?' : *s);
-	for (; n < width; n++)
-		putchar(' ');
-}
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			printf("\\u%04x", c); /* bytes, not UTF-8: keep the output valid JSON */
-		else
-			putchar(c);
-	}
-	putchar('"');
+	return cli_fail_detail(what, code, stock_error_detail(), "not a qcow2 image");
 }
 
 static void fmt_date(char *buf, size_t len, uint64_t sec, int iso)
@@ -88,7 +58,9 @@ static void print_table(const struct stock_qcow2 *q, const char *in)
 	size_t i, n = stock_qcow2_snapshot_count(q);
 	char date[64], clock[64], vm[32], disk[32];
 
-	printf("%s: qcow2 v%" PRIu32 ", %s clusters, %zu snapshot%s\n", in,
+	/* Neither the path nor the names from the image may drive the terminal. */
+	cli_print_safe(stdout, in, 0);
+	printf(": qcow2 v%" PRIu32 ", %s clusters, %zu snapshot%s\n",
 	       stock_qcow2_version(q),
 	       cli_fmt_bytes(vm, sizeof(vm), 1ull << stock_qcow2_cluster_bits(q)),
 	       n, n == 1 ? "" : "s");
@@ -101,9 +73,9 @@ static void print_table(const struct stock_qcow2 *q, const char *in)
 
 		fmt_date(date, sizeof(date), sn->date_sec, 0);
 		fmt_clock(clock, sizeof(clock), sn->vm_clock_nsec);
-		print_text(sn->id, 9);
+		cli_print_safe(stdout, sn->id, 9);
 		putchar(' ');
-		print_text(sn->name, 17);
+		cli_print_safe(stdout, sn->name, 17);
 		printf(" %12s %12s  %-19s  %s\n",
 		       cli_fmt_bytes(vm, sizeof(vm), sn->vm_state_size),
 		       cli_fmt_bytes(disk, sizeof(disk), sn->disk_size), date, clock);
@@ -115,8 +87,8 @@ static void print_json(const struct stock_qcow2 *q, const char *in)
 	size_t i, n = stock_qcow2_snapshot_count(q);
 	char date[64];
 
-	printf("{\n  \"file\": ");
-	json_str(in);
+	printf("{\n  \"schema\": \"fvmsnap-list/1\",\n  \"file\": ");
+	cli_json_str(stdout, in);
 	printf(",\n  \"format\": \"qcow2\",\n  \"version\": %" PRIu32 ",\n"
 	       "  \"cluster_size\": %" PRIu64 ",\n  \"snapshots\": [",
 	       stock_qcow2_version(q), (uint64_t)1 << stock_qcow2_cluster_bits(q));
@@ -125,9 +97,9 @@ static void print_json(const struct stock_qcow2 *q, const char *in)
 
 		fmt_date(date, sizeof(date), sn->date_sec, 1);
 		printf("%s\n    {\"id\": ", i ? "," : "");
-		json_str(sn->id);
+		cli_json_str(stdout, sn->id);
 		printf(", \"name\": ");
-		json_str(sn->name);
+		cli_json_str(stdout, sn->name);
 		printf(", \"date\": \"%s\", \"date_sec\": %" PRIu64 ", \"date_nsec\": %" PRIu32
 		       ", \"vm_clock_nsec\": %" PRIu64 ", \"vm_state_size\": %" PRIu64
 		       ", \"disk_size\": %" PRIu64 ", \"icount\": ",
@@ -157,7 +129,7 @@ int cmd_list(int argc, char **argv)
 		switch (c) {
 		case 'j': json = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;
-		default: usage(stderr); return EXIT_USAGE;
+		default: return cli_try_help();
 		}
 	}
 	if (optind + 1 != argc)

@@ -4,13 +4,16 @@
  * page (absent, zero, data; the last record of a page wins, like the
  * loader) and report what conversion would produce: blocks, data and zero
  * pages, runs and their length histogram (the buckets of the fvm inspect),
- * the kept device state and the stream's records.
+ * the kept device state and the stream's records. Names from the input go
+ * through the fvmsnap escapers of tools/cli.c (JSON strings, text names),
+ * the same as for every other fvmsnap output.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../cli.h"
 #include "input.h"
 #include "stock.h"
 #include "stock_error.h"
@@ -113,57 +116,163 @@ static void tally(struct ictx *c)
 	}
 }
 
-static void json_str(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
+#define U(x) ((unsigned long long)(x))
 
-		if (ch == '"' || ch == '\\')
-			fprintf(out, "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			fprintf(out, "\\u%04x", ch);
-		else
-			fputc(ch, out);
-	}
-	fputc('"', out);
+/* Names from the input, in text output: never raw bytes to the terminal. */
+static void text_name(FILE *out, const char *s, int width)
+{
+	cli_print_safe(out, s, width);
 }
 
-#define U(x) ((unsigned long long)(x))
+/* The source format, as convert records it in source.format. */
+static const char *format_name(const struct stock_input *in,
+			       const struct stock_stream *st)
+{
+	return in->kind == STOCK_INPUT_QCOW2 ? "qcow2-internal-snapshot" :
+	       st->mapped_ram ? "qemu-mapped-ram" : "qemu-migration-stream";
+}
+
+static void put_utf8(char *buf, size_t *n, size_t max, uint32_t cp)
+{
+	char u[4];
+	size_t k;
+
+	if (cp < 0x80) {
+		u[0] = (char)cp, k = 1;
+	} else if (cp < 0x800) {
+		u[0] = (char)(0xc0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3f)), k = 2;
+	} else if (cp < 0x10000) {
+		u[0] = (char)(0xe0 | cp >> 12), u[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f)), k = 3;
+	} else {
+		u[0] = (char)(0xf0 | cp >> 18), u[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+		u[2] = (char)(0x80 | (cp >> 6 & 0x3f)), u[3] = (char)(0x80 | (cp & 0x3f));
+		k = 4;
+	}
+	if (*n + k <= max) {
+		memcpy(buf + *n, u, k);
+		*n += k;
+	}
+}
+
+static int hex4(const char *d, size_t len, size_t i, uint32_t *cp)
+{
+	size_t k;
+
+	*cp = 0;
+	if (i + 4 > len)
+		return -1;
+	for (k = i; k < i + 4; k++) {
+		char c = d[k];
+
+		*cp <<= 4;
+		if (c >= '0' && c <= '9')
+			*cp |= (uint32_t)(c - '0');
+		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+			*cp |= (uint32_t)((c | 0x20) - 'a' + 10);
+		else
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The JSON string starting at d[i] (after its opening quote), decoded into
+ * buf (at most max bytes; longer names are cut): QEMU's JSON writer
+ * escapes control characters and non-ASCII as \uXXXX. Bytes that are not
+ * escaped are copied as they are (a hostile description may hold any).
+ * Returns the index of the closing quote, or len when there is none.
+ */
+static size_t json_unquote(const char *d, size_t len, size_t i, char *buf,
+			   size_t max, size_t *n)
+{
+	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+	uint32_t cp, lo;
+
+	*n = 0;
+	for (; i < len && d[i] != '"'; i++) {
+		const char *e;
+
+		if (d[i] != '\\') {
+			if (*n < max)
+				buf[(*n)++] = d[i];
+			continue;
+		}
+		if (++i >= len)
+			return len;
+		if (d[i] != 'u') {
+			if (!d[i] || !(e = strchr(from, d[i])))
+				return len; /* not JSON: not a device entry */
+			if (*n < max)
+				buf[(*n)++] = to[e - from];
+			continue;
+		}
+		if (hex4(d, len, i + 1, &cp))
+			return len;
+		i += 4;
+		if (cp >= 0xd800 && cp <= 0xdbff && i + 2 < len && d[i + 1] == '\\' &&
+		    d[i + 2] == 'u' && !hex4(d, len, i + 3, &lo) &&
+		    lo >= 0xdc00 && lo <= 0xdfff) {
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			i += 6;
+		} else if (cp >= 0xd800 && cp <= 0xdfff) {
+			cp = 0xfffd; /* a lone surrogate has no UTF-8 form */
+		}
+		put_utf8(buf, n, max, cp);
+	}
+	return i;
+}
 
 /*
  * Device sections named by the JSON description (vmdesc) at the end of the
  * stream: each top-level device is {"name": "...", "instance_id": N, ...}.
  * A scan, not a JSON parser: the description is informative only (QEMU's
  * loader ignores it), and the device bytes themselves are kept opaque.
+ * Every bound is checked: the description is input like the rest.
  */
 static void each_device(const struct stock_stream *st, FILE *out, int json)
 {
-	static const char key[] = "{\"name\": \"";
-	const char *d = (const char *)st->post_ram.data + st->vmdesc_off;
-	size_t len = st->vmdesc_len, i, j, n = 0;
+	static const char key[] = "{\"name\": \"", inst[] = "\", \"instance_id\": ";
+	const char *d = "";
+	size_t len = st->vmdesc_len, i, j, k, n = 0, nlen;
+	char name[1024 + 24]; /* the name, then "/instance" */
 
-	for (i = 0; st->vmdesc_len && i + sizeof(key) - 1 < len; i++) {
+	if (!st->post_ram.data || st->vmdesc_off > st->post_ram.len ||
+	    len > st->post_ram.len - st->vmdesc_off)
+		len = 0;
+	else
+		d = (const char *)st->post_ram.data + st->vmdesc_off;
+	for (i = 0; i + sizeof(key) - 1 < len; i++) {
+		unsigned long long id = 0;
+
 		if (memcmp(d + i, key, sizeof(key) - 1))
 			continue;
 		i += sizeof(key) - 1;
-		for (j = i; j < len && d[j] != '"' && d[j] != '\\'; j++)
-			;
-		if (j + 17 > len || memcmp(d + j, "\", \"instance_id\": ", 17))
+		j = json_unquote(d, len, i, name, 1024, &nlen);
+		if (j >= len || len - j < sizeof(inst) - 1 ||
+		    memcmp(d + j, inst, sizeof(inst) - 1))
 			continue;
-		if (json)
-			fprintf(out, "%s\"%.*s/%ld\"", n ? ", " : "", (int)(j - i), d + i,
-				strtol(d + j + 17, NULL, 10));
-		else
-			fprintf(out, "%s%.*s/%ld", n % 6 ? ", " : "\n    ", (int)(j - i), d + i,
-				strtol(d + j + 17, NULL, 10));
+		k = j + sizeof(inst) - 1;
+		if (k >= len || d[k] < '0' || d[k] > '9')
+			continue;
+		for (; k < len && d[k] >= '0' && d[k] <= '9' && id < 100000000000ull; k++)
+			id = id * 10 + (unsigned long long)(d[k] - '0');
+		nlen += (size_t)snprintf(name + nlen, sizeof(name) - nlen, "/%llu", id);
+		if (json) {
+			fputs(n ? ", " : "", out);
+			cli_json_mem(out, name, nlen);
+		} else {
+			fputs(n % 6 ? ", " : "\n    ", out);
+			cli_print_safe_mem(out, name, nlen, 0);
+		}
 		n++;
+		i = j;
 	}
 	if (!json)
 		fprintf(out, "%s\n", n ? "" : " (no device description)");
 }
-
-static void print_text(FILE *out, const struct stock_input *in,
+static void print_text(FILE *out, const char *path, const struct stock_input *in,
+		       const struct stock_qcow2_snapshot *sn,
 		       const struct stock_stream *st, const struct ictx *c)
 {
 	uint64_t len = 0, data = 0, zero = 0, dr = 0, zr = 0;
@@ -177,12 +286,22 @@ static void print_text(FILE *out, const struct stock_input *in,
 		dr += c->b[i].data_runs;
 		zr += c->b[i].zero_runs;
 	}
-	fprintf(out, "input:        %s (%s)\n", in->name,
-		st->mapped_ram ? "QEMU mapped-ram file" :
-		in->kind == STOCK_INPUT_QCOW2 ? "qcow2 internal snapshot" :
-		"QEMU migration stream");
-	fprintf(out, "machine:      %s\n", st->has_config ? st->machine : "(no configuration section)");
-	fprintf(out, "capabilities: %s\n", st->caps[0] ? st->caps : "(none)");
+	fputs("input:        ", out);
+	text_name(out, strcmp(path, "-") ? path : "(stdin)", 0);
+	fprintf(out, " (%s)\n", in->kind == STOCK_INPUT_QCOW2 ? "qcow2 internal snapshot" :
+		st->mapped_ram ? "QEMU mapped-ram file" : "QEMU migration stream");
+	if (sn) {
+		fputs("snapshot:     id ", out);
+		text_name(out, sn->id, 0);
+		fputs(", name ", out);
+		text_name(out, sn->name, 0);
+		fputc('\n', out);
+	}
+	fputs("machine:      ", out);
+	text_name(out, st->has_config ? st->machine : "(no configuration section)", 0);
+	fputs("\ncapabilities: ", out);
+	text_name(out, st->caps[0] ? st->caps : "(none)", 0);
+	fputc('\n', out);
 	fprintf(out, "ram section:  id %u, instance %u, version %u, %s, %llu sections\n",
 		st->section_id, st->instance_id, st->version_id,
 		st->footers ? "footers" : "no footers", U(st->ram_sections));
@@ -199,10 +318,13 @@ static void print_text(FILE *out, const struct stock_input *in,
 		U(dr), U(zr));
 	fprintf(out, "\nblocks:\n  %-4s %-28s %14s %10s %10s %9s %9s\n", "id", "name",
 		"length", "data pages", "zero pages", "data runs", "zero runs");
-	for (i = 0; i < c->n; i++)
-		fprintf(out, "  %-4u %-28s %14llu %10llu %10llu %9llu %9llu\n", i,
-			st->blocks[i].name, U(st->blocks[i].length), U(c->b[i].data),
+	for (i = 0; i < c->n; i++) {
+		fprintf(out, "  %-4u ", i);
+		text_name(out, st->blocks[i].name, 28);
+		fprintf(out, " %14llu %10llu %10llu %9llu %9llu\n",
+			U(st->blocks[i].length), U(c->b[i].data),
 			U(c->b[i].zero), U(c->b[i].data_runs), U(c->b[i].zero_runs));
+	}
 	fprintf(out, "\nrun lengths (pages; power-of-two buckets):\n");
 	fprintf(out, "  %-23s %9s %10s %9s %10s\n", "pages", "data runs", "data pages",
 		"zero runs", "zero pages");
@@ -233,7 +355,25 @@ static void print_text(FILE *out, const struct stock_input *in,
 	each_device(st, out, 0);
 }
 
-static void print_json(FILE *out, const struct stock_input *in,
+/* The capabilities as an array: st->caps holds them comma separated. */
+static void json_caps(FILE *out, const char *caps)
+{
+	const char *p = caps, *e;
+
+	fputc('[', out);
+	while (*p) {
+		e = strchr(p, ',');
+		if (!e)
+			e = p + strlen(p);
+		fputs(p == caps ? "" : ", ", out);
+		cli_json_mem(out, p, (size_t)(e - p));
+		p = *e ? e + 1 : e;
+	}
+	fputc(']', out);
+}
+
+static void print_json(FILE *out, const char *path, const struct stock_input *in,
+		       const struct stock_qcow2_snapshot *sn,
 		       const struct stock_stream *st, const struct ictx *c)
 {
 	uint64_t len = 0, data = 0, zero = 0;
@@ -245,20 +385,33 @@ static void print_json(FILE *out, const struct stock_input *in,
 		data += c->b[i].data;
 		zero += c->b[i].zero;
 	}
-	fprintf(out, "{\n  \"input\": ");
-	json_str(out, in->name);
-	fprintf(out, ",\n  \"format\": \"%s\",\n  \"machine\": ",
-		st->mapped_ram ? "qemu-mapped-ram" :
-		in->kind == STOCK_INPUT_QCOW2 ? "qcow2-snapshot" : "qemu-stream");
-	json_str(out, st->machine);
+	fprintf(out, "{\n  \"schema\": \"fvmsnap-inspect-stock/1\",\n  \"input\": ");
+	cli_json_str(out, path);
+	fprintf(out, ",\n  \"snapshot\": ");
+	if (sn) {
+		fprintf(out, "{\"id\": ");
+		cli_json_str(out, sn->id);
+		fprintf(out, ", \"name\": ");
+		cli_json_str(out, sn->name);
+		fprintf(out, "}");
+	} else {
+		fprintf(out, "null");
+	}
+	fprintf(out, ",\n  \"format\": \"%s\",\n  \"machine\": ", format_name(in, st));
+	cli_json_str(out, st->machine);
 	fprintf(out, ",\n  \"capabilities\": ");
-	json_str(out, st->caps);
+	json_caps(out, st->caps);
 	fprintf(out, ",\n  \"ram_section\": {\"id\": %u, \"instance\": %u, \"version\": %u, "
 		"\"footers\": %s, \"sections\": %llu},\n", st->section_id, st->instance_id,
 		st->version_id, st->footers ? "true" : "false", U(st->ram_sections));
 	fprintf(out, "  \"records\": {\"page\": %llu, \"zero\": %llu, \"compress_page\": %llu, "
 		"\"commands\": %llu},\n", U(st->page_records), U(st->zero_records),
 		U(st->compressed_records), U(st->commands));
+	if (st->mapped_ram)
+		fprintf(out, "  \"mapped_ram\": {\"written_pages\": %llu, \"unwritten_pages\": %llu},\n",
+			U(st->mapped_data_pages), U(st->mapped_zero_pages));
+	else
+		fprintf(out, "  \"mapped_ram\": null,\n");
 	fprintf(out, "  \"length\": %llu, \"pages\": %llu, \"data_pages\": %llu, "
 		"\"zero_pages\": %llu, \"zero_share\": %.6f,\n", U(len), U(len / STOCK_PAGE_SIZE),
 		U(data), U(zero),
@@ -266,7 +419,7 @@ static void print_json(FILE *out, const struct stock_input *in,
 	fprintf(out, "  \"blocks\": [");
 	for (i = 0; i < c->n; i++) {
 		fprintf(out, "%s\n    {\"id\": %u, \"name\": ", i ? "," : "", i);
-		json_str(out, st->blocks[i].name);
+		cli_json_str(out, st->blocks[i].name);
 		fprintf(out, ", \"length\": %llu, \"page_size\": %u, \"pages\": %llu, "
 			"\"data_pages\": %llu, \"zero_pages\": %llu, \"absent_pages\": %llu, "
 			"\"data_runs\": %llu, \"zero_runs\": %llu}",
@@ -313,11 +466,15 @@ int stock_inspect(const char *path, const char *snapshot, int json, FILE *out)
 	if (!err)
 		err = stock_stream_parse(in.src, &ops, &st);
 	if (!err) {
+		const struct stock_qcow2_snapshot *sn = NULL;
+
+		if (in.kind == STOCK_INPUT_QCOW2)
+			sn = stock_qcow2_snapshot(in.q, in.snapshot);
 		tally(&c);
 		if (json)
-			print_json(out, &in, &st, &c);
+			print_json(out, path, &in, sn, &st, &c);
 		else
-			print_text(out, &in, &st, &c);
+			print_text(out, path, &in, sn, &st, &c);
 	}
 	for (i = 0; i < c.n; i++)
 		free(c.b[i].state);
