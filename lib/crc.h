@@ -10,5 +10,8 @@
 #include <stdint.h>
 
 uint32_t fvm_crc32c(uint32_t crc, const void *p, size_t n);
+/* Copy n bytes from src to dst (not overlapping) and return
+ * fvm_crc32c(crc, src, n), in one pass over the bytes. */
+uint32_t fvm_crc32c_copy(uint32_t crc, void *dst, const void *src, size_t n);
 
 #endif

@@ -337,6 +337,16 @@ static int seg_flush(fvm_writer *w)
 			rc = out_writev(w, w->iov, w->niov);
 		if (rc)
 			return rc;
+		/*
+		 * A temporary file is fsynced at finish anyway: start writing
+		 * this segment back now, so the device works while the next
+		 * segment is built and the final fsync waits only for the tail
+		 * (bench/convert-speed.sh, 157 MiB vmstate: convert -o disk
+		 * about 15% faster). Advisory: an error shows again at fsync.
+		 */
+		if (w->tmp_path && !(w->o.flags & FVM_WRITE_NO_FSYNC))
+			(void)sync_file_range(w->fd, (off_t)rec_off, (off_t)(w->off - rec_off),
+					      SYNC_FILE_RANGE_WRITE);
 	}
 	/* the entries, with where their bytes went, join the index */
 	pos = 0;
@@ -451,7 +461,9 @@ static int seg_add(fvm_writer *w, uint32_t b, int data, uint64_t first, uint64_t
 
 			if (copy) {
 				p = w->sbuf + w->sbuf_len;
-				memcpy((void *)p, src, bytes);
+				/* with CRCs, the copy is made below, fused with the CRC */
+				if (!w->with_crc)
+					memcpy((void *)p, src, bytes);
 				w->sbuf_len += bytes;
 			}
 			if (w->niov && (const unsigned char *)w->iov[w->niov - 1].iov_base +
@@ -467,9 +479,17 @@ static int seg_add(fvm_writer *w, uint32_t b, int data, uint64_t first, uint64_t
 				if (grow((void **)&w->crcs, &w->crc_cap, have + bytes / FVM_CHUNK,
 					 sizeof(*w->crcs)))
 					return fail(w, fvm_err(FVM_ENOMEM, "%s: chunk crcs", w->name));
-				/* CRC while the page is hot in cache: about as costly as the scan */
+				/*
+				 * CRC while the page is hot in cache: about as costly as the
+				 * scan. put_pages copies and CRCs each chunk in one pass
+				 * (fvm_crc32c_copy reads src once; a memcpy of the whole
+				 * batch followed by the CRCs read it twice, the second
+				 * time from farther away in the cache).
+				 */
 				for (uint64_t k = 0; k < bytes; k += FVM_CHUNK)
-					w->crcs[have++] = fvm_crc32c(0, p + k, FVM_CHUNK);
+					w->crcs[have++] = copy ? fvm_crc32c_copy(0, (void *)(p + k), src + k,
+										 FVM_CHUNK)
+							       : fvm_crc32c(0, p + k, FVM_CHUNK);
 			}
 			w->pay_len += bytes;
 			src += bytes;
