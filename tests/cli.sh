@@ -1,0 +1,290 @@
+#!/bin/bash
+# fvmsnap end to end: pack/unpack round trips (several blocks, a 2 MiB page
+# block, device state, pipes), inspect --json against page counts computed
+# here from the raw images, verify on good, flipped and truncated files,
+# exit codes of --help and bad usage, atomic replacement on failure, bench.
+# Usage: cli.sh /path/to/fvmsnap   (meson runs it from the build directory)
+set -u
+
+FVMSNAP=$(realpath "$1")
+if ! command -v python3 >/dev/null; then
+	echo "SKIP: python3 not found (needed to check inspect --json)"
+	exit 77
+fi
+W=$(mktemp -d "$PWD/cli-test.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+cd "$W" || exit 1
+export FVM_TEST=1
+
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+ok() { echo "-- done: $*"; }
+
+# expect RC CMD...: run CMD (output to out.log/err.log), check its exit code.
+expect() {
+	local want=$1 rc
+	shift
+	"$@" >out.log 2>err.log
+	rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		fail "exit $rc, expected $want: $*"
+		sed 's/^/  | /' err.log | head -5
+	fi
+	return 0
+}
+
+fs() { "$FVMSNAP" "$@"; }
+
+# ---- help and usage
+expect 0 fs --help
+expect 0 fs --version
+grep -q '^fvmsnap [0-9]' out.log || fail "--version prints no version"
+for c in pack unpack inspect verify bench sample; do
+	expect 0 fs "$c" --help
+	grep -q "^Usage: fvmsnap $c" out.log || fail "$c --help prints no usage on stdout"
+done
+expect 1 fs
+expect 1 fs no-such-command
+expect 1 fs pack
+expect 1 fs pack --block nofile -o x.fvm
+expect 1 fs pack --block a=b,pagesize=3K -o x.fvm
+expect 1 fs pack --block a=b --max-run 12Q -o x.fvm
+expect 1 fs pack --bogus-option
+expect 1 fs unpack x.fvm
+expect 1 fs unpack
+expect 1 fs inspect
+expect 1 fs inspect a.fvm b.fvm
+expect 1 fs verify
+expect 1 fs bench
+expect 1 fs bench -n 0 x.fvm
+expect 1 fs bench --backend nosuch x.fvm
+expect 1 fs sample
+expect 1 fs sample -o s.img --size 5000
+expect 1 fs sample -o s.img --nonzero-share 1.5
+ok "help and usage exit codes"
+
+# ---- inputs: three raw images, one viewed with 2 MiB pages
+expect 0 fs sample -q -o a.img --size 8M --seed 11
+expect 0 fs sample -q -o b.img --size 16M --seed 12 --nonzero-share 0.3
+expect 0 fs sample -q -o c.img --size 1M --seed 13 --nonzero-share 1
+cmp -s a.img b.img && fail "samples of different seeds are equal"
+fs sample -q -o a2.img --size 8M --seed 11 && cmp -s a.img a2.img ||
+	fail "sample is not deterministic for a seed"
+printf 'cpu state \001\002\000 bytes' > ds0.bin
+: > ds1.bin
+printf 'x' > tiny.img
+
+PACK=(--block pc.ram=a.img --block vga.vram=b.img,pagesize=2M
+      --block '/rom@etc/acpi tables'=c.img
+      --devstate cpu=ds0.bin --devstate =ds1.bin
+      --meta machine=pc-i440fx-7.2 --meta 'note=tab	and "quotes"'
+      --meta $'bin=\xff\x01\xc3\xa9' --no-fsync)
+expect 0 fs pack "${PACK[@]}" -o snap.fvm
+grep -q 'packed 3 blocks' out.log || fail "pack prints no summary"
+[ -s snap.fvm ] || fail "pack wrote nothing"
+ls -A | grep -q '^\.' && fail "pack left a temporary file"
+
+# ---- inspect --json against counts computed from the images
+expect 0 fs inspect snap.fvm
+grep -q 'pc.ram' out.log || fail "inspect lists no block"
+fs inspect --json --runs snap.fvm > inspect.json || fail "inspect --json failed"
+python3 -c 'import json,sys; json.load(sys.stdin)' < inspect.json ||
+	fail "inspect --json is not JSON"
+python3 - <<'PY' || fail "inspect --json values"
+import json, sys
+d = json.load(open("inspect.json"))
+def scan(path, ps):
+    data = open(path, "rb").read()
+    z = bytes(ps)
+    nz = [data[i:i + ps] != z for i in range(0, len(data), ps)]
+    runs = sum(1 for i, b in enumerate(nz) if b and (i == 0 or not nz[i - 1]))
+    return len(data), len(nz), sum(nz), runs
+want = {"pc.ram": ("a.img", 4096), "vga.vram": ("b.img", 2 << 20),
+        "/rom@etc/acpi tables": ("c.img", 4096)}
+bad = []
+blocks = {b["name"]: b for b in d["blocks"]}
+if sorted(blocks) != sorted(want):
+    bad.append("block names %s" % sorted(blocks))
+tot_data = 0
+for name, (path, ps) in want.items():
+    b = blocks.get(name)
+    if not b:
+        continue
+    length, pages, data, runs = scan(path, ps)
+    tot_data += data * ps
+    for key, val in (("length", length), ("page_size", ps), ("pages", pages),
+                     ("data_pages", data), ("zero_pages", pages - data),
+                     ("absent_pages", 0)):
+        if b[key] != val:
+            bad.append("%s %s = %s, expected %s" % (name, key, b[key], val))
+    # Runs are only split at segment limits: never fewer than here.
+    if b["data_runs"] < runs or (name == "pc.ram" and b["data_runs"] != runs):
+        bad.append("%s data_runs %d, %d runs in the image" % (name, b["data_runs"], runs))
+t = d["totals"]
+if t["payload_bytes"] != tot_data:
+    bad.append("payload_bytes %d != %d" % (t["payload_bytes"], tot_data))
+if abs(t["zero_share"] - (1 - tot_data / t["length"])) > 1e-5:
+    bad.append("zero_share %s" % t["zero_share"])
+import os
+if d["file_size"] != os.path.getsize("snap.fvm"):
+    bad.append("file_size")
+h = d["run_histogram"]
+if sum(x["data_runs"] for x in h) != t["data_runs"] or sum(x["data_pages"] for x in h) != t["data_pages"]:
+    bad.append("histogram does not add up")
+for x in h:
+    if not (x["min_pages"] <= x["max_pages"]):
+        bad.append("histogram bucket %s" % x)
+meta = {m["key"]: m["value"] for m in d["meta"]}
+# Bytes that are not UTF-8 come out as \u00XX, valid UTF-8 as it is.
+if (meta.get("machine") != "pc-i440fx-7.2" or meta.get("note") != 'tab\tand "quotes"'
+        or meta.get("bin") != "\u00ff\u0001\u00e9"):
+    bad.append("meta %s" % meta)
+if not meta.get("creator", "").startswith("fvmsnap ") or not meta.get("created", "").endswith("Z"):
+    bad.append("creator/created %s" % meta)
+ds = [(x["name"], x["size"]) for x in d["devstate"]]
+if ds != [("cpu", os.path.getsize("ds0.bin")), ("", 0)]:
+    bad.append("devstate %s" % ds)
+if "PAYLOAD_CRC" not in d["format"]["features"]:
+    bad.append("features %s" % d["format"]["features"])
+if not any(r["kind"] == "data" and r["file_offset"] % 4096 == 0 and r["file_offset"] > 0 for r in d["runs"]):
+    bad.append("runs list")
+for b in bad:
+    print("  |", b)
+sys.exit(1 if bad else 0)
+PY
+ok "pack and inspect"
+
+# ---- unpack: byte-exact, sparse, lists
+check_unpacked() {
+	local dir=$1
+	cmp a.img "$dir/pc.ram.raw" || fail "$dir: pc.ram differs"
+	cmp b.img "$dir/vga.vram.raw" || fail "$dir: vga.vram differs"
+	cmp c.img "$dir/_rom_etc_acpi_tables.raw" || fail "$dir: rom block differs"
+	cmp ds0.bin "$dir/devstate-0-cpu.bin" || fail "$dir: device state 0 differs"
+	cmp ds1.bin "$dir/devstate-1.bin" || fail "$dir: device state 1 differs"
+	grep -q "^pc.ram.raw	pc.ram	8388608	4096$" "$dir/blocks.txt" ||
+		fail "$dir: blocks.txt"
+	grep -q "^machine	pc-i440fx-7.2$" "$dir/meta.txt" || fail "$dir: meta.txt"
+	ls -A "$dir" | grep -q '^\.' && fail "$dir: temporary file left"
+	return 0
+}
+expect 0 fs unpack snap.fvm -o out
+check_unpacked out
+alloc=$(( $(stat -c %b out/pc.ram.raw) * $(stat -c %B out/pc.ram.raw) ))
+[ "$alloc" -lt $((8 << 20)) ] || fail "unpacked image is not sparse ($alloc bytes allocated)"
+ok "unpack"
+
+# From a pipe, and pack to stdout into a pipe.
+cat snap.fvm | fs unpack - -o out-pipe >/dev/null 2>err.log || { fail "unpack from stdin"; cat err.log; }
+check_unpacked out-pipe
+fs pack "${PACK[@]}" -q -o - | fs unpack -q - -o out-pipe2 2>err.log || { fail "pack -o - | unpack -"; cat err.log; }
+check_unpacked out-pipe2
+ok "pipes"
+
+# ---- verify: good, flipped payload byte, truncated
+expect 0 fs verify snap.fvm
+grep -q '^ok: ' out.log || fail "verify prints no ok line"
+off=$(python3 -c 'import json; print([r["file_offset"] for r in json.load(open("inspect.json"))["runs"] if r["kind"] == "data"][0] + 100)')
+cp snap.fvm flip.fvm
+python3 - "$off" <<'PY'
+import sys
+off = int(sys.argv[1])
+with open("flip.fvm", "r+b") as f:
+    f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0x10]))
+PY
+expect 2 fs verify flip.fvm
+grep -q 'checksum' err.log || fail "verify of a flipped byte does not say checksum"
+size=$(stat -c %s snap.fvm)
+head -c $((size - 1000)) snap.fvm > trunc.fvm
+expect 2 fs verify trunc.fvm
+expect 2 fs inspect trunc.fvm
+head -c 4000 snap.fvm > trunc2.fvm
+expect 2 fs verify trunc2.fvm
+printf 'not a snapshot at all, just some text that is long enough....' > junk.fvm
+expect 2 fs verify junk.fvm
+expect 3 fs verify no-such-file.fvm
+ok "verify"
+
+# ---- stock QEMU inputs without QEMU (real streams: test_stream.sh): error
+# messages name the file and what it is not; unknown options; inspect of a
+# stream on a pipe; the stock JSON document (synthetic fuzz corpus streams)
+for i in $(seq 200); do echo "this is a text file, not any kind of snapshot"; done > junk.txt
+expect 2 fs list junk.txt
+grep -q "^fvmsnap list: junk.txt: not a qcow2 image: " err.log || fail "list of junk: $(cat err.log)"
+expect 2 fs convert junk.txt -o j.fvm
+grep -q "^fvmsnap convert: junk.txt: not a QEMU migration stream, mapped-ram file or qcow2 image: " err.log ||
+	fail "convert of junk: $(cat err.log)"
+expect 2 fs inspect junk.txt
+grep -q "^fvmsnap inspect: junk.txt: not a libfastvm snapshot, QEMU migration stream, mapped-ram file or qcow2 image: " err.log ||
+	fail "inspect of junk: $(cat err.log)"
+expect 2 fs export junk.txt -o j.mig
+grep -q "^fvmsnap export: junk.txt: not a libfastvm snapshot: " err.log || fail "export of junk: $(cat err.log)"
+[ -e j.fvm ] || [ -e j.mig ] && fail "a failed convert/export left its output"
+printf 'QEVM\000\000\000\003\007' > short.mig
+expect 2 fs convert short.mig -o j.fvm
+grep -q "^fvmsnap convert: short.mig: " err.log || fail "convert error does not name the file: $(cat err.log)"
+for c in list convert export inspect; do
+	expect 0 fs "$c" --help
+	grep -q "^Usage: fvmsnap $c" out.log || fail "$c --help prints no usage on stdout"
+	expect 1 fs "$c" --bogus-option
+	{ [ "$(wc -l < err.log)" -eq 2 ] && [ "$(tail -n 1 err.log)" = "Try 'fvmsnap $c --help'." ]; } ||
+		fail "$c --bogus-option: $(cat err.log)"
+done
+CORPUS=$(dirname "$(realpath "$0")")/../fuzz/corpus/stream
+if [ -f "$CORPUS/synthetic-good.mig" ] && [ -f "$CORPUS/synthetic-mapped-ram.mig" ]; then
+	fs inspect --json "$CORPUS/synthetic-good.mig" > good.json || fail "inspect --json of a stream"
+	cat "$CORPUS/synthetic-good.mig" | fs inspect --json - > pipe.json || fail "inspect --json - from a pipe"
+	cat "$CORPUS/synthetic-good.mig" | fs inspect - > pipe.txt || fail "inspect - from a pipe"
+	grep -q '^input: *(stdin) (QEMU migration stream)$' pipe.txt || fail "inspect - text: $(head -1 pipe.txt)"
+	fs inspect --json "$CORPUS/synthetic-mapped-ram.mig" > mapped.json || fail "inspect --json of a mapped-ram file"
+	cat "$CORPUS/synthetic-mapped-ram.mig" | fs inspect - > /dev/null 2> err.log
+	[ $? -eq 4 ] || fail "inspect - of a mapped-ram file on a pipe: not exit 4"
+	fs convert -q --no-fsync "$CORPUS/synthetic-good.mig" -o good.fvm || fail "convert of a stream"
+	fs inspect --json good.fvm > goodfvm.json || fail "inspect --json of a converted stream"
+	python3 - good.json pipe.json mapped.json goodfvm.json <<'PY' || fail "stock inspect --json"
+import json, sys
+good, pipe, mapped, fvm = (json.load(open(f, encoding="utf-8")) for f in sys.argv[1:])
+assert good["schema"] == "fvmsnap-inspect-stock/1", good["schema"]
+assert good["input"].endswith("synthetic-good.mig") and pipe["input"] == "-", (good["input"], pipe["input"])
+assert good["snapshot"] is None and good["mapped_ram"] is None and good["capabilities"] == []
+del good["input"], pipe["input"]
+assert good == pipe, "stdin and file differ"
+meta = {m["key"]: m["value"] for m in fvm["meta"]}
+assert meta["source.format"] == good["format"] == "qemu-migration-stream", (meta["source.format"], good["format"])
+assert mapped["format"] == "qemu-mapped-ram" and mapped["capabilities"] == ["mapped-ram"], mapped
+assert mapped["mapped_ram"] == {"written_pages": 1, "unwritten_pages": 1}, mapped["mapped_ram"]
+PY
+else
+	fail "fuzz/corpus/stream synthetic streams not found beside the tests"
+fi
+ok "stock inputs: messages, options, stdin, JSON"
+
+# ---- failures leave existing files alone
+cp snap.fvm keep.fvm
+expect 3 fs pack --block pc.ram=missing.img -o keep.fvm
+cmp -s snap.fvm keep.fvm || fail "failed pack (missing input) changed the output"
+expect 1 fs pack --block pc.ram=tiny.img -o keep.fvm
+grep -q 'multiple of the page size' err.log || fail "no clear error for a bad image size"
+cmp -s snap.fvm keep.fvm || fail "failed pack (bad size) changed the output"
+cp -r out out-keep
+expect 2 fs unpack flip.fvm -o out-keep
+diff -r out out-keep >/dev/null || fail "failed unpack changed existing files"
+ls -A out-keep | grep -q '^\.' && fail "failed unpack left a temporary file"
+ls -A | grep -q '^\.' && fail "failed pack left a temporary file"
+ok "atomic on failure"
+
+# ---- bench, short
+expect 0 fs bench -n 1 snap.fvm
+grep -qE '^warm +load uring .* [0-9]+\.[0-9]+x' out.log || fail "bench prints no warm ratio line"
+grep -qE '^cold +load pread .* [0-9]+\.[0-9]+x' out.log || fail "bench prints no cold ratio line"
+grep -q '^verdict' out.log || fail "bench prints no verdict"
+fs bench -n 1 --warm --backend pread --json snap.fvm > bench.json 2>err.log || fail "bench --json"
+python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["results"] and "warm_ratio" in d["verdict"]' < bench.json ||
+	fail "bench --json output"
+ok "bench"
+
+if [ "$fails" -ne 0 ]; then
+	echo "$fails check(s) failed"
+	exit 1
+fi
+echo "all fvmsnap checks passed"
