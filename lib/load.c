@@ -38,8 +38,8 @@
  * windows of 1, 2 and 4 units made the load 1.2-1.8x slower than without
  * (the hint's readahead runs in the submitting thread and competes with
  * the reads it was meant to help); SEQUENTIAL alone already doubles the
- * kernel's readahead. FVM_WILLNEED=<units> turns it on, to measure on
- * other devices.
+ * kernel's readahead. fvm_load_options.willneed_window (or FVM_WILLNEED=<units>)
+ * turns it on, to measure on other devices (fvmsnap bench --willneed N).
  */
 #define WILLNEED_DEFAULT 0
 
@@ -203,12 +203,14 @@ static int open_direct(struct fvm_reader *r)
 
 /* ------------------------------------------------------------ load */
 
-static uint64_t willneed_units(void)
+static uint64_t willneed_units(const fvm_load_options *o)
 {
 	const char *env = getenv("FVM_WILLNEED");
 	unsigned long v;
 	char *end;
 
+	if (o->willneed_window)
+		return o->willneed_window > 64 ? 64 : o->willneed_window;
 	if (!env || !*env)
 		return WILLNEED_DEFAULT;
 	v = strtoul(env, &end, 10);
@@ -273,7 +275,7 @@ static int load_seekable(struct fvm_reader *r, const fvm_mapping *maps, size_t n
 		if (!st->direct && p.nreq) {
 			(void)posix_fadvise(r->fd, (off_t)p.lo, (off_t)(p.hi - p.lo),
 					    POSIX_FADV_SEQUENTIAL);
-			x.window = willneed_units() * (uint64_t)qd * chunk;
+			x.window = willneed_units(o) * (uint64_t)qd * chunk;
 		}
 		c.done = 0;
 		rc = run(&x, &backend, st);

@@ -49,6 +49,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: fvmsnap bench IN.fvm [-n N] [--warm | --cold | --both]\n"
 		"                    [--backend uring|pread|both] [--qd N] [--chunk SIZE]\n"
+		"                    [--willneed N]\n"
 		"                    [--direct] [--verify] [--no-memory] [--json]\n"
 		"\n"
 		"Load the snapshot into fresh anonymous memory N times per configuration\n"
@@ -63,6 +64,7 @@ static void usage(FILE *f)
 		"      --backend B     uring, pread or both (default both)\n"
 		"      --qd N          reads in flight (io_uring queue depth)\n"
 		"      --chunk SIZE    bytes per read request\n"
+		"      --willneed N    POSIX_FADV_WILLNEED N x qd x chunk ahead (default 0)\n"
 		"      --direct        O_DIRECT reads\n"
 		"      --verify        check payload CRCs while loading\n"
 		"      --no-memory     skip the loader memory measurement\n"
@@ -502,7 +504,7 @@ static int describe(struct bench *b)
 	return 0;
 }
 
-enum { OPT_WARM = 256, OPT_COLD, OPT_BOTH, OPT_BACKEND, OPT_QD, OPT_CHUNK,
+enum { OPT_WARM = 256, OPT_COLD, OPT_BOTH, OPT_BACKEND, OPT_QD, OPT_CHUNK, OPT_WILLNEED,
        OPT_DIRECT, OPT_VERIFY, OPT_NO_MEMORY };
 
 int cmd_bench(int argc, char **argv)
@@ -515,6 +517,7 @@ int cmd_bench(int argc, char **argv)
 		{ "backend", required_argument, NULL, OPT_BACKEND },
 		{ "qd", required_argument, NULL, OPT_QD },
 		{ "chunk", required_argument, NULL, OPT_CHUNK },
+		{ "willneed", required_argument, NULL, OPT_WILLNEED },
 		{ "direct", no_argument, NULL, OPT_DIRECT },
 		{ "verify", no_argument, NULL, OPT_VERIFY },
 		{ "no-memory", no_argument, NULL, OPT_NO_MEMORY },
@@ -563,6 +566,11 @@ int cmd_bench(int argc, char **argv)
 		case OPT_CHUNK:
 			if (cli_parse_size(optarg, &lo.chunk_bytes) || !lo.chunk_bytes)
 				return cli_usage_error("--chunk: bad size '%s'", optarg);
+			break;
+		case OPT_WILLNEED:
+			if (cli_parse_uint(optarg, 64, &v))
+				return cli_usage_error("--willneed: expected 0..64, not '%s'", optarg);
+			lo.willneed_window = (unsigned)v;
 			break;
 		case OPT_DIRECT: lo.flags |= FVM_LOAD_DIRECT; break;
 		case OPT_VERIFY: lo.flags |= FVM_LOAD_VERIFY; break;

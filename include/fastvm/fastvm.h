@@ -276,14 +276,21 @@ typedef struct fvm_load_options {
 	uint32_t flags;          /* FVM_LOAD_* */
 	int backend;             /* enum fvm_backend */
 	int zero_policy;         /* enum fvm_zero_policy */
-	unsigned queue_depth;    /* reads in flight; 0 = default */
-	uint64_t chunk_bytes;    /* bytes per read; 0 = default */
+	unsigned queue_depth;    /* reads in flight; 0 = default (4) */
+	uint64_t chunk_bytes;    /* bytes per read; 0 = default (2 MiB) */
 	fvm_progress_fn progress;
 	void *progress_ctx;
+	/*
+	 * POSIX_FADV_WILLNEED this many units of queue_depth x chunk_bytes
+	 * ahead of the reads; 0 = none (the default: on the devices measured it
+	 * slowed cold loads, see doc/BENCHMARKS.md). Env FVM_WILLNEED=N sets it
+	 * when this is 0.
+	 */
+	unsigned willneed_window;
 } fvm_load_options;
 
 #define FVM_LOAD_OPTIONS_INIT \
-	{ sizeof(fvm_load_options), 0, FVM_BACKEND_AUTO, FVM_ZERO_LEAVE, 0, 0, NULL, NULL }
+	{ sizeof(fvm_load_options), 0, FVM_BACKEND_AUTO, FVM_ZERO_LEAVE, 0, 0, NULL, NULL, 0 }
 
 typedef struct fvm_load_stats {
 	int backend;             /* the path actually used */
