@@ -36,8 +36,13 @@ if readelf -d "$lib" | grep -q 'libqcow'; then
 	fail "libfastvm links libqcow (LGPL-3.0 must stay on the tool side)"
 fi
 
-# shellcheck disable=SC2046
-cc -std=c99 -pedantic -Werror -o "$tmp/consumer" "$src/tests/header_c99.c" \
+# a sanitized build's library needs the consumer linked with the same runtime
+san=
+if readelf -d "$lib" | grep -q 'libasan'; then
+	san="-fsanitize=address,undefined"
+fi
+# shellcheck disable=SC2046,SC2086
+cc -std=c99 -pedantic -Werror $san -o "$tmp/consumer" "$src/tests/header_c99.c" \
 	$(pkg-config --cflags --libs libfastvm) || fail "building against pkg-config flags"
 LD_LIBRARY_PATH=$(dirname "$lib") "$tmp/consumer" || fail "consumer program"
 echo "ok: installed library, pkg-config, SONAME $soname, $(nm -D --defined-only "$lib" | grep -c ' T fvm_') exported functions"
