@@ -467,7 +467,7 @@ int fvm_extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
 			return fvm_err(FVM_ERANGE, AT ": extent %" PRIu64 ": crc_offset 0x%"
 				       PRIx64 " is outside the file before the index", w.file,
 				       "INDX record", w.offset, i, e->crc_offset);
-	} else if (e->payload_offset || e->crc_offset) {
+	} else if (e->payload_offset || e->crc_offset) { /* R69 */
 		return fvm_err(FVM_ECORRUPT, AT ": extent %" PRIu64 ": zero run with a "
 			       "payload or crc offset", w.file, "INDX record", w.offset, i);
 	}
