@@ -4,13 +4,10 @@
  * fallback, CRC checks as reads complete, the zero policy and the stats.
  * Streams are loaded by walk.c.
  *
- * Defaults, measured on a 1 GiB block with 509 MiB of data in 536 runs
- * (2 cores, virtio disk, 7-15 runs, load time over a plain read() of the
- * file into fresh memory): queue depth 4 x 2 MiB reads. Cold cache it gave
- * 0.85-1.06x (1 MiB: 0.91-1.04x; depth 8: 0.95-1.09x; depth 2: 1.0-1.3x;
- * pread 0.8-1.4x); warm cache every depth and size from 256 KiB to 8 MiB
- * was within noise of the reference (0.95-1.08x, page faults dominate).
- * 2 MiB keeps requests few (288 here) and O_DIRECT reads large.
+ * Defaults (DEFAULT_QUEUE_DEPTH, DEFAULT_CHUNK below) were measured on a
+ * quiet machine; a first round under heavy load (other jobs at load 4-8)
+ * had favoured 4 x 2 MiB, which a quiet re-run showed to be the slowest
+ * cold setting.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,8 +27,18 @@
 #include "plan.h"
 #include "reader.h"
 
-#define DEFAULT_QUEUE_DEPTH 4
-#define DEFAULT_CHUNK (2u << 20)
+/*
+ * 16 reads of 256 KiB in flight. Measured with fvmsnap bench on a 512 MiB
+ * guest-like snapshot (123 MiB payload), cold cache, three alternating
+ * rounds of 9 runs, ratio to a plain read() of the file: 16 x 256K 1.01,
+ * 1.05, 1.04; 8 x 1M 1.00, 1.11, 1.03; 32 x 128K 1.04, 1.04, 1.05;
+ * 4 x 2M 1.21, 1.06, 1.15; 4 x 8M about 1.4. Warm cache every setting is
+ * within 1% of the reference (page faults dominate). Large single reads
+ * on a cold cache wait for their whole readahead; many smaller ones keep
+ * the device and the copy busy at once. doc/BENCHMARKS.md has the table.
+ */
+#define DEFAULT_QUEUE_DEPTH 16
+#define DEFAULT_CHUNK (256u << 10)
 /*
  * WILLNEED window ahead of the reads, in units of queue depth x chunk.
  * Off by default: measured on a 509 MiB file after POSIX_FADV_DONTNEED,

@@ -276,8 +276,8 @@ typedef struct fvm_load_options {
 	uint32_t flags;          /* FVM_LOAD_* */
 	int backend;             /* enum fvm_backend */
 	int zero_policy;         /* enum fvm_zero_policy */
-	unsigned queue_depth;    /* reads in flight; 0 = default (4) */
-	uint64_t chunk_bytes;    /* bytes per read; 0 = default (2 MiB) */
+	unsigned queue_depth;    /* reads in flight; 0 = default (16) */
+	uint64_t chunk_bytes;    /* bytes per read; 0 = default (256 KiB) */
 	fvm_progress_fn progress;
 	void *progress_ctx;
 	/*
