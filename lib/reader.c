@@ -508,6 +508,42 @@ static int open_extents(struct fvm_reader *r, const uint8_t *list, uint64_t n)
 	return fvm_reader_set_index(r, ext, n);
 }
 
+/*
+ * FORMAT.md 6.1: a file whose size was rounded up (a FUSE or NBD export,
+ * a block device) ends with zero padding after its footer. Without the
+ * footer magic in the last 32 bytes, look for the last 8-aligned footer in
+ * the last FVM_MAX_TAIL_PAD bytes whose magic matches and after which every
+ * byte is zero; the file then ends, logically, after that footer.
+ */
+#define FVM_MAX_TAIL_PAD 65536u
+
+static int find_padded_end(struct fvm_reader *r)
+{
+	uint64_t span = r->file_size < FVM_MAX_TAIL_PAD + FVM_FOOTER_SIZE ?
+			r->file_size : FVM_MAX_TAIL_PAD + FVM_FOOTER_SIZE;
+	uint64_t base = r->file_size - span;
+	uint8_t *t = malloc(span);
+	uint64_t end;
+	int rc;
+
+	if (!t)
+		return fvm_err(FVM_ENOMEM, "%s: footer search", r->file);
+	rc = fvm_pread_full(r->fd, t, span, base, r->file, "file tail");
+	if (rc) {
+		free(t);
+		return rc;
+	}
+	/* end: where the zero tail begins, rounded up to the footer alignment */
+	for (end = span; end > 0 && t[end - 1] == 0; end--)
+		;
+	end = fvm_align(base + end, 8) - base;
+	if (end >= FVM_FOOTER_SIZE && end <= span && base + end >= FVM_HEADER_SIZE + FVM_FOOTER_SIZE &&
+	    memcmp(t + end - 4, FVM_FOOTER_MAGIC, 4) == 0)
+		r->file_size = base + end;
+	free(t);
+	return 0;
+}
+
 static int open_seekable(struct fvm_reader *r)
 {
 	uint8_t hb[FVM_HEADER_SIZE], fb[FVM_FOOTER_SIZE], rb[FVM_RECHDR_SIZE];
@@ -528,6 +564,14 @@ static int open_seekable(struct fvm_reader *r)
 	r->with_crc = !!(r->hdr.incompat & FVM_INCOMPAT_PAYLOAD_CRC);
 	rc = fvm_pread_full(r->fd, fb, sizeof(fb), r->file_size - FVM_FOOTER_SIZE, r->file,
 			    "footer");
+	if (!rc && memcmp(fb + 28, FVM_FOOTER_MAGIC, 4) != 0) {
+		uint64_t real = r->file_size;
+
+		rc = find_padded_end(r);
+		if (!rc && r->file_size != real)
+			rc = fvm_pread_full(r->fd, fb, sizeof(fb), r->file_size - FVM_FOOTER_SIZE,
+					    r->file, "footer");
+	}
 	if (!rc)
 		rc = fvm_footer_decode(fb, &f, r->file_size, r->file);
 	if (rc)

@@ -205,6 +205,19 @@ expect 2 fs verify junk.fvm
 expect 3 fs verify no-such-file.fvm
 ok "verify"
 
+# ---- a file padded with zeros after its footer (a FUSE/NBD export or block
+# device rounds the size up): readable as it was; non-zero padding is not
+cp snap.fvm padded.fvm
+head -c 300 /dev/zero >> padded.fvm
+expect 0 fs verify padded.fvm
+rm -rf out-padded
+expect 0 fs unpack padded.fvm -o out-padded
+cmp out-padded/pc.ram.raw out/pc.ram.raw || fail "padded file unpacked differently"
+cp snap.fvm padded-junk.fvm
+head -c 300 /dev/zero | tr '\0' '\1' >> padded-junk.fvm
+expect 2 fs verify padded-junk.fvm
+ok "zero padding after the footer"
+
 # ---- stock QEMU inputs without QEMU (real streams: test_stream.sh): error
 # messages name the file and what it is not; unknown options; inspect of a
 # stream on a pipe; the stock JSON document (synthetic fuzz corpus streams)
