@@ -673,10 +673,44 @@ static int open_common(struct fvm_reader *r)
 	return open_seekable(r);
 }
 
+/*
+ * Wrap fd in a reader and open it: as a stream when asked, else by what the
+ * fd turns out to be. With path, fd is ours: closed on failure or by free.
+ */
+static int open_with(fvm_reader **out, int fd, const char *name, const char *path,
+		     int stream)
+{
+	struct fvm_reader *r = NULL;
+	int rc = reader_new(&r, fd, name);
+
+	if (rc) {
+		if (path)
+			close(fd);
+		return rc;
+	}
+	if (path) {
+		r->own_fd = 1;
+		r->path = strdup(path);
+		if (!r->path)
+			rc = fvm_err(FVM_ENOMEM, "%s: reader", path);
+	}
+	if (!rc && stream) {
+		r->streamed = 1;
+		rc = fvm_stream_open(r);
+	} else if (!rc) {
+		rc = open_common(r);
+	}
+	if (rc) {
+		fvm_reader_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
 int fvm_reader_open(fvm_reader **out, const char *path)
 {
-	struct fvm_reader *r;
-	int fd, rc;
+	int fd;
 
 	if (!out || !path)
 		return fvm_err(FVM_EINVAL, "fvm_reader_open: NULL argument");
@@ -684,63 +718,23 @@ int fvm_reader_open(fvm_reader **out, const char *path)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return fvm_err_sys(errno, "%s: open", path);
-	rc = reader_new(&r, fd, path);
-	if (rc) {
-		close(fd);
-		return rc;
-	}
-	r->own_fd = 1;
-	r->path = strdup(path);
-	if (!r->path)
-		rc = fvm_err(FVM_ENOMEM, "%s: reader", path);
-	if (!rc)
-		rc = open_common(r);
-	if (rc) {
-		fvm_reader_free(r);
-		return rc;
-	}
-	*out = r;
-	return 0;
+	return open_with(out, fd, path, path, 0);
 }
 
 int fvm_reader_open_fd(fvm_reader **out, int fd, const char *name)
 {
-	struct fvm_reader *r;
-	int rc;
-
 	if (!out || fd < 0)
 		return fvm_err(FVM_EINVAL, "fvm_reader_open_fd: bad argument");
 	*out = NULL;
-	rc = reader_new(&r, fd, name);
-	if (!rc)
-		rc = open_common(r);
-	if (rc) {
-		fvm_reader_free(r);
-		return rc;
-	}
-	*out = r;
-	return 0;
+	return open_with(out, fd, name, NULL, 0);
 }
 
 int fvm_reader_open_stream(fvm_reader **out, int fd, const char *name)
 {
-	struct fvm_reader *r;
-	int rc;
-
 	if (!out || fd < 0)
 		return fvm_err(FVM_EINVAL, "fvm_reader_open_stream: bad argument");
 	*out = NULL;
-	rc = reader_new(&r, fd, name);
-	if (rc)
-		return rc;
-	r->streamed = 1;
-	rc = fvm_stream_open(r);
-	if (rc) {
-		fvm_reader_free(r);
-		return rc;
-	}
-	*out = r;
-	return 0;
+	return open_with(out, fd, name, NULL, 1);
 }
 
 void fvm_reader_free(fvm_reader *r)

@@ -477,9 +477,14 @@ static void test_truncate(void **state)
 		truncate_at(s, tu_below(&g, s->len));
 }
 
-/* Data appended after the footer: the footer is no longer where it must be. */
+/*
+ * Data appended after the footer. Zero padding is a padded store (FORMAT.md
+ * 6.1) and reads as the file it pads; anything else means the footer is no
+ * longer where it must be.
+ */
 static void test_appended(void **state)
 {
+	static const struct expect padded = { OK, OK, OK, ANYERR | OK };
 	static const struct expect x = { E(FVM_ETRUNCATED) | E(FVM_ECORRUPT), 0, 0,
 					 ANYERR | OK };
 	uint8_t *b = malloc(good.len + 4096);
@@ -488,6 +493,13 @@ static void test_appended(void **state)
 	memcpy(b, good.b, good.len);
 	memset(b + good.len, 0, 4096);
 	WHAT("4096 zero bytes appended");
+	try_file(b, good.len + 4096, &padded);
+	memset(b + good.len, 0x5a, 4096);
+	WHAT("4096 non-zero bytes appended");
+	try_file(b, good.len + 4096, &x);
+	memset(b + good.len, 0, 4096);
+	b[good.len + 4095] = 1;
+	WHAT("4095 zero bytes and a one appended");
 	try_file(b, good.len + 4096, &x);
 	/* a second copy of the footer appended: file_size no longer matches (R72) */
 	memcpy(b + good.len, good.b + good.len - 32, 32);
