@@ -35,6 +35,12 @@ int fvm_exec_pread(struct fvm_exec *x);
  */
 int fvm_exec_uring(struct fvm_exec *x, const char **why);
 
+/*
+ * Maps the runs MAP_PRIVATE over the destination (exec_mmap.c).
+ * FVM_EUNSUPPORTED, with *why, when they cannot be mapped.
+ */
+int fvm_exec_mmap(struct fvm_exec *x, const char **why);
+
 /* WILLNEED ahead: tell the kernel about the window after file offset pos. */
 void fvm_exec_hint(struct fvm_exec *x, uint64_t pos);
 

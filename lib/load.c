@@ -73,7 +73,7 @@ static int get_options(const fvm_load_options *in, fvm_load_options *o)
 	o->size = sizeof(*o);
 	if (o->flags & ~(uint32_t)(FVM_LOAD_VERIFY | FVM_LOAD_DIRECT | FVM_LOAD_PARTIAL))
 		return fvm_err(FVM_EINVAL, "fvm_load: unknown flags 0x%x", o->flags);
-	if (o->backend < FVM_BACKEND_AUTO || o->backend > FVM_BACKEND_PREAD)
+	if (o->backend < FVM_BACKEND_AUTO || o->backend > FVM_BACKEND_MMAP)
 		return fvm_err(FVM_EINVAL, "fvm_load: unknown backend %d", o->backend);
 	if (o->zero_policy < FVM_ZERO_LEAVE || o->zero_policy > FVM_ZERO_DONTNEED)
 		return fvm_err(FVM_EINVAL, "fvm_load: unknown zero policy %d", o->zero_policy);
@@ -234,6 +234,8 @@ static int pick_backend(int backend)
 		return FVM_BACKEND_PREAD;
 	if (!strcmp(env, "uring") || !strcmp(env, "io_uring"))
 		return FVM_BACKEND_URING;
+	if (!strcmp(env, "mmap"))
+		return FVM_BACKEND_MMAP;
 	return FVM_BACKEND_AUTO;
 }
 
@@ -242,6 +244,14 @@ static int run(struct fvm_exec *x, int *backend, fvm_load_stats *st)
 	const char *why = NULL;
 	int rc;
 
+	if (*backend == FVM_BACKEND_MMAP) {
+		rc = fvm_exec_mmap(x, &why);
+		if (rc != FVM_EUNSUPPORTED)
+			return rc;
+		st->fallback_reason = why;
+		x->requests = x->bytes = 0;
+		((struct lctx *)x->ctx)->done = 0; /* progress starts over */
+	}
 	if (*backend != FVM_BACKEND_PREAD) {
 		rc = fvm_exec_uring(x, &why);
 		if (rc != FVM_EUNSUPPORTED) {
@@ -300,7 +310,8 @@ static int load_seekable(struct fvm_reader *r, const fvm_mapping *maps, size_t n
 	if (dfd >= 0)
 		close(dfd);
 	st->backend = backend;
-	st->backend_name = backend == FVM_BACKEND_URING ? "io_uring" : "pread";
+	st->backend_name = backend == FVM_BACKEND_URING ? "io_uring" :
+			   backend == FVM_BACKEND_MMAP ? "mmap" : "pread";
 	st->extents = p.next;
 	if (!rc) {
 		rc = fvm_apply_zero(p.zero, p.nzero, o->zero_policy);

@@ -396,7 +396,7 @@ static void try_file(const uint8_t *b, size_t len, const struct expect *x)
 
 		if (why)
 			fail_msg("%s: accepted file with inconsistent listings: %s", what_buf, why);
-		for (int backend = FVM_BACKEND_URING; backend <= FVM_BACKEND_PREAD; backend++) {
+		for (int backend = FVM_BACKEND_URING; backend <= FVM_BACKEND_MMAP; backend++) {
 			fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
 
 			o.backend = backend;
@@ -404,7 +404,8 @@ static void try_file(const uint8_t *b, size_t len, const struct expect *x)
 			o.chunk_bytes = backend == FVM_BACKEND_PREAD ? 8192 : 0;
 			maps_alloc(m);
 			check_rc(fvm_load(r, m, layout.n, &o, NULL), x->load,
-				 backend == FVM_BACKEND_URING ? "load(uring)" : "load(pread)", FNAME);
+				 backend == FVM_BACKEND_URING ? "load(uring)" :
+				 backend == FVM_BACKEND_MMAP ? "load(mmap)" : "load(pread)", FNAME);
 			maps_free(m);
 		}
 		piecewise(r, x);

@@ -351,7 +351,11 @@ static void load_compare(fvm_reader *r, const struct tu_layout *l, int backend, 
 	if (backend == FVM_BACKEND_AUTO && getenv("FVM_BACKEND") &&
 	    !strcmp(getenv("FVM_BACKEND"), "pread"))
 		assert_int_equal(st.backend, FVM_BACKEND_PREAD);
-	if (backend != FVM_BACKEND_AUTO && st.backend != backend) {
+	if (backend == FVM_BACKEND_MMAP) {
+		/* the test memory is private anonymous and page-aligned: no fallback */
+		assert_int_equal(st.backend, FVM_BACKEND_MMAP);
+		assert_null(st.fallback_reason);
+	} else if (backend != FVM_BACKEND_AUTO && st.backend != backend) {
 		/* io_uring may be refused by the system; then the fallback must say why */
 		assert_int_equal(backend, FVM_BACKEND_URING);
 		assert_int_equal(st.backend, FVM_BACKEND_PREAD);
@@ -417,6 +421,9 @@ static void check_file(const char *path, const struct tu_layout *l, int mode,
 		     qds[rot % 4], chunks[(rot / 3) % 4], what);
 	load_compare(r, l, FVM_BACKEND_URING, policies[(rot + 1) % 3],
 		     rot & 1 ? 0 : FVM_LOAD_VERIFY, qds[(rot + 1) % 4], chunks[(rot / 4) % 4], what);
+	/* no copy: runs mapped over the destination (copy on write) */
+	load_compare(r, l, FVM_BACKEND_MMAP, policies[(rot + 2) % 3], rot & 2 ? FVM_LOAD_VERIFY : 0,
+		     0, chunks[(rot / 2) % 4], what);
 	/* the same reader loads again, with O_DIRECT asked for (it may fall back) */
 	load_compare(r, l, FVM_BACKEND_AUTO, FVM_ZERO_LEAVE, FVM_LOAD_VERIFY | FVM_LOAD_DIRECT,
 		     0, 0, what);

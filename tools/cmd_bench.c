@@ -25,7 +25,12 @@
 #define MEM_TARGET (16ull << 20)
 
 enum { CACHE_WARM, CACHE_COLD };
-enum { CFG_REF, CFG_URING, CFG_PREAD, N_CFG };
+/*
+ * CFG_MMAP maps the runs (no copy, FVM_BACKEND_MMAP); CFG_MMAP_WRITE then
+ * writes one byte into every data page, so the copy-on-write cost that
+ * mapping defers is shown beside it, not hidden.
+ */
+enum { CFG_REF, CFG_URING, CFG_PREAD, CFG_MMAP, CFG_MMAP_WRITE, N_CFG };
 
 struct bench {
 	const char *path;
@@ -48,7 +53,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: fvmsnap bench IN.fvm [-n N] [--warm | --cold | --both]\n"
-		"                    [--backend uring|pread|both] [--qd N] [--chunk SIZE]\n"
+		"                    [--backend uring|pread|mmap|both|all] [--qd N] [--chunk SIZE]\n"
 		"                    [--willneed N]\n"
 		"                    [--direct] [--verify] [--no-memory] [--json]\n"
 		"\n"
@@ -61,7 +66,9 @@ static void usage(FILE *f)
 		"      --warm          warm page cache only\n"
 		"      --cold          cold page cache only\n"
 		"      --both          both (default)\n"
-		"      --backend B     uring, pread or both (default both)\n"
+		"      --backend B     uring, pread, mmap, both (uring and pread) or all\n"
+		"                      (default all; mmap also times mmap+write: the\n"
+		"                      load, then one write into every data page)\n"
 		"      --qd N          reads in flight (io_uring queue depth)\n"
 		"      --chunk SIZE    bytes per read request\n"
 		"      --willneed N    POSIX_FADV_WILLNEED N x qd x chunk ahead (default 0)\n"
@@ -180,7 +187,29 @@ static int dest_map(fvm_reader *r, struct dest *d, int no_thp)
 }
 
 /* One load: open, fresh memory, fvm_load; the time covers all three. */
-static int run_load(const struct bench *b, int backend, uint64_t *ns,
+/* Write one byte into every data page (after an mmap load: each a COW copy). */
+static int write_data_pages(fvm_reader *r, const struct dest *d)
+{
+	uint64_t n = fvm_reader_run_count(r);
+
+	for (uint64_t i = 0; i < n; i++) {
+		fvm_run_info ri;
+		fvm_block_info bi;
+		volatile unsigned char *p;
+		int ret;
+
+		if ((ret = fvm_reader_run(r, i, &ri)) || (ret = fvm_reader_block(r, ri.block_id, &bi)))
+			return ret;
+		if (ri.kind != FVM_RUN_DATA)
+			continue;
+		p = (volatile unsigned char *)d->maps[ri.block_id].addr + ri.first_page * bi.page_size;
+		for (uint64_t k = 0; k < ri.page_count; k++)
+			p[k * bi.page_size] = p[k * bi.page_size];
+	}
+	return 0;
+}
+
+static int run_load(const struct bench *b, int backend, int write_after, uint64_t *ns,
 		    fvm_load_stats *st)
 {
 	fvm_load_options lo = b->lo;
@@ -195,6 +224,8 @@ static int run_load(const struct bench *b, int backend, uint64_t *ns,
 	ret = dest_map(r, &d, 0);
 	if (!ret)
 		ret = fvm_load(r, d.maps, d.n, &lo, st);
+	if (!ret && write_after)
+		ret = write_data_pages(r, &d);
 	*ns = cli_now_ns() - t0;
 	dest_free(&d);
 	fvm_reader_free(r);
@@ -297,9 +328,12 @@ static void finish_result(struct result *res)
 	res->done = 1;
 }
 
-static const char *const cfg_name[N_CFG] = { "read() 1 MiB", "load uring", "load pread" };
-static const char *const cfg_key[N_CFG] = { "reference", "uring", "pread" };
-static const int cfg_backend[N_CFG] = { 0, FVM_BACKEND_URING, FVM_BACKEND_PREAD };
+static const char *const cfg_name[N_CFG] = { "read() 1 MiB", "load uring", "load pread",
+					     "load mmap", "mmap+write" };
+static const char *const cfg_key[N_CFG] = { "reference", "uring", "pread", "mmap",
+					    "mmap_write" };
+static const int cfg_backend[N_CFG] = { 0, FVM_BACKEND_URING, FVM_BACKEND_PREAD,
+					FVM_BACKEND_MMAP, FVM_BACKEND_MMAP };
 
 /* N interleaved rounds of every enabled configuration in one cache state. */
 static int run_state(struct bench *b, int cold, struct result *res)
@@ -324,7 +358,8 @@ static int run_state(struct bench *b, int cold, struct result *res)
 					return cli_fail_sys(b->path, -ret);
 			} else {
 				memset(&res[c].st, 0, sizeof(res[c].st));
-				ret = run_load(b, cfg_backend[c], &ns, &res[c].st);
+				ret = run_load(b, cfg_backend[c], c == CFG_MMAP_WRITE, &ns,
+					       &res[c].st);
 				/* A forced backend this system lacks: report, go on. */
 				if (ret == FVM_EUNSUPPORTED && c != CFG_REF) {
 					cli_fail(cfg_name[c], ret);
@@ -536,6 +571,7 @@ int cmd_bench(int argc, char **argv)
 	memset(&b, 0, sizeof(b));
 	b.runs = 5;
 	b.cfg_on[CFG_REF] = b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 1;
+	b.cfg_on[CFG_MMAP] = b.cfg_on[CFG_MMAP_WRITE] = 1;
 	while ((c = getopt_long(argc, argv, "n:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
@@ -547,15 +583,22 @@ int cmd_bench(int argc, char **argv)
 		case OPT_COLD: warm = 0; cold = 1; break;
 		case OPT_BOTH: warm = cold = 1; break;
 		case OPT_BACKEND:
+			b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 0;
+			b.cfg_on[CFG_MMAP] = b.cfg_on[CFG_MMAP_WRITE] = 0;
 			if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring")) {
-				b.cfg_on[CFG_URING] = 1, b.cfg_on[CFG_PREAD] = 0;
+				b.cfg_on[CFG_URING] = 1;
 			} else if (!strcmp(optarg, "pread")) {
-				b.cfg_on[CFG_URING] = 0, b.cfg_on[CFG_PREAD] = 1;
+				b.cfg_on[CFG_PREAD] = 1;
+			} else if (!strcmp(optarg, "mmap")) {
+				b.cfg_on[CFG_MMAP] = b.cfg_on[CFG_MMAP_WRITE] = 1;
 			} else if (!strcmp(optarg, "both")) {
 				b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 1;
+			} else if (!strcmp(optarg, "all")) {
+				b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 1;
+				b.cfg_on[CFG_MMAP] = b.cfg_on[CFG_MMAP_WRITE] = 1;
 			} else {
-				return cli_usage_error("--backend: expected uring, pread or both, not '%s'",
-						       optarg);
+				return cli_usage_error("--backend: expected uring, pread, mmap, both "
+						       "or all, not '%s'", optarg);
 			}
 			break;
 		case OPT_QD:
@@ -602,7 +645,7 @@ int cmd_bench(int argc, char **argv)
 	if (cold && (ret = run_state(&b, 1, res[CACHE_COLD])))
 		goto out;
 	primary = b.cfg_on[CFG_URING] ? CFG_URING : CFG_PREAD;
-	for (c = CFG_URING; memory && c < N_CFG; c++) {
+	for (c = CFG_URING; memory && c < CFG_MMAP_WRITE; c++) {
 		int err;
 
 		if (!b.cfg_on[c])

@@ -254,9 +254,17 @@ typedef struct fvm_mapping {
 } fvm_mapping;
 
 enum fvm_backend {
-	FVM_BACKEND_AUTO = 0,  /* io_uring, else pread; env FVM_BACKEND=pread|uring */
+	FVM_BACKEND_AUTO = 0,  /* io_uring, else pread; env FVM_BACKEND=pread|uring|mmap */
 	FVM_BACKEND_URING = 1,
-	FVM_BACKEND_PREAD = 2
+	FVM_BACKEND_PREAD = 2,
+	/*
+	 * No copy: each run is mapped MAP_PRIVATE | MAP_FIXED | MAP_POPULATE
+	 * over its destination, so every data page is present and readable on
+	 * return, and copied only when written. The file must not change while
+	 * mapped, and destinations must be private anonymous memory, 4 KiB-
+	 * aligned. Falls back to copying (io_uring, else pread) when refused.
+	 */
+	FVM_BACKEND_MMAP = 3
 };
 
 enum fvm_zero_policy {
@@ -294,8 +302,8 @@ typedef struct fvm_load_options {
 
 typedef struct fvm_load_stats {
 	int backend;             /* the path actually used */
-	const char *backend_name; /* "io_uring", "pread" */
-	const char *fallback_reason; /* why io_uring was not used, or NULL */
+	const char *backend_name; /* "io_uring", "pread", "mmap" */
+	const char *fallback_reason; /* why mmap or io_uring was not used, or NULL */
 	int direct;              /* O_DIRECT was used */
 	uint64_t bytes_read;
 	uint64_t requests;       /* read requests submitted */
