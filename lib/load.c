@@ -234,8 +234,6 @@ static int pick_backend(int backend)
 		return FVM_BACKEND_PREAD;
 	if (!strcmp(env, "uring") || !strcmp(env, "io_uring"))
 		return FVM_BACKEND_URING;
-	if (!strcmp(env, "mmap"))
-		return FVM_BACKEND_MMAP;
 	return FVM_BACKEND_AUTO;
 }
 

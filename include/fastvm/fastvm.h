@@ -254,7 +254,7 @@ typedef struct fvm_mapping {
 } fvm_mapping;
 
 enum fvm_backend {
-	FVM_BACKEND_AUTO = 0,  /* io_uring, else pread; env FVM_BACKEND=pread|uring|mmap */
+	FVM_BACKEND_AUTO = 0,  /* io_uring, else pread; env FVM_BACKEND=pread|uring */
 	FVM_BACKEND_URING = 1,
 	FVM_BACKEND_PREAD = 2,
 	/*
@@ -263,6 +263,8 @@ enum fvm_backend {
 	 * return, and copied only when written. The file must not change while
 	 * mapped, and destinations must be private anonymous memory, 4 KiB-
 	 * aligned. Falls back to copying (io_uring, else pread) when refused.
+	 * Only the caller can choose it (never FVM_BACKEND from the
+	 * environment): it is wrong for a shared or file-backed destination.
 	 */
 	FVM_BACKEND_MMAP = 3
 };
