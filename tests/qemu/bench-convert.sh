@@ -75,13 +75,15 @@ fsize=$(stat -c %s "$W/s.fvm")
 "$FVMSNAP" bench "$W/s.fvm" -n "$RUNS" --json >"$W/bench.json" 2>"$W/bench.err" || { cat "$W/bench.err" >&2; die "fvmsnap bench failed"; }
 sw=$("$REF" --repeat "$RUNS" "$W/s.mig" | sed -n 's/^stream .* median \([0-9.]*\) s.*/\1/p')
 sc=$("$REF" --repeat "$RUNS" --cold "$W/s.mig" | sed -n 's/^stream .* median \([0-9.]*\) s.*/\1/p')
-read -r fw fc bw bc_ <<<"$(python3 - "$W/bench.json" <<'PY'
+read -r fw fc bw bc_ mw mc tw tc <<<"$(python3 - "$W/bench.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 cfg = d['verdict']['config']
 r = {(x['cache'], x['config']): x['median_ms'] / 1000 for x in d['results']}
 print(r.get(('warm', cfg), 0), r.get(('cold', cfg), 0),
-      r.get(('warm', 'reference'), 0), r.get(('cold', 'reference'), 0))
+      r.get(('warm', 'reference'), 0), r.get(('cold', 'reference'), 0),
+      r.get(('warm', 'mmap'), 0), r.get(('cold', 'mmap'), 0),
+      r.get(('warm', 'mmap_write'), 0), r.get(('cold', 'mmap_write'), 0))
 PY
 )"
 
@@ -113,12 +115,16 @@ qcow2 file $qsize bytes; vmstate (exported stream) $vmbytes bytes; converted .fv
    context: convert -o /dev/shm (tmpfs)    $(printf '%8.8s' "$convshm") s  $(mbs "$vmbytes" "$convshm") MB/s   speed ratio convert-tmpfs/raw = $(ratio "$raw" "$convshm")
    context: cp of the qcow2 to /dev/shm    $(printf '%8.8s' "$cpshm") s  $(mbs "$vmbytes" "$cpshm") MB/s   speed ratio cp-tmpfs/raw = $(ratio "$raw" "$cpshm")
 
-2. load: fast file (fvmsnap bench, its best backend) vs QEMU-like stream reader
+2. load: fast file (fvmsnap bench: io_uring copy; mmap, no copy) vs QEMU-like stream reader
                          warm          cold
    fvmsnap load      $(printf '%8.4f s  %8.4f s' "$fw" "$fc")
    read() reference  $(printf '%8.4f s  %8.4f s' "$bw" "$bc_")   (fvmsnap bench's own reference: read of the .fvm)
    stock_load_ref    $(printf '%8.4f s  %8.4f s' "$sw" "$sc")   (32 KiB buffer, memcpy per page, exported stream)
    speedup stock/fast   $(ratio "$sw" "$fw")x      $(ratio "$sc" "$fc")x   (target >= 5)
+   fvmsnap load mmap $(printf '%8.4f s  %8.4f s' "$mw" "$mc")   (runs mapped copy-on-write, all pages present)
+   speedup stock/mmap   $(ratio "$sw" "$mw")x      $(ratio "$sc" "$mc")x
+   mmap + write every data page $(printf '%8.4f s  %8.4f s' "$tw" "$tc")   (the copies mapping defers, paid at once)
+   speedup stock/mmap+write $(ratio "$sw" "$tw")x  $(ratio "$sc" "$tc")x
 
 3. context: stock QEMU 7.2 start until the monitor answers
    -S -loadvm s1     $(printf '%8.4f' "$lv") s
