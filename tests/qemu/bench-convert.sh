@@ -72,9 +72,12 @@ vmbytes=$(stat -c %s "$W/s.mig")
 fsize=$(stat -c %s "$W/s.fvm")
 
 # ---- 2. load: fast file vs QEMU-like stream reader ----------------------------------
-"$FVMSNAP" bench "$W/s.fvm" -n "$RUNS" --json >"$W/bench.json" 2>"$W/bench.err" || { cat "$W/bench.err" >&2; die "fvmsnap bench failed"; }
-sw=$("$REF" --repeat "$RUNS" "$W/s.mig" | sed -n 's/^stream .* median \([0-9.]*\) s.*/\1/p')
-sc=$("$REF" --repeat "$RUNS" --cold "$W/s.mig" | sed -n 's/^stream .* median \([0-9.]*\) s.*/\1/p')
+# FVM_BENCH_THP=1: guest memory MADV_HUGEPAGE on both sides, as QEMU allocates it
+thp=
+[ "${FVM_BENCH_THP:-0}" = 1 ] && thp=--thp
+"$FVMSNAP" bench "$W/s.fvm" -n "$RUNS" $thp --json >"$W/bench.json" 2>"$W/bench.err" || { cat "$W/bench.err" >&2; die "fvmsnap bench failed"; }
+sw=$("$REF" --repeat "$RUNS" $thp "$W/s.mig" | sed -n 's/^stream .* median \([0-9.]*\) s.*/\1/p')
+sc=$("$REF" --repeat "$RUNS" $thp --cold "$W/s.mig" | sed -n 's/^stream .* median \([0-9.]*\) s.*/\1/p')
 read -r fw fc bw bc_ mw mc tw tc <<<"$(python3 - "$W/bench.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -103,7 +106,7 @@ l0=$(for i in $(seq 1 "$RUNS"); do qemu_ready; done | median)
 
 cat <<EOF
 
-== bench-convert: 512 MiB guest, qcow2 internal snapshot s1, median of $RUNS, warm cache unless noted
+== bench-convert: 512 MiB guest, qcow2 internal snapshot s1, median of $RUNS, warm cache unless noted${thp:+, destinations MADV_HUGEPAGE}
 snapshot: ${vmsize:-(fvmsnap list failed)}
 qcow2 file $qsize bytes; vmstate (exported stream) $vmbytes bytes; converted .fvm $fsize bytes
 

@@ -15,7 +15,7 @@
  * or at EOF. Other iterable sections are refused.
  *
  * Usage:
- *   stock_load_ref [--repeat N] [--cold] [--counts] [--dump BLOCK=FILE]... STREAM|-
+ *   stock_load_ref [--repeat N] [--cold] [--thp] [--counts] [--dump BLOCK=FILE]... STREAM|-
  * --counts prints, per block, the records seen and the zero/non-zero pages of
  * the loaded memory as one line "block NAME pages P zero Z nonzero N
  * page_records R zero_records Q compressed_records C".
@@ -69,6 +69,9 @@ struct qf {
 	z_stream z;
 	int z_init;
 };
+
+/* --thp: guest memory with MADV_HUGEPAGE, as QEMU allocates it */
+static int use_thp;
 
 static void fail(struct qf *f, const char *fmt, ...)
 {
@@ -225,6 +228,8 @@ static void mem_size(struct qf *f, uint64_t total)
 			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (b->mem == MAP_FAILED)
 			fail(f, "mmap %" PRIu64 ": %s", b->len, strerror(errno));
+		if (use_thp) /* as QEMU does for guest RAM */
+			madvise(b->mem, b->len ? b->len : PAGE, MADV_HUGEPAGE);
 		sum += b->len;
 		f->nblk++;
 	}
@@ -424,6 +429,8 @@ int main(int argc, char **argv)
 			cold = 1;
 		else if (!strcmp(argv[i], "--counts"))
 			counts = 1;
+		else if (!strcmp(argv[i], "--thp"))
+			use_thp = 1;
 		else if (!strcmp(argv[i], "--dump") && i + 1 < argc && ndump < 16)
 			dump[ndump++] = argv[++i];
 		else if (argv[i][0] == '-' && argv[i][1])
@@ -495,7 +502,7 @@ int main(int argc, char **argv)
 	}
 	return 0;
 usage:
-	fprintf(stderr, "usage: stock_load_ref [--repeat N] [--cold] [--counts] "
+	fprintf(stderr, "usage: stock_load_ref [--repeat N] [--cold] [--thp] [--counts] "
 		"[--dump BLOCK=FILE]... STREAM|-\n");
 	return 2;
 }
