@@ -1,0 +1,130 @@
+/*
+ * The mmap backend: runs mapped copy-on-write over the destination. The
+ * loaded memory equals the source, a write changes the memory and never the
+ * file, a destination that cannot be mapped falls back to copying with the
+ * reason said, and the pages around the destination stay untouched.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <fastvm/fastvm.h>
+
+#define PAGE 4096u
+#define PAGES 300u
+
+static char path[] = "/tmp/fvm-test-mmap-XXXXXX";
+static unsigned char *src;
+
+static int setup(void **state)
+{
+	fvm_write_options o = FVM_WRITE_OPTIONS_INIT;
+	fvm_writer *w;
+	uint32_t b;
+	int fd = mkstemp(path);
+
+	(void)state;
+	if (fd < 0)
+		return -1;
+	close(fd);
+	src = calloc(PAGES, PAGE);
+	for (unsigned p = 0; p < PAGES; p++)
+		if (p % 7 < 4) /* runs of 4 data pages, 3 zero pages */
+			memset(src + p * PAGE, (int)(p % 251) + 1, PAGE);
+	o.flags = FVM_WRITE_NO_FSYNC;
+	o.segment_bytes = 64 * PAGE; /* several segments, so several runs per read */
+	if (fvm_writer_open_path(&w, path, &o) || fvm_writer_add_block(w, "ram", PAGES * PAGE, PAGE, &b) ||
+	    fvm_writer_write_block(w, b, src) || fvm_writer_finish(w))
+		return -1;
+	fvm_writer_free(w);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(path);
+	free(src);
+	return 0;
+}
+
+/* PAGES pages between two PROT_NONE guard pages. */
+static unsigned char *guarded(void)
+{
+	unsigned char *m = mmap(NULL, (PAGES + 2) * PAGE, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mprotect(m, PAGE, PROT_NONE), 0);
+	assert_int_equal(mprotect(m + (PAGES + 1) * PAGE, PAGE, PROT_NONE), 0);
+	return m + PAGE;
+}
+
+static void load(unsigned char *dst, uint32_t flags, fvm_load_stats *st)
+{
+	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
+	fvm_mapping m = { "ram", dst, PAGES * PAGE, 0 };
+	fvm_reader *r;
+
+	o.backend = FVM_BACKEND_MMAP;
+	o.flags = flags;
+	assert_int_equal(fvm_reader_open(&r, path), 0);
+	assert_int_equal(fvm_load(r, &m, 1, &o, st), 0);
+	fvm_reader_free(r);
+}
+
+static void maps_copy_on_write(void **state)
+{
+	unsigned char *dst = guarded(), page[PAGE];
+	fvm_load_stats st;
+	fvm_reader *r;
+
+	(void)state;
+	load(dst, FVM_LOAD_VERIFY, &st);
+	assert_int_equal(st.backend, FVM_BACKEND_MMAP);
+	assert_string_equal(st.backend_name, "mmap");
+	assert_null(st.fallback_reason);
+	assert_memory_equal(dst, src, PAGES * PAGE);
+	/* the guards are still there: the mapping stayed inside the range */
+	assert_int_equal(mprotect(dst - PAGE, PAGE, PROT_NONE), 0);
+	/* a write lands in memory only */
+	memset(dst, 0xab, PAGE);
+	assert_int_equal(dst[0], 0xab);
+	assert_int_equal(fvm_reader_open(&r, path), 0);
+	assert_int_equal(fvm_reader_read_pages(r, 0, 0, 1, page), 0);
+	fvm_reader_free(r);
+	assert_memory_equal(page, src, PAGE);
+	munmap(dst - PAGE, (PAGES + 2) * PAGE);
+}
+
+static void unaligned_falls_back(void **state)
+{
+	unsigned char *buf = malloc(PAGES * PAGE + 1), *dst = buf + 1;
+	fvm_load_stats st;
+
+	(void)state;
+	memset(dst, 0, PAGES * PAGE);
+	load(dst, 0, &st);
+	assert_int_not_equal(st.backend, FVM_BACKEND_MMAP);
+	assert_non_null(st.fallback_reason);
+	assert_non_null(strstr(st.fallback_reason, "mmap"));
+	assert_memory_equal(dst, src, PAGES * PAGE);
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(maps_copy_on_write),
+		cmocka_unit_test(unaligned_falls_back),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
