@@ -643,20 +643,23 @@ int fvm_writer_write_block(fvm_writer *w, uint32_t block_id, const void *mem)
 			       w->blocks[block_id].name);
 	pages = w->desc[block_id].pages;
 	page = 1ull << w->blocks[block_id].page_shift;
-	step = seg_cap(w, page) / page; /* a segment's worth per round */
+	/*
+	 * Rounds only pace the progress callback: a run that crosses a round
+	 * continues in the same entry, and segments are cut where their
+	 * payload is full, not at fixed places in the block.
+	 */
+	step = seg_cap(w, page) / page;
 	for (uint64_t first = 0; first < pages; first += step) {
 		uint64_t n = pages - first < step ? pages - first : step;
 
 		rc = add_pages(w, block_id, first, n, p + first * page, 0);
-		/* runs point into mem: write them before the next round */
-		if (!rc)
-			rc = seg_flush(w);
 		if (!rc)
 			rc = report(w, n * page);
 		if (rc)
 			return rc;
 	}
-	return 0;
+	/* the pending runs point into mem: write them before returning */
+	return seg_flush(w);
 }
 
 int fvm_writer_put_pages(fvm_writer *w, uint32_t block_id, uint64_t first_page,
