@@ -6,21 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "error.h"
 #include "extents.h"
 
 int fvm_extlist_push(struct fvm_extlist *l, const struct fvm_extent *e)
 {
-	if (l->n == l->cap) {
-		uint64_t cap = l->cap ? l->cap * 2 : 64;
-		struct fvm_extent *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return fvm_err(FVM_ENOMEM, "extent list of %llu entries",
-				       (unsigned long long)cap);
-		l->v = v;
-		l->cap = cap;
-	}
+	if (fvm_grow((void **)&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+		return fvm_err(FVM_ENOMEM, "extent list of %llu entries",
+			       (unsigned long long)l->n + 1);
 	l->v[l->n++] = *e;
 	return 0;
 }
@@ -65,7 +59,7 @@ static int any_overlap(const struct fvm_extlist *l)
 /* Covered set: sorted, disjoint, non-adjacent ranges. */
 struct covset {
 	struct cov *v;
-	uint64_t n, cap;
+	size_t n, cap;
 };
 
 /* First range with (block, end) > (block, start): the first that can touch. */
@@ -98,15 +92,8 @@ static int cov_add(struct covset *s, uint64_t block, uint64_t start, uint64_t en
 		j++;
 	}
 	if (j == i) { /* insert */
-		if (s->n == s->cap) {
-			uint64_t cap = s->cap ? s->cap * 2 : 64;
-			struct cov *v = realloc(s->v, cap * sizeof(*v));
-
-			if (!v)
-				return FVM_ENOMEM;
-			s->v = v;
-			s->cap = cap;
-		}
+		if (fvm_grow((void **)&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
+			return FVM_ENOMEM;
 		memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof(*s->v));
 		s->n++;
 	} else if (j > i + 1) { /* several merged into s->v[i] */

@@ -11,7 +11,8 @@
 
 struct fvm_extlist {
 	struct fvm_extent *v;
-	uint64_t n, cap;
+	uint64_t n;
+	size_t cap;
 };
 
 /* Append one extent (file order). */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "array.h"
 #include "plan.h"
 
 #ifndef IOV_MAX
@@ -171,25 +172,6 @@ int fvm_plan_maps(const char *file, const struct fvm_rblock *blocks, uint32_t nb
 	return check_disjoint(file, maps, n_maps);
 }
 
-/* ------------------------------------------------------------ growth */
-
-static int grow(void **v, size_t *cap, size_t need, size_t size)
-{
-	size_t c = *cap ? *cap : 16;
-	void *p;
-
-	if (need <= *cap)
-		return 0;
-	while (c < need)
-		c *= 2;
-	p = realloc(*v, c * size);
-	if (!p)
-		return FVM_ENOMEM;
-	*v = p;
-	*cap = c;
-	return 0;
-}
-
 /* ------------------------------------------------------------ zero ranges */
 
 struct pr {
@@ -211,7 +193,7 @@ static int push_zero(struct fvm_plan *p, size_t *cap, uint8_t *addr, uint64_t le
 	if (p->nzero && p->zero[p->nzero - 1].addr + p->zero[p->nzero - 1].len == addr) {
 		p->zero[p->nzero - 1].len += len;
 	} else {
-		if (grow((void **)&p->zero, cap, p->nzero + 1, sizeof(*p->zero)))
+		if (fvm_grow((void **)&p->zero, cap, p->nzero + 1, sizeof(*p->zero)))
 			return FVM_ENOMEM;
 		p->zero[p->nzero++] = (struct fvm_plan_zero){ addr, len };
 	}
@@ -339,7 +321,7 @@ static int make_requests(struct fvm_plan *p, const char *file, uint64_t chunk)
 			last = cur && cur->niov ? &p->iov[cur->iov + cur->niov - 1] : NULL;
 			if (!cur || cur->file_off + cur->len != off || cur->len >= chunk ||
 			    (cur->niov >= IOV_MAX && (uint8_t *)last->iov_base + last->iov_len != dst)) {
-				if (grow((void **)&p->req, &req_cap, p->nreq + 1, sizeof(*p->req)))
+				if (fvm_grow((void **)&p->req, &req_cap, p->nreq + 1, sizeof(*p->req)))
 					return fvm_err(FVM_ENOMEM, "%s: load plan", file);
 				cur = &p->req[p->nreq++];
 				*cur = (struct fvm_plan_req){ off, 0, p->niov, 0, i };
@@ -349,7 +331,7 @@ static int make_requests(struct fvm_plan *p, const char *file, uint64_t chunk)
 			if (last && (uint8_t *)last->iov_base + last->iov_len == dst) {
 				last->iov_len += take;
 			} else {
-				if (grow((void **)&p->iov, &iov_cap, p->niov + 1, sizeof(*p->iov)))
+				if (fvm_grow((void **)&p->iov, &iov_cap, p->niov + 1, sizeof(*p->iov)))
 					return fvm_err(FVM_ENOMEM, "%s: load plan", file);
 				p->iov[p->niov++] = (struct iovec){ dst, take };
 				cur->niov++;

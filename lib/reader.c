@@ -15,6 +15,7 @@
 
 #include "crc.h"
 #include "error.h"
+#include "array.h"
 #include "reader.h"
 
 /* ------------------------------------------------------------ I/O */
@@ -244,16 +245,9 @@ int fvm_reader_add_meta(struct fvm_reader *r, const struct fvm_meta_rec *m,
 
 	if (r->nmeta == UINT32_MAX)
 		return fvm_err(FVM_ECORRUPT, "%s: too many META records", r->file);
-	if (r->nmeta == r->meta_cap) {
-		uint32_t cap = r->meta_cap ? r->meta_cap * 2 : 8;
-
-		e = realloc(r->meta, cap * sizeof(*e));
-		if (!e)
-			return fvm_err(FVM_ENOMEM, "%s: META record at offset 0x%" PRIx64,
-				       r->file, rec_offset);
-		r->meta = e;
-		r->meta_cap = cap;
-	}
+	if (fvm_grow((void **)&r->meta, &r->meta_cap, (size_t)r->nmeta + 1, sizeof(*r->meta)))
+		return fvm_err(FVM_ENOMEM, "%s: META record at offset 0x%" PRIx64, r->file,
+			       rec_offset);
 	e = &r->meta[r->nmeta];
 	e->key = strndup(m->key, m->key_len);
 	e->value = strndup(m->value, m->value_len);
@@ -275,16 +269,9 @@ int fvm_reader_add_devs(struct fvm_reader *r, const struct fvm_devs_rec *d,
 
 	if (r->ndevs == UINT32_MAX)
 		return fvm_err(FVM_ECORRUPT, "%s: too many DEVS records", r->file);
-	if (r->ndevs == r->devs_cap) {
-		uint32_t cap = r->devs_cap ? r->devs_cap * 2 : 8;
-
-		e = realloc(r->devs, cap * sizeof(*e));
-		if (!e)
-			return fvm_err(FVM_ENOMEM, "%s: DEVS record at offset 0x%" PRIx64,
-				       r->file, rec_offset);
-		r->devs = e;
-		r->devs_cap = cap;
-	}
+	if (fvm_grow((void **)&r->devs, &r->devs_cap, (size_t)r->ndevs + 1, sizeof(*r->devs)))
+		return fvm_err(FVM_ENOMEM, "%s: DEVS record at offset 0x%" PRIx64, r->file,
+			       rec_offset);
 	e = &r->devs[r->ndevs];
 	e->name = strndup(d->name, d->name_len);
 	if (!e->name)

@@ -65,9 +65,11 @@ struct fvm_reader {
 	uint32_t hash_cap;
 
 	struct fvm_rmeta *meta;
-	uint32_t nmeta, meta_cap;
+	uint32_t nmeta;
+	size_t meta_cap;
 	struct fvm_rdevs *devs;
-	uint32_t ndevs, devs_cap;
+	uint32_t ndevs;
+	size_t devs_cap;
 
 	struct fvm_extent *ext; /* the index's extents, in index order */
 	uint64_t next;

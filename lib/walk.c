@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "crc.h"
 #include "error.h"
 #include "plan.h"
@@ -26,7 +27,7 @@ enum { OFF_BLCK, OFF_META, OFF_DEVS };
 
 struct offlist {
 	uint64_t *v;
-	uint64_t n, cap;
+	size_t n, cap;
 };
 
 struct fvm_walk {
@@ -35,7 +36,8 @@ struct fvm_walk {
 	uint64_t limit;         /* records end by here: file_size - 32, or UINT64_MAX */
 	int keep;               /* stream reader: records go into r */
 	struct fvm_blockdesc *desc; /* verify: the blocks as the walk meets them */
-	uint32_t nblocks, desc_cap;
+	uint32_t nblocks;
+	size_t desc_cap;
 	struct offlist offs[3]; /* BLCK, META, DEVS record offsets in file order */
 	struct fvm_extlist raw; /* SEGM entries as extents, in file order */
 
@@ -125,15 +127,8 @@ static int push_off(struct fvm_walk *w, int t, uint64_t off)
 {
 	struct offlist *l = &w->offs[t];
 
-	if (l->n == l->cap) {
-		uint64_t cap = l->cap ? l->cap * 2 : 16;
-		uint64_t *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return fvm_err(FVM_ENOMEM, "%s: record list", w->r->file);
-		l->v = v;
-		l->cap = cap;
-	}
+	if (fvm_grow((void **)&l->v, &l->cap, l->n + 1, sizeof(*l->v)))
+		return fvm_err(FVM_ENOMEM, "%s: record list", w->r->file);
 	l->v[l->n++] = off;
 	return 0;
 }
@@ -194,15 +189,9 @@ static int on_blck(struct fvm_walk *w)
 			return fvm_err(FVM_ECORRUPT, "%s: BLCK record at offset 0x%" PRIx64
 				       ": block %u (%s) is not the one the index lists",
 				       at.file, at.offset, b.id, b.name);
-		if (w->nblocks == w->desc_cap) {
-			uint32_t cap = w->desc_cap ? w->desc_cap * 2 : 8;
-			struct fvm_blockdesc *d = realloc(w->desc, cap * sizeof(*d));
-
-			if (!d)
-				return fvm_err(FVM_ENOMEM, "%s: blocks", at.file);
-			w->desc = d;
-			w->desc_cap = cap;
-		}
+		if (fvm_grow((void **)&w->desc, &w->desc_cap, (size_t)w->nblocks + 1,
+			     sizeof(*w->desc)))
+			return fvm_err(FVM_ENOMEM, "%s: blocks", at.file);
 		w->desc[w->nblocks++] = (struct fvm_blockdesc){ rb->pages, rb->page_shift };
 	}
 	return rc ? rc : push_off(w, OFF_BLCK, w->rec_off);

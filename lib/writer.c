@@ -21,6 +21,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "crc.h"
 #include "error.h"
 #include "extents.h"
@@ -38,7 +39,7 @@ struct wblock {
 
 struct u64vec {
 	uint64_t *v;
-	uint32_t n, cap;
+	size_t n, cap;
 };
 
 struct fvm_writer {
@@ -73,15 +74,8 @@ struct fvm_writer {
 
 static int push_u64(struct u64vec *v, uint64_t x)
 {
-	if (v->n == v->cap) {
-		uint32_t cap = v->cap ? v->cap * 2 : 16;
-		uint64_t *p = realloc(v->v, cap * sizeof(*p));
-
-		if (!p)
-			return fvm_err(FVM_ENOMEM, "writer record list");
-		v->v = p;
-		v->cap = cap;
-	}
+	if (fvm_grow((void **)&v->v, &v->cap, v->n + 1, sizeof(*v->v)))
+		return fvm_err(FVM_ENOMEM, "writer record list");
 	v->v[v->n++] = x;
 	return 0;
 }
@@ -368,23 +362,6 @@ static int seg_flush(fvm_writer *w)
 	return rc ? fail(w, rc) : 0;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t c = *cap ? *cap : 64;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	while (c < need)
-		c *= 2;
-	q = realloc(*p, c * elem);
-	if (!q)
-		return FVM_ENOMEM;
-	*p = q;
-	*cap = c;
-	return 0;
-}
-
 /* Segment payload cap: at least one page of the largest page size used. */
 static uint64_t seg_cap(const fvm_writer *w, uint64_t page)
 {
@@ -448,7 +425,7 @@ static int seg_add(fvm_writer *w, uint32_t b, int data, uint64_t first, uint64_t
 			continue;
 		}
 		if (!extend) {
-			if (grow((void **)&w->ents, &w->ents_cap, w->nents + 1, sizeof(*w->ents)))
+			if (fvm_grow((void **)&w->ents, &w->ents_cap, w->nents + 1, sizeof(*w->ents)))
 				return fail(w, fvm_err(FVM_ENOMEM, "%s: segment entries", w->name));
 			w->ents[w->nents++] = (struct fvm_entry){ b, data ? FVM_RUN_FLAG_DATA : 0,
 								  first, 0 };
@@ -470,13 +447,13 @@ static int seg_add(fvm_writer *w, uint32_t b, int data, uint64_t first, uint64_t
 					       w->iov[w->niov - 1].iov_len == p) {
 				w->iov[w->niov - 1].iov_len += bytes;
 			} else {
-				if (grow((void **)&w->iov, &w->iov_cap, w->niov + 1, sizeof(*w->iov)))
+				if (fvm_grow((void **)&w->iov, &w->iov_cap, w->niov + 1, sizeof(*w->iov)))
 					return fail(w, fvm_err(FVM_ENOMEM, "%s: iovecs", w->name));
 				w->iov[w->niov++] = (struct iovec){ (void *)p, bytes };
 			}
 			if (w->with_crc) {
 				size_t have = w->pay_len / FVM_CHUNK;
-				if (grow((void **)&w->crcs, &w->crc_cap, have + bytes / FVM_CHUNK,
+				if (fvm_grow((void **)&w->crcs, &w->crc_cap, have + bytes / FVM_CHUNK,
 					 sizeof(*w->crcs)))
 					return fail(w, fvm_err(FVM_ENOMEM, "%s: chunk crcs", w->name));
 				/*
