@@ -16,6 +16,8 @@ struct fvm_exec {
 	const char *file;
 	const struct fvm_plan *plan;
 	unsigned queue_depth;   /* reads in flight (io_uring) */
+	int async;              /* io_uring: IOSQE_ASYNC on every read */
+	int lazy;               /* mmap: map without populating */
 	uint64_t window;        /* WILLNEED this many bytes ahead of the reads; 0: none */
 	uint64_t hinted;        /* WILLNEED given up to this file offset */
 	/* After each request completes (any order); non-zero stops the load. */

@@ -6,6 +6,11 @@
  * then (copy on write). The format puts every payload at a 4 KiB-aligned
  * file offset, which is what makes this possible.
  *
+ * Lazy (FVM_LOAD_LAZY): no MAP_POPULATE, so this returns once every run is
+ * mapped and each page is read when first touched (a minor fault from the
+ * page cache, or a major one with the kernel's read-around from the
+ * device): the time to resume no longer grows with the RAM.
+ *
  * Costs moved, not removed: a write to a mapped page pays a 4 KiB copy
  * later (fvmsnap bench shows it as "mmap+write"); the file must not change
  * while mapped (pages not yet written follow the file); the caller's range
@@ -44,10 +49,13 @@ int fvm_exec_mmap(struct fvm_exec *x, const char **why)
 			 * cache's, and making them writable afterwards faults
 			 * nothing in.
 			 */
-			void *m = mmap(v->iov_base, v->iov_len, PROT_READ,
-				       MAP_PRIVATE | MAP_FIXED | MAP_POPULATE, x->fd, (off_t)off);
+			void *m = x->lazy
+				  ? mmap(v->iov_base, v->iov_len, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_FIXED, x->fd, (off_t)off)
+				  : mmap(v->iov_base, v->iov_len, PROT_READ,
+					 MAP_PRIVATE | MAP_FIXED | MAP_POPULATE, x->fd, (off_t)off);
 
-			if (m != MAP_FAILED &&
+			if (m != MAP_FAILED && !x->lazy &&
 			    mprotect(m, v->iov_len, PROT_READ | PROT_WRITE) < 0)
 				m = MAP_FAILED;
 			if (m == MAP_FAILED) {

@@ -1,7 +1,10 @@
 /*
  * The io_uring executor: queue_depth reads in flight, submitted in file
  * order, each a READ (one iovec) or READV (scatter over several runs) of
- * up to chunk_bytes. Short reads are resubmitted for the remainder, EAGAIN
+ * up to chunk_bytes. Buffered reads carry IOSQE_ASYNC unless the caller
+ * asked for FVM_LOAD_INLINE: io_uring's kernel workers then copy out of
+ * the page cache on every CPU at once, where inline completion would copy
+ * everything in the submitting thread. Short reads are resubmitted for the remainder, EAGAIN
  * and EINTR completions retried. On any error nothing new is submitted and
  * the reads in flight are reaped before returning: they write into the
  * caller's memory.
@@ -36,8 +39,9 @@ static const char *setup_reason(int err)
 	return "io_uring_setup failed";
 }
 
-static void prep(struct io_uring *ring, int fd, struct slot *s)
+static void prep(struct io_uring *ring, const struct fvm_exec *x, struct slot *s)
 {
+	int fd = x->fd;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
 	/* never NULL: at most queue_depth slots, one SQE each, SQ emptied by
@@ -47,6 +51,8 @@ static void prep(struct io_uring *ring, int fd, struct slot *s)
 				   s->off);
 	else
 		io_uring_prep_readv(sqe, fd, s->iov, (unsigned)s->niov, s->off);
+	if (x->async)
+		sqe->flags |= IOSQE_ASYNC;
 	io_uring_sqe_set_data(sqe, s);
 }
 
@@ -91,7 +97,7 @@ static int complete(struct fvm_exec *x, struct io_uring *ring, struct slot *s, i
 		if (*err)
 			return 1;
 		x->requests++;
-		prep(ring, x->fd, s);
+		prep(ring, x, s);
 		return 0;
 	}
 	if (res < 0) {
@@ -120,7 +126,7 @@ static int complete(struct fvm_exec *x, struct io_uring *ring, struct slot *s, i
 			return 1;
 		}
 		x->requests++;
-		prep(ring, x->fd, s);
+		prep(ring, x, s);
 		return 0;
 	}
 	if (!*err && x->done)
@@ -170,7 +176,7 @@ int fvm_exec_uring(struct fvm_exec *x, const char **why)
 			fvm_exec_hint(x, p->req[next].file_off);
 			start(x, s, next++);
 			x->requests++;
-			prep(&ring, x->fd, s);
+			prep(&ring, x, s);
 			inflight++;
 		}
 		rc = io_uring_submit_and_wait(&ring, 1);

@@ -71,10 +71,16 @@ static int get_options(const fvm_load_options *in, fvm_load_options *o)
 			       "(use FVM_LOAD_OPTIONS_INIT)", in->size, sizeof(*in));
 	*o = *in;
 	o->size = sizeof(*o);
-	if (o->flags & ~(uint32_t)(FVM_LOAD_VERIFY | FVM_LOAD_DIRECT | FVM_LOAD_PARTIAL))
+	if (o->flags & ~(uint32_t)(FVM_LOAD_VERIFY | FVM_LOAD_DIRECT | FVM_LOAD_PARTIAL |
+				   FVM_LOAD_INLINE | FVM_LOAD_LAZY))
 		return fvm_err(FVM_EINVAL, "fvm_load: unknown flags 0x%x", o->flags);
 	if (o->backend < FVM_BACKEND_AUTO || o->backend > FVM_BACKEND_MMAP)
 		return fvm_err(FVM_EINVAL, "fvm_load: unknown backend %d", o->backend);
+	if ((o->flags & FVM_LOAD_LAZY) && o->backend != FVM_BACKEND_MMAP)
+		return fvm_err(FVM_EINVAL, "fvm_load: FVM_LOAD_LAZY needs FVM_BACKEND_MMAP");
+	if ((o->flags & FVM_LOAD_LAZY) && (o->flags & FVM_LOAD_VERIFY))
+		return fvm_err(FVM_EINVAL, "fvm_load: FVM_LOAD_LAZY and FVM_LOAD_VERIFY exclude "
+			       "each other (verifying reads every page)");
 	if (o->zero_policy < FVM_ZERO_LEAVE || o->zero_policy > FVM_ZERO_DONTNEED)
 		return fvm_err(FVM_EINVAL, "fvm_load: unknown zero policy %d", o->zero_policy);
 	return 0;
@@ -285,8 +291,9 @@ static int load_seekable(struct fvm_reader *r, const fvm_mapping *maps, size_t n
 	for (;;) {
 		if (rc)
 			break;
-		x = (struct fvm_exec){ st->direct ? dfd : r->fd, r->file, &p, qd, 0, 0,
-				       on_done, &c, 0, 0, 0 };
+		x = (struct fvm_exec){ st->direct ? dfd : r->fd, r->file, &p, qd,
+				       !st->direct && !(o->flags & FVM_LOAD_INLINE),
+				       !!(o->flags & FVM_LOAD_LAZY), 0, 0, on_done, &c, 0, 0, 0 };
 		if (!st->direct && p.nreq) {
 			(void)posix_fadvise(r->fd, (off_t)p.lo, (off_t)(p.hi - p.lo),
 					    POSIX_FADV_SEQUENTIAL);

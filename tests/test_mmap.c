@@ -2,8 +2,11 @@
  * The mmap backend: runs mapped copy-on-write over the destination. The
  * loaded memory equals the source, a write changes the memory and never the
  * file, a destination that cannot be mapped falls back to copying with the
- * reason said, and the pages around the destination stay untouched.
+ * reason said, and the pages around the destination stay untouched. Eager,
+ * every data page is present in the page table on return; lazy
+ * (FVM_LOAD_LAZY), none is until touched (/proc/self/pagemap says which).
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,6 +71,46 @@ static unsigned char *guarded(void)
 	return m + PAGE;
 }
 
+/* Whether the page at p is present in this process's page table (pagemap
+ * bit 63); -1 when pagemap cannot be read. */
+static int present(const void *p)
+{
+	uint64_t e;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = pread(fd, &e, sizeof(e), (off_t)((uintptr_t)p / PAGE * sizeof(e)));
+	close(fd);
+	return n == (ssize_t)sizeof(e) ? (int)(e >> 63) : -1;
+}
+
+/* How many data pages (as laid out in setup) of dst are present. */
+static unsigned present_data_pages(const unsigned char *dst)
+{
+	unsigned n = 0;
+
+	for (unsigned p = 0; p < PAGES; p++) {
+		int k = present(dst + p * PAGE);
+
+		if (k < 0)
+			skip();
+		if (p % 7 < 4)
+			n += (unsigned)k;
+	}
+	return n;
+}
+
+static unsigned data_pages(void)
+{
+	unsigned n = 0;
+
+	for (unsigned p = 0; p < PAGES; p++)
+		n += p % 7 < 4;
+	return n;
+}
+
 static void load(unsigned char *dst, uint32_t flags, fvm_load_stats *st)
 {
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
@@ -105,6 +148,87 @@ static void maps_copy_on_write(void **state)
 	munmap(dst - PAGE, (PAGES + 2) * PAGE);
 }
 
+static void eager_pages_present(void **state)
+{
+	unsigned char *dst = guarded();
+	fvm_load_stats st;
+
+	(void)state;
+	load(dst, 0, &st);
+	assert_int_equal(st.backend, FVM_BACKEND_MMAP);
+	assert_int_equal(present_data_pages(dst), data_pages());
+	munmap(dst - PAGE, (PAGES + 2) * PAGE);
+}
+
+static void lazy_maps_without_reading(void **state)
+{
+	unsigned char *dst = guarded(), page[PAGE];
+	fvm_load_stats st;
+	fvm_reader *r;
+
+	(void)state;
+	load(dst, FVM_LOAD_LAZY, &st);
+	assert_int_equal(st.backend, FVM_BACKEND_MMAP);
+	assert_null(st.fallback_reason);
+	assert_int_equal(present_data_pages(dst), 0);
+	/* reading faults each page in from the file */
+	assert_memory_equal(dst, src, PAGES * PAGE);
+	assert_int_equal(present_data_pages(dst), data_pages());
+	assert_int_equal(mprotect(dst - PAGE, PAGE, PROT_NONE), 0);
+	assert_int_equal(mprotect(dst + PAGES * PAGE, PAGE, PROT_NONE), 0);
+	/* a write copies the page; the file keeps its bytes */
+	memset(dst + 8 * PAGE, 0xcd, PAGE);
+	assert_int_equal(dst[8 * PAGE + 17], 0xcd);
+	assert_int_equal(fvm_reader_open(&r, path), 0);
+	assert_int_equal(fvm_reader_read_pages(r, 0, 8, 1, page), 0);
+	fvm_reader_free(r);
+	assert_memory_equal(page, src + 8 * PAGE, PAGE);
+	munmap(dst - PAGE, (PAGES + 2) * PAGE);
+}
+
+static void lazy_write_first(void **state)
+{
+	unsigned char *dst = guarded();
+	fvm_load_stats st;
+
+	(void)state;
+	load(dst, FVM_LOAD_LAZY, &st);
+	/* the first touch of a page is a write: it must still see the file's
+	 * bytes around the written one */
+	dst[15 * PAGE + 100] = 0x5a;
+	assert_int_equal(dst[15 * PAGE + 100], 0x5a);
+	assert_memory_equal(dst + 15 * PAGE, src + 15 * PAGE, 100);
+	assert_memory_equal(dst + 15 * PAGE + 101, src + 15 * PAGE + 101, PAGE - 101);
+	munmap(dst - PAGE, (PAGES + 2) * PAGE);
+}
+
+static void lazy_refused_where_meaningless(void **state)
+{
+	unsigned char *dst = guarded();
+	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
+	fvm_mapping m = { "ram", dst, PAGES * PAGE, 0 };
+	fvm_reader *r;
+
+	(void)state;
+	assert_int_equal(fvm_reader_open(&r, path), 0);
+	o.flags = FVM_LOAD_LAZY;
+	o.backend = FVM_BACKEND_URING; /* lazy needs the mmap backend */
+	assert_int_equal(fvm_load(r, &m, 1, &o, NULL), FVM_EINVAL);
+	assert_non_null(strstr(fvm_error_detail(), "FVM_LOAD_LAZY"));
+	o.backend = FVM_BACKEND_MMAP; /* verifying would read every page */
+	o.flags = FVM_LOAD_LAZY | FVM_LOAD_VERIFY;
+	assert_int_equal(fvm_load(r, &m, 1, &o, NULL), FVM_EINVAL);
+	assert_non_null(strstr(fvm_error_detail(), "FVM_LOAD_VERIFY"));
+	o.flags = 1u << 5; /* the next flag is unknown */
+	assert_int_equal(fvm_load(r, &m, 1, &o, NULL), FVM_EINVAL);
+	fvm_reader_free(r);
+	/* nothing was written */
+	for (unsigned i = 0; i < PAGES * PAGE; i++)
+		if (dst[i])
+			fail_msg("byte %u written by a refused load", i);
+	munmap(dst - PAGE, (PAGES + 2) * PAGE);
+}
+
 static void unaligned_falls_back(void **state)
 {
 	unsigned char *buf = malloc(PAGES * PAGE + 1), *dst = buf + 1;
@@ -124,6 +248,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(maps_copy_on_write),
+		cmocka_unit_test(eager_pages_present),
+		cmocka_unit_test(lazy_maps_without_reading),
+		cmocka_unit_test(lazy_write_first),
+		cmocka_unit_test(lazy_refused_where_meaningless),
 		cmocka_unit_test(unaligned_falls_back),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

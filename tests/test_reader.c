@@ -303,6 +303,8 @@ static void test_load_uring(void **state)
 	load_with(FVM_BACKEND_URING, 0, 0, 0);
 	load_with(FVM_BACKEND_URING, 3, 12288, FVM_LOAD_VERIFY);
 	load_with(FVM_BACKEND_URING, 64, 65536, 0);
+	load_with(FVM_BACKEND_URING, 2, 8192, FVM_LOAD_INLINE);
+	load_with(FVM_BACKEND_URING, 0, 0, FVM_LOAD_INLINE | FVM_LOAD_VERIFY);
 	load_with(FVM_BACKEND_AUTO, 0, 0, FVM_LOAD_DIRECT);
 }
 

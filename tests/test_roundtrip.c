@@ -420,10 +420,13 @@ static void check_file(const char *path, const struct tu_layout *l, int mode,
 	load_compare(r, l, FVM_BACKEND_PREAD, policies[rot % 3], rot & 1 ? FVM_LOAD_VERIFY : 0,
 		     qds[rot % 4], chunks[(rot / 3) % 4], what);
 	load_compare(r, l, FVM_BACKEND_URING, policies[(rot + 1) % 3],
-		     rot & 1 ? 0 : FVM_LOAD_VERIFY, qds[(rot + 1) % 4], chunks[(rot / 4) % 4], what);
+		     (rot & 1 ? 0 : FVM_LOAD_VERIFY) | (rot & 2 ? FVM_LOAD_INLINE : 0),
+		     qds[(rot + 1) % 4], chunks[(rot / 4) % 4], what);
 	/* no copy: runs mapped over the destination (copy on write) */
 	load_compare(r, l, FVM_BACKEND_MMAP, policies[(rot + 2) % 3], rot & 2 ? FVM_LOAD_VERIFY : 0,
 		     0, chunks[(rot / 2) % 4], what);
+	/* mapped without populating: each page read when the compare touches it */
+	load_compare(r, l, FVM_BACKEND_MMAP, policies[rot % 3], FVM_LOAD_LAZY, 0, 0, what);
 	/* the same reader loads again, with O_DIRECT asked for (it may fall back) */
 	load_compare(r, l, FVM_BACKEND_AUTO, FVM_ZERO_LEAVE, FVM_LOAD_VERIFY | FVM_LOAD_DIRECT,
 		     0, 0, what);

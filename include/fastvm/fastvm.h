@@ -260,7 +260,8 @@ enum fvm_backend {
 	/*
 	 * No copy: each run is mapped MAP_PRIVATE | MAP_FIXED | MAP_POPULATE
 	 * over its destination, so every data page is present and readable on
-	 * return, and copied only when written. The file must not change while
+	 * return, and copied only when written (FVM_LOAD_LAZY: not populated,
+	 * each page read when first touched). The file must not change while
 	 * mapped, and destinations must be private anonymous memory, 4 KiB-
 	 * aligned. Falls back to copying (io_uring, else pread) when refused.
 	 * Only the caller can choose it (never FVM_BACKEND from the
@@ -278,7 +279,24 @@ enum fvm_zero_policy {
 enum fvm_load_flags {
 	FVM_LOAD_VERIFY = 1u << 0,  /* check payload CRCs while loading */
 	FVM_LOAD_DIRECT = 1u << 1,  /* O_DIRECT reads (falls back if refused) */
-	FVM_LOAD_PARTIAL = 1u << 2  /* blocks without a mapping are skipped */
+	FVM_LOAD_PARTIAL = 1u << 2, /* blocks without a mapping are skipped */
+	/*
+	 * io_uring: let reads that the page cache can serve complete in the
+	 * calling thread. By default every buffered read is handed to
+	 * io_uring's kernel workers (IOSQE_ASYNC), so that copies out of the
+	 * page cache run on all CPUs at once (1.7x faster warm on 2 cores,
+	 * doc/BENCHMARKS.md); this flag keeps the load on one CPU.
+	 */
+	FVM_LOAD_INLINE = 1u << 3,
+	/*
+	 * With FVM_BACKEND_MMAP only: map the runs without populating them,
+	 * so fvm_load returns once every run is mapped and each page is read
+	 * from the file (page cache or device) when first touched: time to
+	 * resume no longer grows with the RAM, and pages never touched are
+	 * never read. Not with FVM_LOAD_VERIFY (that reads every page).
+	 * Should mapping be refused, the load copies everything as usual.
+	 */
+	FVM_LOAD_LAZY = 1u << 4
 };
 
 typedef struct fvm_load_options {
