@@ -26,11 +26,16 @@
 
 enum { CACHE_WARM, CACHE_COLD };
 /*
+ * CFG_URING is the default load (reads handed to io_uring's workers),
+ * CFG_INLINE the same with FVM_LOAD_INLINE (copies in the calling thread).
  * CFG_MMAP maps the runs (no copy, FVM_BACKEND_MMAP); CFG_MMAP_WRITE then
  * writes one byte into every data page, so the copy-on-write cost that
- * mapping defers is shown beside it, not hidden.
+ * mapping defers is shown beside it, not hidden. CFG_LAZY maps without
+ * populating (FVM_LOAD_LAZY: the time to resume); CFG_LAZY_WRITE then
+ * writes every data page, which reads each from the file and copies it.
  */
-enum { CFG_REF, CFG_URING, CFG_PREAD, CFG_MMAP, CFG_MMAP_WRITE, N_CFG };
+enum { CFG_REF, CFG_URING, CFG_INLINE, CFG_PREAD, CFG_MMAP, CFG_MMAP_WRITE, CFG_LAZY,
+       CFG_LAZY_WRITE, N_CFG };
 
 struct bench {
 	const char *path;
@@ -54,7 +59,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: fvmsnap bench IN.fvm [-n N] [--warm | --cold | --both]\n"
-		"                    [--backend uring|pread|mmap|both|all] [--qd N] [--chunk SIZE]\n"
+		"                    [--backend uring|inline|pread|mmap|lazy|both|all]\n"
+		"                    [--qd N] [--chunk SIZE]\n"
 		"                    [--willneed N] [--thp]\n"
 		"                    [--direct] [--verify] [--no-memory] [--json]\n"
 		"\n"
@@ -67,9 +73,11 @@ static void usage(FILE *f)
 		"      --warm          warm page cache only\n"
 		"      --cold          cold page cache only\n"
 		"      --both          both (default)\n"
-		"      --backend B     uring, pread, mmap, both (uring and pread) or all\n"
-		"                      (default all; mmap also times mmap+write: the\n"
-		"                      load, then one write into every data page)\n"
+		"      --backend B     uring, inline (io_uring, copies in the calling\n"
+		"                      thread), pread, mmap, lazy, both (uring and\n"
+		"                      pread) or all (default); mmap and lazy also\n"
+		"                      time the load followed by one write into every\n"
+		"                      data page (mmap+write, lazy+write)\n"
 		"      --qd N          reads in flight (io_uring queue depth)\n"
 		"      --chunk SIZE    bytes per read request\n"
 		"      --willneed N    POSIX_FADV_WILLNEED N x qd x chunk ahead (default 0)\n"
@@ -216,8 +224,19 @@ static int write_data_pages(fvm_reader *r, const struct dest *d)
 	return 0;
 }
 
-static int run_load(const struct bench *b, int backend, int write_after, uint64_t *ns,
-		    fvm_load_stats *st)
+static const char *const cfg_name[N_CFG] = { "read() 1 MiB", "load uring", "uring inline",
+					     "load pread", "load mmap", "mmap+write", "load lazy",
+					     "lazy+write" };
+static const char *const cfg_key[N_CFG] = { "reference", "uring", "uring_inline", "pread",
+					    "mmap", "mmap_write", "lazy", "lazy_write" };
+static const int cfg_backend[N_CFG] = { 0, FVM_BACKEND_URING, FVM_BACKEND_URING,
+					FVM_BACKEND_PREAD, FVM_BACKEND_MMAP, FVM_BACKEND_MMAP,
+					FVM_BACKEND_MMAP, FVM_BACKEND_MMAP };
+static const uint32_t cfg_flags[N_CFG] = { 0, 0, FVM_LOAD_INLINE, 0, 0, 0, FVM_LOAD_LAZY,
+					   FVM_LOAD_LAZY };
+static const int cfg_write[N_CFG] = { 0, 0, 0, 0, 0, 1, 0, 1 };
+
+static int run_load(const struct bench *b, int cfg, uint64_t *ns, fvm_load_stats *st)
 {
 	fvm_load_options lo = b->lo;
 	uint64_t t0 = cli_now_ns();
@@ -225,13 +244,14 @@ static int run_load(const struct bench *b, int backend, int write_after, uint64_
 	fvm_reader *r;
 	int ret;
 
-	lo.backend = backend;
+	lo.backend = cfg_backend[cfg];
+	lo.flags |= cfg_flags[cfg];
 	if ((ret = fvm_reader_open(&r, b->path)))
 		return ret;
 	ret = dest_map(r, &d, 0, b->thp);
 	if (!ret)
 		ret = fvm_load(r, d.maps, d.n, &lo, st);
-	if (!ret && write_after)
+	if (!ret && cfg_write[cfg])
 		ret = write_data_pages(r, &d);
 	*ns = cli_now_ns() - t0;
 	dest_free(&d);
@@ -261,7 +281,7 @@ static long vm_hwm_kb(void)
  * clear_refs where allowed), so the parent's history does not count.
  * Returns 0 or an FVM_E code.
  */
-static int measure_memory(const struct bench *b, int backend, int64_t *out)
+static int measure_memory(const struct bench *b, int cfg, int64_t *out)
 {
 	int pfd[2], status;
 	int64_t msg[2] = { 0, 0 };
@@ -290,7 +310,8 @@ static int measure_memory(const struct bench *b, int backend, int64_t *out)
 			close(fd);
 		}
 		h0 = vm_hwm_kb();
-		lo.backend = backend;
+		lo.backend = cfg_backend[cfg];
+		lo.flags |= cfg_flags[cfg];
 		lo.progress = NULL;
 		ret = fvm_reader_open(&r, b->path);
 		if (!ret) {
@@ -335,12 +356,6 @@ static void finish_result(struct result *res)
 	res->done = 1;
 }
 
-static const char *const cfg_name[N_CFG] = { "read() 1 MiB", "load uring", "load pread",
-					     "load mmap", "mmap+write" };
-static const char *const cfg_key[N_CFG] = { "reference", "uring", "pread", "mmap",
-					    "mmap_write" };
-static const int cfg_backend[N_CFG] = { 0, FVM_BACKEND_URING, FVM_BACKEND_PREAD,
-					FVM_BACKEND_MMAP, FVM_BACKEND_MMAP };
 
 /* N interleaved rounds of every enabled configuration in one cache state. */
 static int run_state(struct bench *b, int cold, struct result *res)
@@ -365,8 +380,7 @@ static int run_state(struct bench *b, int cold, struct result *res)
 					return cli_fail_sys(b->path, -ret);
 			} else {
 				memset(&res[c].st, 0, sizeof(res[c].st));
-				ret = run_load(b, cfg_backend[c], c == CFG_MMAP_WRITE, &ns,
-					       &res[c].st);
+				ret = run_load(b, c, &ns, &res[c].st);
 				/* A forced backend this system lacks: report, go on. */
 				if (ret == FVM_EUNSUPPORTED && c != CFG_REF) {
 					cli_fail(cfg_name[c], ret);
@@ -585,8 +599,8 @@ int cmd_bench(int argc, char **argv)
 
 	memset(&b, 0, sizeof(b));
 	b.runs = 5;
-	b.cfg_on[CFG_REF] = b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 1;
-	b.cfg_on[CFG_MMAP] = b.cfg_on[CFG_MMAP_WRITE] = 1;
+	for (c = 0; c < N_CFG; c++)
+		b.cfg_on[c] = 1;
 	while ((c = getopt_long(argc, argv, "n:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
@@ -598,22 +612,23 @@ int cmd_bench(int argc, char **argv)
 		case OPT_COLD: warm = 0; cold = 1; break;
 		case OPT_BOTH: warm = cold = 1; break;
 		case OPT_BACKEND:
-			b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 0;
-			b.cfg_on[CFG_MMAP] = b.cfg_on[CFG_MMAP_WRITE] = 0;
+			for (c = CFG_URING; c < N_CFG; c++)
+				b.cfg_on[c] = !strcmp(optarg, "all");
 			if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring")) {
 				b.cfg_on[CFG_URING] = 1;
+			} else if (!strcmp(optarg, "inline")) {
+				b.cfg_on[CFG_INLINE] = 1;
 			} else if (!strcmp(optarg, "pread")) {
 				b.cfg_on[CFG_PREAD] = 1;
 			} else if (!strcmp(optarg, "mmap")) {
 				b.cfg_on[CFG_MMAP] = b.cfg_on[CFG_MMAP_WRITE] = 1;
+			} else if (!strcmp(optarg, "lazy")) {
+				b.cfg_on[CFG_LAZY] = b.cfg_on[CFG_LAZY_WRITE] = 1;
 			} else if (!strcmp(optarg, "both")) {
 				b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 1;
-			} else if (!strcmp(optarg, "all")) {
-				b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 1;
-				b.cfg_on[CFG_MMAP] = b.cfg_on[CFG_MMAP_WRITE] = 1;
-			} else {
-				return cli_usage_error("--backend: expected uring, pread, mmap, both "
-						       "or all, not '%s'", optarg);
+			} else if (strcmp(optarg, "all")) {
+				return cli_usage_error("--backend: expected uring, inline, pread, mmap, "
+						       "lazy, both or all, not '%s'", optarg);
 			}
 			break;
 		case OPT_QD:
@@ -644,6 +659,8 @@ int cmd_bench(int argc, char **argv)
 					: "no input file given");
 	b.path = argv[optind];
 	lo.zero_policy = FVM_ZERO_LEAVE;
+	if (lo.flags & FVM_LOAD_VERIFY) /* verifying reads every page: nothing is lazy */
+		b.cfg_on[CFG_LAZY] = b.cfg_on[CFG_LAZY_WRITE] = 0;
 	b.lo = lo;
 	if ((ret = describe(&b)))
 		return ret;
@@ -660,13 +677,14 @@ int cmd_bench(int argc, char **argv)
 		goto out;
 	if (cold && (ret = run_state(&b, 1, res[CACHE_COLD])))
 		goto out;
-	primary = b.cfg_on[CFG_URING] ? CFG_URING : CFG_PREAD;
-	for (c = CFG_URING; memory && c < CFG_MMAP_WRITE; c++) {
+	primary = b.cfg_on[CFG_URING] ? CFG_URING : b.cfg_on[CFG_INLINE] ? CFG_INLINE : CFG_PREAD;
+	for (c = CFG_URING; memory && c < N_CFG; c++) {
 		int err;
 
-		if (!b.cfg_on[c])
+		/* the writes are timing only; a lazy load touches no page */
+		if (!b.cfg_on[c] || cfg_write[c] || (cfg_flags[c] & FVM_LOAD_LAZY))
 			continue;
-		err = measure_memory(&b, cfg_backend[c], &mem[c]);
+		err = measure_memory(&b, c, &mem[c]);
 		if (err == 0)
 			mem_ok[c] = 1;
 		else if (!json)

@@ -78,17 +78,20 @@ thp=
 "$FVMSNAP" bench "$W/s.fvm" -n "$RUNS" $thp --json >"$W/bench.json" 2>"$W/bench.err" || { cat "$W/bench.err" >&2; die "fvmsnap bench failed"; }
 sw=$("$REF" --repeat "$RUNS" $thp "$W/s.mig" | sed -n 's/^stream .* median \([0-9.]*\) s.*/\1/p')
 sc=$("$REF" --repeat "$RUNS" $thp --cold "$W/s.mig" | sed -n 's/^stream .* median \([0-9.]*\) s.*/\1/p')
-read -r fw fc bw bc_ mw mc tw tc <<<"$(python3 - "$W/bench.json" <<'PY'
+# the medians (s) of fvmsnap bench, as shell variables: w_CONFIG and c_CONFIG
+eval "$(python3 - "$W/bench.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-cfg = d['verdict']['config']
+prim = d['verdict']['config']
+keys = ['reference', 'uring', 'uring_inline', 'mmap', 'mmap_write', 'lazy', 'lazy_write']
 r = {(x['cache'], x['config']): x['median_ms'] / 1000 for x in d['results']}
-print(r.get(('warm', cfg), 0), r.get(('cold', cfg), 0),
-      r.get(('warm', 'reference'), 0), r.get(('cold', 'reference'), 0),
-      r.get(('warm', 'mmap'), 0), r.get(('cold', 'mmap'), 0),
-      r.get(('warm', 'mmap_write'), 0), r.get(('cold', 'mmap_write'), 0))
+for c in ('warm', 'cold'):
+    for k in keys:
+        print('%s_%s=%s' % (c[0], k, r.get((c, k), 0)))
+    print('%s_primary=%s' % (c[0], r.get((c, prim), 0)))
 PY
 )"
+fw=$w_primary fc=$c_primary bw=$w_reference bc_=$c_reference
 
 # ---- 3. stock -loadvm ------------------------------------------------------------------
 # qemu_ready ARGS...: seconds from exec until the monitor answers "info status".
@@ -118,16 +121,23 @@ qcow2 file $qsize bytes; vmstate (exported stream) $vmbytes bytes; converted .fv
    context: convert -o /dev/shm (tmpfs)    $(printf '%8.8s' "$convshm") s  $(mbs "$vmbytes" "$convshm") MB/s   speed ratio convert-tmpfs/raw = $(ratio "$raw" "$convshm")
    context: cp of the qcow2 to /dev/shm    $(printf '%8.8s' "$cpshm") s  $(mbs "$vmbytes" "$cpshm") MB/s   speed ratio cp-tmpfs/raw = $(ratio "$raw" "$cpshm")
 
-2. load: fast file (fvmsnap bench: io_uring copy; mmap, no copy) vs QEMU-like stream reader
+2. load: fast file (fvmsnap bench) vs QEMU-like stream reader
                          warm          cold
-   fvmsnap load      $(printf '%8.4f s  %8.4f s' "$fw" "$fc")
-   read() reference  $(printf '%8.4f s  %8.4f s' "$bw" "$bc_")   (fvmsnap bench's own reference: read of the .fvm)
    stock_load_ref    $(printf '%8.4f s  %8.4f s' "$sw" "$sc")   (32 KiB buffer, memcpy per page, exported stream)
+   read() reference  $(printf '%8.4f s  %8.4f s' "$bw" "$bc_")   (fvmsnap bench's own reference: read of the .fvm)
+   bound for a load that reads every byte in one thread: stock/read() = $(ratio "$sw" "$bw")x warm, $(ratio "$sc" "$bc_")x cold
+   fvmsnap load      $(printf '%8.4f s  %8.4f s' "$fw" "$fc")   (io_uring, copies on all CPUs)
    speedup stock/fast   $(ratio "$sw" "$fw")x      $(ratio "$sc" "$fc")x   (target >= 5)
-   fvmsnap load mmap $(printf '%8.4f s  %8.4f s' "$mw" "$mc")   (runs mapped copy-on-write, all pages present)
-   speedup stock/mmap   $(ratio "$sw" "$mw")x      $(ratio "$sc" "$mc")x
-   mmap + write every data page $(printf '%8.4f s  %8.4f s' "$tw" "$tc")   (the copies mapping defers, paid at once)
-   speedup stock/mmap+write $(ratio "$sw" "$tw")x  $(ratio "$sc" "$tc")x
+   load, inline      $(printf '%8.4f s  %8.4f s' "$w_uring_inline" "$c_uring_inline")   (io_uring, copies in the calling thread)
+   speedup stock/inline $(ratio "$sw" "$w_uring_inline")x      $(ratio "$sc" "$c_uring_inline")x
+   fvmsnap load mmap $(printf '%8.4f s  %8.4f s' "$w_mmap" "$c_mmap")   (runs mapped copy-on-write, all pages present)
+   speedup stock/mmap   $(ratio "$sw" "$w_mmap")x      $(ratio "$sc" "$c_mmap")x
+   mmap + write every data page $(printf '%8.4f s  %8.4f s' "$w_mmap_write" "$c_mmap_write")   (the copies mapping defers, paid at once)
+   speedup stock/mmap+write $(ratio "$sw" "$w_mmap_write")x  $(ratio "$sc" "$c_mmap_write")x
+   lazy load (resume) $(printf '%8.4f s  %8.4f s' "$w_lazy" "$c_lazy")   (runs mapped, nothing read yet)
+   speedup stock/lazy   $(ratio "$sw" "$w_lazy")x      $(ratio "$sc" "$c_lazy")x
+   lazy + write every data page $(printf '%8.4f s  %8.4f s' "$w_lazy_write" "$c_lazy_write")   (each page read when touched, and copied)
+   speedup stock/lazy+write $(ratio "$sw" "$w_lazy_write")x  $(ratio "$sc" "$c_lazy_write")x
 
 3. context: stock QEMU 7.2 start until the monitor answers
    -S -loadvm s1     $(printf '%8.4f' "$lv") s
