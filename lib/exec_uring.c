@@ -142,7 +142,7 @@ int fvm_exec_uring(struct fvm_exec *x, const char **why)
 	struct io_uring ring;
 	size_t next = 0;
 	unsigned inflight = 0, nfree;
-	int rc, err = 0;
+	int rc, err = 0, broken = 0;
 
 	if (!p->nreq)
 		return 0;
@@ -179,12 +179,19 @@ int fvm_exec_uring(struct fvm_exec *x, const char **why)
 			prep(&ring, x, s);
 			inflight++;
 		}
-		rc = io_uring_submit_and_wait(&ring, 1);
+		rc = broken ? io_uring_wait_cqe(&ring, &cqe) : io_uring_submit_and_wait(&ring, 1);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-			/* the ring itself failed: nothing more can be reaped */
+			unsigned lost = io_uring_sq_ready(&ring);
+
+			if (broken)
+				break; /* even waiting fails: nothing can be reaped */
+			/* submitting failed: submit nothing more, but reap the
+			 * reads the kernel took (they write into caller memory) */
+			broken = 1;
 			if (!err)
 				err = fvm_err_sys(-rc, "%s: io_uring_submit", x->file);
-			break;
+			inflight -= lost < inflight ? lost : inflight;
+			continue;
 		}
 		io_uring_for_each_cqe(&ring, head, cqe) {
 			struct slot *s = io_uring_cqe_get_data(cqe);
@@ -197,7 +204,7 @@ int fvm_exec_uring(struct fvm_exec *x, const char **why)
 		}
 		io_uring_cq_advance(&ring, seen);
 	}
-	/* inflight is 0 here unless the ring itself failed */
+	/* inflight is 0 here unless waiting on the ring itself failed */
 	io_uring_queue_exit(&ring);
 	for (unsigned i = 0; i < qd; i++)
 		free(slots[i].fix);
