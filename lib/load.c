@@ -285,7 +285,9 @@ static int load_seekable(struct fvm_reader *r, const fvm_mapping *maps, size_t n
 		return rc;
 	if ((o->flags & FVM_LOAD_VERIFY) && r->with_crc)
 		rc = read_crcs(&c);
-	if (!rc && (o->flags & FVM_LOAD_DIRECT) && p.aligned && p.nreq)
+	/* mmap maps the page cache: O_DIRECT has no meaning there */
+	if (!rc && (o->flags & FVM_LOAD_DIRECT) && backend != FVM_BACKEND_MMAP && p.aligned &&
+	    p.nreq)
 		dfd = open_direct(r);
 	st->direct = dfd >= 0;
 	for (;;) {

@@ -353,6 +353,14 @@ static void test_load_direct(void **state)
 		assert_int_equal(st.direct, can_direct);
 		dest_free(&d);
 	}
+	/* the mmap backend maps the page cache: never O_DIRECT */
+	dest_new(&d, -1);
+	o.backend = FVM_BACKEND_MMAP;
+	assert_int_equal(fvm_load(r, d.maps, 2, &o, &st), 0);
+	assert_loaded(&d);
+	assert_int_equal(st.direct, 0);
+	dest_free(&d);
+	o.backend = FVM_BACKEND_PREAD; /* as the loop left it */
 	/* an unaligned destination cannot take O_DIRECT: buffered, same bytes */
 	{
 		uint8_t *m = anon(VGA_PAGES * PAGE + PAGE, -1);

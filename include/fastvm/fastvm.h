@@ -278,7 +278,7 @@ enum fvm_zero_policy {
 
 enum fvm_load_flags {
 	FVM_LOAD_VERIFY = 1u << 0,  /* check payload CRCs while loading */
-	FVM_LOAD_DIRECT = 1u << 1,  /* O_DIRECT reads (falls back if refused) */
+	FVM_LOAD_DIRECT = 1u << 1,  /* O_DIRECT reads (falls back if refused; not mmap) */
 	FVM_LOAD_PARTIAL = 1u << 2, /* blocks without a mapping are skipped */
 	/*
 	 * io_uring: let reads that the page cache can serve complete in the
