@@ -124,11 +124,22 @@ static void load(unsigned char *dst, uint32_t flags, fvm_load_stats *st)
 	fvm_reader_free(r);
 }
 
+/* The file still holds the source's page p (writes to the memory stay there). */
+static void assert_file_page(unsigned p)
+{
+	unsigned char page[PAGE];
+	fvm_reader *r;
+
+	assert_int_equal(fvm_reader_open(&r, path), 0);
+	assert_int_equal(fvm_reader_read_pages(r, 0, p, 1, page), 0);
+	fvm_reader_free(r);
+	assert_memory_equal(page, src + (size_t)p * PAGE, PAGE);
+}
+
 static void maps_copy_on_write(void **state)
 {
-	unsigned char *dst = guarded(), page[PAGE];
+	unsigned char *dst = guarded();
 	fvm_load_stats st;
-	fvm_reader *r;
 
 	(void)state;
 	load(dst, FVM_LOAD_VERIFY, &st);
@@ -141,10 +152,7 @@ static void maps_copy_on_write(void **state)
 	/* a write lands in memory only */
 	memset(dst, 0xab, PAGE);
 	assert_int_equal(dst[0], 0xab);
-	assert_int_equal(fvm_reader_open(&r, path), 0);
-	assert_int_equal(fvm_reader_read_pages(r, 0, 0, 1, page), 0);
-	fvm_reader_free(r);
-	assert_memory_equal(page, src, PAGE);
+	assert_file_page(0);
 	munmap(dst - PAGE, (PAGES + 2) * PAGE);
 }
 
@@ -162,9 +170,8 @@ static void eager_pages_present(void **state)
 
 static void lazy_maps_without_reading(void **state)
 {
-	unsigned char *dst = guarded(), page[PAGE];
+	unsigned char *dst = guarded();
 	fvm_load_stats st;
-	fvm_reader *r;
 
 	(void)state;
 	load(dst, FVM_LOAD_LAZY, &st);
@@ -179,10 +186,7 @@ static void lazy_maps_without_reading(void **state)
 	/* a write copies the page; the file keeps its bytes */
 	memset(dst + 8 * PAGE, 0xcd, PAGE);
 	assert_int_equal(dst[8 * PAGE + 17], 0xcd);
-	assert_int_equal(fvm_reader_open(&r, path), 0);
-	assert_int_equal(fvm_reader_read_pages(r, 0, 8, 1, page), 0);
-	fvm_reader_free(r);
-	assert_memory_equal(page, src + 8 * PAGE, PAGE);
+	assert_file_page(8);
 	munmap(dst - PAGE, (PAGES + 2) * PAGE);
 }
 
