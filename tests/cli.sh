@@ -253,6 +253,13 @@ if [ -f "$CORPUS/synthetic-good.mig" ] && [ -f "$CORPUS/synthetic-mapped-ram.mig
 	cat "$CORPUS/synthetic-mapped-ram.mig" | fs inspect - > /dev/null 2> err.log
 	[ $? -eq 4 ] || fail "inspect - of a mapped-ram file on a pipe: not exit 4"
 	fs convert -q --no-fsync "$CORPUS/synthetic-good.mig" -o good.fvm || fail "convert of a stream"
+	# the summary counts live pages: pc.ram page 6 is sent as data, then
+	# again as a zero page (pc.ram 0-2 and 5 data, 3, 4 and 6 zero; rom 0
+	# data, 1 zero)
+	fs convert --no-fsync "$CORPUS/synthetic-good.mig" -o good2.fvm > conv.txt 2>&1 ||
+		fail "convert of a stream (summary)"
+	grep -q "(5 data pages, 4 zero pages, 1 sent again)" conv.txt ||
+		fail "convert summary: $(cat conv.txt)"
 	fs inspect --json good.fvm > goodfvm.json || fail "inspect --json of a converted stream"
 	python3 - good.json pipe.json mapped.json goodfvm.json <<'PY' || fail "stock inspect --json"
 import json, sys
