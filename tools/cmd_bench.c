@@ -224,17 +224,23 @@ static int write_data_pages(fvm_reader *r, const struct dest *d)
 	return 0;
 }
 
-static const char *const cfg_name[N_CFG] = { "read() 1 MiB", "load uring", "uring inline",
-					     "load pread", "load mmap", "mmap+write", "load lazy",
-					     "lazy+write" };
-static const char *const cfg_key[N_CFG] = { "reference", "uring", "uring_inline", "pread",
-					    "mmap", "mmap_write", "lazy", "lazy_write" };
-static const int cfg_backend[N_CFG] = { 0, FVM_BACKEND_URING, FVM_BACKEND_URING,
-					FVM_BACKEND_PREAD, FVM_BACKEND_MMAP, FVM_BACKEND_MMAP,
-					FVM_BACKEND_MMAP, FVM_BACKEND_MMAP };
-static const uint32_t cfg_flags[N_CFG] = { 0, 0, FVM_LOAD_INLINE, 0, 0, 0, FVM_LOAD_LAZY,
-					   FVM_LOAD_LAZY };
-static const int cfg_write[N_CFG] = { 0, 0, 0, 0, 0, 1, 0, 1 };
+/* Each configuration: its table name, JSON key, backend, extra load flags,
+ * and whether every data page is written after the load. */
+static const struct cfg {
+	const char *name, *key;
+	int backend;
+	uint32_t flags;
+	int write;
+} cfgs[N_CFG] = {
+	[CFG_REF] = { "read() 1 MiB", "reference", 0, 0, 0 },
+	[CFG_URING] = { "load uring", "uring", FVM_BACKEND_URING, 0, 0 },
+	[CFG_INLINE] = { "uring inline", "uring_inline", FVM_BACKEND_URING, FVM_LOAD_INLINE, 0 },
+	[CFG_PREAD] = { "load pread", "pread", FVM_BACKEND_PREAD, 0, 0 },
+	[CFG_MMAP] = { "load mmap", "mmap", FVM_BACKEND_MMAP, 0, 0 },
+	[CFG_MMAP_WRITE] = { "mmap+write", "mmap_write", FVM_BACKEND_MMAP, 0, 1 },
+	[CFG_LAZY] = { "load lazy", "lazy", FVM_BACKEND_MMAP, FVM_LOAD_LAZY, 0 },
+	[CFG_LAZY_WRITE] = { "lazy+write", "lazy_write", FVM_BACKEND_MMAP, FVM_LOAD_LAZY, 1 },
+};
 
 static int run_load(const struct bench *b, int cfg, uint64_t *ns, fvm_load_stats *st)
 {
@@ -244,14 +250,14 @@ static int run_load(const struct bench *b, int cfg, uint64_t *ns, fvm_load_stats
 	fvm_reader *r;
 	int ret;
 
-	lo.backend = cfg_backend[cfg];
-	lo.flags |= cfg_flags[cfg];
+	lo.backend = cfgs[cfg].backend;
+	lo.flags |= cfgs[cfg].flags;
 	if ((ret = fvm_reader_open(&r, b->path)))
 		return ret;
 	ret = dest_map(r, &d, 0, b->thp);
 	if (!ret)
 		ret = fvm_load(r, d.maps, d.n, &lo, st);
-	if (!ret && cfg_write[cfg])
+	if (!ret && cfgs[cfg].write)
 		ret = write_data_pages(r, &d);
 	*ns = cli_now_ns() - t0;
 	dest_free(&d);
@@ -310,8 +316,8 @@ static int measure_memory(const struct bench *b, int cfg, int64_t *out)
 			close(fd);
 		}
 		h0 = vm_hwm_kb();
-		lo.backend = cfg_backend[cfg];
-		lo.flags |= cfg_flags[cfg];
+		lo.backend = cfgs[cfg].backend;
+		lo.flags |= cfgs[cfg].flags;
 		lo.progress = NULL;
 		ret = fvm_reader_open(&r, b->path);
 		if (!ret) {
@@ -383,7 +389,7 @@ static int run_state(struct bench *b, int cold, struct result *res)
 				ret = run_load(b, c, &ns, &res[c].st);
 				/* A forced backend this system lacks: report, go on. */
 				if (ret == FVM_EUNSUPPORTED && c != CFG_REF) {
-					cli_fail(cfg_name[c], ret);
+					cli_fail(cfgs[c].name, ret);
 					b->cfg_on[c] = 0;
 					continue;
 				}
@@ -435,7 +441,7 @@ static void print_table(const struct bench *b, struct result res[2][N_CFG])
 			else
 				backend_text(be, sizeof(be), &r->st);
 			printf("%-5s %-13s %10.1f %10.1f %10.1f %6.3fx %9llu  %s\n",
-			       s ? "cold" : "warm", cfg_name[c], r->median_ms,
+			       s ? "cold" : "warm", cfgs[c].name, r->median_ms,
 			       mbps(b->payload_bytes, r->median_ms),
 			       mbps(b->file_size, r->median_ms), r->ratio,
 			       c == CFG_REF ? (unsigned long long)((b->file_size + REF_READ - 1) / REF_READ)
@@ -479,7 +485,7 @@ static void print_json(const struct bench *b, struct result res[2][N_CFG],
 			printf("%s\n    {\"cache\": \"%s\", \"config\": \"%s\", \"median_ms\": %.3f, "
 			       "\"min_ms\": %.3f, \"payload_mb_s\": %.1f, \"file_mb_s\": %.1f, "
 			       "\"ratio\": %.4f, \"requests\": %llu, \"backend\": ",
-			       first ? "" : ",", s ? "cold" : "warm", cfg_key[c], r->median_ms,
+			       first ? "" : ",", s ? "cold" : "warm", cfgs[c].key, r->median_ms,
 			       r->min_ms, mbps(b->payload_bytes, r->median_ms),
 			       mbps(b->file_size, r->median_ms), r->ratio,
 			       c == CFG_REF ? (unsigned long long)((b->file_size + REF_READ - 1) / REF_READ)
@@ -500,10 +506,10 @@ static void print_json(const struct bench *b, struct result res[2][N_CFG],
 		if (!mem_ok[c])
 			continue;
 		printf("%s\n    {\"config\": \"%s\", \"bytes_beyond_destination\": %lld}",
-		       first ? "" : ",", cfg_key[c], (long long)mem[c]);
+		       first ? "" : ",", cfgs[c].key, (long long)mem[c]);
 		first = 0;
 	}
-	printf("%s],\n  \"verdict\": {\"config\": \"%s\"", first ? "" : "\n  ", cfg_key[primary]);
+	printf("%s],\n  \"verdict\": {\"config\": \"%s\"", first ? "" : "\n  ", cfgs[primary].key);
 	if (res[CACHE_WARM][primary].done)
 		printf(", \"warm_ratio\": %.4f, \"warm_target\": %.2f, \"warm_pass\": %s",
 		       res[CACHE_WARM][primary].ratio, WARM_TARGET,
@@ -531,7 +537,7 @@ static void print_verdict(const struct bench *b, struct result res[2][N_CFG],
 		       "dense memory; run without --thp)\n");
 		return;
 	}
-	printf("verdict (%s):", cfg_name[primary]);
+	printf("verdict (%s):", cfgs[primary].name);
 	if (w->done)
 		printf(" warm %.3fx (target <= %.2fx) %s;", w->ratio, WARM_TARGET,
 		       w->ratio <= WARM_TARGET ? "PASS" : "FAIL");
@@ -682,13 +688,13 @@ int cmd_bench(int argc, char **argv)
 		int err;
 
 		/* the writes are timing only; a lazy load touches no page */
-		if (!b.cfg_on[c] || cfg_write[c] || (cfg_flags[c] & FVM_LOAD_LAZY))
+		if (!b.cfg_on[c] || cfgs[c].write || (cfgs[c].flags & FVM_LOAD_LAZY))
 			continue;
 		err = measure_memory(&b, c, &mem[c]);
 		if (err == 0)
 			mem_ok[c] = 1;
 		else if (!json)
-			cli_msg("memory measurement (%s): %s", cfg_key[c],
+			cli_msg("memory measurement (%s): %s", cfgs[c].key,
 				fvm_strerror(err));
 	}
 	if (json) {
@@ -698,7 +704,7 @@ int cmd_bench(int argc, char **argv)
 		for (c = CFG_URING; c < N_CFG; c++)
 			if (mem_ok[c])
 				printf("loader memory beyond destination (%s): %.2f MiB\n",
-				       cfg_key[c], (double)mem[c] / 1048576.0);
+				       cfgs[c].key, (double)mem[c] / 1048576.0);
 		print_verdict(&b, res, mem, mem_ok, primary);
 	}
 out:
