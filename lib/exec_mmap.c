@@ -68,7 +68,8 @@ int fvm_exec_mmap(struct fvm_exec *x, const char **why)
 			off += v->iov_len;
 		}
 		x->requests++;
-		x->bytes += r->len;
+		if (!x->lazy) /* populated: every byte came through the page cache */
+			x->bytes += r->len;
 		if (x->done && (rc = x->done(x, q)))
 			return rc;
 	}

@@ -177,6 +177,7 @@ static void lazy_maps_without_reading(void **state)
 	load(dst, FVM_LOAD_LAZY, &st);
 	assert_int_equal(st.backend, FVM_BACKEND_MMAP);
 	assert_null(st.fallback_reason);
+	assert_int_equal(st.bytes_read, 0);
 	assert_int_equal(present_data_pages(dst), 0);
 	/* reading faults each page in from the file */
 	assert_memory_equal(dst, src, PAGES * PAGE);

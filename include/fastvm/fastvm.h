@@ -325,7 +325,8 @@ typedef struct fvm_load_stats {
 	const char *backend_name; /* "io_uring", "pread", "mmap" */
 	const char *fallback_reason; /* why mmap or io_uring was not used, or NULL */
 	int direct;              /* O_DIRECT was used */
-	uint64_t bytes_read;
+	uint64_t bytes_read;     /* payload bytes read (for mmap: mapped and
+				  * populated; FVM_LOAD_LAZY reads none: 0) */
 	uint64_t requests;       /* read requests submitted */
 	uint64_t extents;        /* data extents loaded */
 	uint64_t zero_bytes;     /* bytes handled by the zero policy */
