@@ -113,6 +113,32 @@ static void test_escape(void **state)
 	free(out);
 }
 
+static void test_run_buckets(void **state)
+{
+	char buf[48];
+
+	(void)state;
+	assert_int_equal(cli_run_bucket(1), 0);
+	assert_int_equal(cli_run_bucket(2), 1);
+	assert_int_equal(cli_run_bucket(3), 1);
+	assert_int_equal(cli_run_bucket(4), 2);
+	assert_int_equal(cli_run_bucket(~0ull), 63);
+	assert_int_equal(cli_run_bucket_max(0), 1);
+	assert_int_equal(cli_run_bucket_max(2), 7);
+	assert_true(cli_run_bucket_max(63) == ~0ull);
+	for (unsigned k = 0; k < CLI_RUN_BUCKETS; k++) {
+		/* every bucket's bounds fall in it, and the next starts above */
+		assert_int_equal(cli_run_bucket(1ull << k), k);
+		assert_int_equal(cli_run_bucket(cli_run_bucket_max(k)), k);
+	}
+	cli_run_bucket_label(buf, sizeof(buf), 0);
+	assert_string_equal(buf, "1");
+	cli_run_bucket_label(buf, sizeof(buf), 3);
+	assert_string_equal(buf, "8-15");
+	cli_run_bucket_label(buf, sizeof(buf), 63);
+	assert_string_equal(buf, "9223372036854775808-18446744073709551615");
+}
+
 static void test_atomic(void **state)
 {
 	char dir[] = "/tmp/test_cli.XXXXXX", path[64], buf[16];
@@ -157,6 +183,7 @@ int main(void)
 		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_safe_name),
 		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_run_buckets),
 		cmocka_unit_test(test_atomic),
 	};
 

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -74,14 +75,20 @@ int cli_fail_sys(const char *what, int err)
 	return err == EINTR ? EXIT_INTERRUPTED : EXIT_SYSTEM;
 }
 
+/* "fvmsnap: <message>" on stderr, over any progress bar; no newline. */
+static void vmsg(const char *fmt, va_list ap)
+{
+	progress_clear_current();
+	fprintf(stderr, "%s: ", cli_prog);
+	vfprintf(stderr, fmt, ap);
+}
+
 void cli_msg(const char *fmt, ...)
 {
 	va_list ap;
 
-	progress_clear_current();
-	fprintf(stderr, "%s: ", cli_prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vmsg(fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 }
@@ -90,13 +97,39 @@ int cli_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	progress_clear_current();
-	fprintf(stderr, "%s: ", cli_prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vmsg(fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\nTry '%s --help'.\n", cli_prog);
 	return EXIT_USAGE;
+}
+
+int cli_one_operand(int argc, char **argv, const char *what, const char **out)
+{
+	if (optind + 1 != argc)
+		return optind < argc ? cli_usage_error("expected one %s", what)
+				     : cli_usage_error("no %s given", what);
+	*out = argv[optind];
+	return 0;
+}
+
+unsigned cli_run_bucket(uint64_t pages)
+{
+	return 63u - (unsigned)__builtin_clzll(pages);
+}
+
+uint64_t cli_run_bucket_max(unsigned k)
+{
+	return k == 63 ? ~0ull : (2ull << k) - 1;
+}
+
+void cli_run_bucket_label(char *buf, size_t len, unsigned k)
+{
+	if (k == 0)
+		snprintf(buf, len, "1");
+	else
+		snprintf(buf, len, "%llu-%llu", 1ull << k,
+			 (unsigned long long)cli_run_bucket_max(k));
 }
 
 int cli_try_help(void)

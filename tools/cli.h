@@ -63,6 +63,21 @@ int cli_usage_error(const char *fmt, ...) CLI_PRINTF(1, 2);
 int cli_try_help(void);
 /* "fvmsnap pack: <message>" on stderr, nothing else. */
 void cli_msg(const char *fmt, ...) CLI_PRINTF(1, 2);
+/*
+ * The one operand after the options (getopt's optind): 0 with *out set, or
+ * a usage error ("expected one WHAT" / "no WHAT given") and its exit code.
+ */
+int cli_one_operand(int argc, char **argv, const char *what, const char **out);
+
+/*
+ * Run-length histograms (fvmsnap inspect): bucket k holds runs of
+ * 2^k .. 2^(k+1)-1 pages.
+ */
+#define CLI_RUN_BUCKETS 64
+unsigned cli_run_bucket(uint64_t pages);     /* pages >= 1 */
+uint64_t cli_run_bucket_max(unsigned k);
+/* "1" or "MIN-MAX", for the text tables */
+void cli_run_bucket_label(char *buf, size_t len, unsigned k);
 
 /*
  * Parse a byte size: decimal digits with an optional binary suffix K, M, G,

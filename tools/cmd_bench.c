@@ -660,10 +660,8 @@ int cmd_bench(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error(optind < argc ? "expected one input file"
-					: "no input file given");
-	b.path = argv[optind];
+	if ((c = cli_one_operand(argc, argv, "input file", &b.path)))
+		return c;
 	lo.zero_policy = FVM_ZERO_LEAVE;
 	if (lo.flags & FVM_LOAD_VERIFY) /* verifying reads every page: nothing is lazy */
 		b.cfg_on[CFG_LAZY] = b.cfg_on[CFG_LAZY_WRITE] = 0;

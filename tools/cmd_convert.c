@@ -104,14 +104,12 @@ int cmd_convert(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error(optind < argc ? "expected one input"
-					: "no input given");
+	if ((c = cli_one_operand(argc, argv, "input", &o.input)))
+		return c;
 	if (!o.output)
 		return cli_usage_error("no output given (-o OUT.fvm)");
 	if (!strcmp(o.output, "-"))
 		return cli_usage_error("convert writes a file (atomically); use -o PATH");
-	o.input = argv[optind];
 	if (!strcmp(o.input, "-") && isatty(STDIN_FILENO))
 		return cli_usage_error("refusing to read a migration stream from a terminal");
 	/*

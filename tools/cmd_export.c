@@ -70,10 +70,8 @@ int cmd_export(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error(optind < argc ? "expected one input"
-					: "no input given");
-	o.input = argv[optind];
+	if ((c = cli_one_operand(argc, argv, "input", &o.input)))
+		return c;
 	to_stdout = !out || !strcmp(out, "-");
 	if (to_stdout && isatty(STDOUT_FILENO))
 		return cli_usage_error("refusing to write a migration stream to a terminal");

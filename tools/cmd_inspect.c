@@ -15,7 +15,6 @@
 #include "stock/stock.h"
 #include "stock/stock_error.h"
 
-#define BUCKETS 64
 
 struct bucket {
 	uint64_t runs[2], pages[2], bytes[2]; /* [FVM_RUN_ZERO], [FVM_RUN_DATA] */
@@ -24,7 +23,7 @@ struct bucket {
 struct summary {
 	fvm_file_info fi;
 	fvm_block_info *blocks;
-	struct bucket hist[BUCKETS];
+	struct bucket hist[CLI_RUN_BUCKETS];
 	uint64_t length, pages, data_pages, zero_pages, data_bytes;
 	uint64_t data_runs, zero_runs;
 };
@@ -45,11 +44,6 @@ static void usage(FILE *f)
 		"  -s, --snapshot NAME|ID\n"
 		"                 qcow2: the internal snapshot (by id, then by name)\n"
 		"  -h, --help     this help\n");
-}
-
-static unsigned log2_floor(uint64_t v)
-{
-	return 63u - (unsigned)__builtin_clzll(v);
 }
 
 static int collect(fvm_reader *r, const char *in, struct summary *s)
@@ -87,7 +81,7 @@ static int collect(fvm_reader *r, const char *in, struct summary *s)
 		if (run.block_id >= s->fi.block_count || !run.page_count)
 			continue; /* the reader already refused such files */
 		k = run.kind == FVM_RUN_DATA;
-		bk = &s->hist[log2_floor(run.page_count)];
+		bk = &s->hist[cli_run_bucket(run.page_count)];
 		bk->runs[k]++;
 		bk->pages[k] += run.page_count;
 		bk->bytes[k] += run.page_count * s->blocks[run.block_id].page_size;
@@ -213,17 +207,13 @@ static void print_text(fvm_reader *r, const char *in, const struct summary *s)
 	printf("\nrun lengths (pages; power-of-two buckets):\n");
 	printf("  %-23s %9s %10s %11s %9s %10s %11s\n", "pages", "data runs",
 	       "data pages", "data bytes", "zero runs", "zero pages", "zero bytes");
-	for (k = 0; k < BUCKETS; k++) {
+	for (k = 0; k < CLI_RUN_BUCKETS; k++) {
 		const struct bucket *bk = &s->hist[k];
 		char range[48];
 
 		if (!bk->runs[0] && !bk->runs[1])
 			continue;
-		if (k == 0)
-			snprintf(range, sizeof(range), "1");
-		else
-			snprintf(range, sizeof(range), "%llu-%llu", 1ull << k,
-				 k == 63 ? ~0ull : (2ull << k) - 1);
+		cli_run_bucket_label(range, sizeof(range), k);
 		printf("  %-23s %9llu %10llu %11s", range,
 		       (unsigned long long)bk->runs[1], (unsigned long long)bk->pages[1],
 		       cli_fmt_bytes(b1, sizeof(b1), bk->bytes[1]));
@@ -328,7 +318,7 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 
 	printf("  \"run_histogram\": [");
 	first = 1;
-	for (k = 0; k < BUCKETS; k++) {
+	for (k = 0; k < CLI_RUN_BUCKETS; k++) {
 		const struct bucket *bk = &s->hist[k];
 
 		if (!bk->runs[0] && !bk->runs[1])
@@ -336,7 +326,7 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 		printf("%s\n    {\"min_pages\": %llu, \"max_pages\": %llu, "
 		       "\"data_runs\": %llu, \"data_pages\": %llu, \"data_bytes\": %llu, "
 		       "\"zero_runs\": %llu, \"zero_pages\": %llu, \"zero_bytes\": %llu}",
-		       first ? "" : ",", 1ull << k, k == 63 ? ~0ull : (2ull << k) - 1,
+		       first ? "" : ",", 1ull << k, U(cli_run_bucket_max(k)),
 		       U(bk->runs[1]), U(bk->pages[1]), U(bk->bytes[1]),
 		       U(bk->runs[0]), U(bk->pages[0]), U(bk->bytes[0]));
 		first = 0;
@@ -392,10 +382,8 @@ int cmd_inspect(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error(optind < argc ? "expected one input file"
-					: "no input file given");
-	in = argv[optind];
+	if ((c = cli_one_operand(argc, argv, "input file", &in)))
+		return c;
 	/*
 	 * Stock QEMU inputs (stream, mapped-ram, qcow2): tools/stock/inspect.c.
 	 * "-" is a migration stream on standard input, as for convert: the

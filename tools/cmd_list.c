@@ -132,10 +132,8 @@ int cmd_list(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error(optind < argc ? "expected one qcow2 image"
-					: "no qcow2 image given");
-	in = argv[optind];
+	if ((c = cli_one_operand(argc, argv, "qcow2 image", &in)))
+		return c;
 	if ((c = stock_qcow2_open(&q, in)))
 		return stock_fail(in, c);
 	if (json)

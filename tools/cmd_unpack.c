@@ -267,12 +267,10 @@ int cmd_unpack(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error(optind < argc ? "expected one input file"
-					: "no input file given");
+	if ((c = cli_one_operand(argc, argv, "input file", &in)))
+		return c;
 	if (!dir)
 		return cli_usage_error("no output directory given (-o DIR)");
-	in = argv[optind];
 
 	t0 = cli_now_ns();
 	c = strcmp(in, "-") ? fvm_reader_open(&r, in)

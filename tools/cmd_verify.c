@@ -47,10 +47,8 @@ int cmd_verify(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if (optind + 1 != argc)
-		return cli_usage_error(optind < argc ? "expected one input file"
-					: "no input file given");
-	in = argv[optind];
+	if ((c = cli_one_operand(argc, argv, "input file", &in)))
+		return c;
 	t0 = cli_now_ns();
 	if ((c = fvm_reader_open(&r, in)))
 		return cli_fail(in, c);

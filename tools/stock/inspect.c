@@ -19,7 +19,6 @@
 #include "stock_error.h"
 #include "stream.h"
 
-#define BUCKETS 64
 
 enum { PG_ABSENT = 0, PG_ZERO = 1, PG_DATA = 2 };
 
@@ -31,7 +30,7 @@ struct iblock {
 struct ictx {
 	struct iblock *b;
 	uint32_t n;
-	uint64_t runs[BUCKETS][2], rpages[BUCKETS][2];
+	uint64_t runs[CLI_RUN_BUCKETS][2], rpages[CLI_RUN_BUCKETS][2];
 };
 
 static int ib_block(void *ctx, uint32_t index, const struct stock_ram_block *b)
@@ -102,7 +101,7 @@ static void tally(struct ictx *c)
 				;
 			if (s == PG_ABSENT)
 				continue;
-			k = 63u - (unsigned)__builtin_clzll(q - p);
+			k = cli_run_bucket(q - p);
 			c->runs[k][s == PG_DATA]++;
 			c->rpages[k][s == PG_DATA] += q - p;
 			if (s == PG_DATA) {
@@ -328,16 +327,12 @@ static void print_text(FILE *out, const char *path, const struct stock_input *in
 	fprintf(out, "\nrun lengths (pages; power-of-two buckets):\n");
 	fprintf(out, "  %-23s %9s %10s %9s %10s\n", "pages", "data runs", "data pages",
 		"zero runs", "zero pages");
-	for (k = 0; k < BUCKETS; k++) {
+	for (k = 0; k < CLI_RUN_BUCKETS; k++) {
 		char range[48];
 
 		if (!c->runs[k][0] && !c->runs[k][1])
 			continue;
-		if (k == 0)
-			snprintf(range, sizeof(range), "1");
-		else
-			snprintf(range, sizeof(range), "%llu-%llu", 1ull << k,
-				 k == 63 ? ~0ull : (2ull << k) - 1);
+		cli_run_bucket_label(range, sizeof(range), k);
 		fprintf(out, "  %-23s %9llu %10llu %9llu %10llu\n", range,
 			U(c->runs[k][1]), U(c->rpages[k][1]), U(c->runs[k][0]),
 			U(c->rpages[k][0]));
@@ -429,13 +424,13 @@ static void print_json(FILE *out, const char *path, const struct stock_input *in
 			U(c->b[i].data_runs), U(c->b[i].zero_runs));
 	}
 	fprintf(out, "%s],\n  \"run_histogram\": [", c->n ? "\n  " : "");
-	for (k = 0; k < BUCKETS; k++) {
+	for (k = 0; k < CLI_RUN_BUCKETS; k++) {
 		if (!c->runs[k][0] && !c->runs[k][1])
 			continue;
 		fprintf(out, "%s\n    {\"min_pages\": %llu, \"max_pages\": %llu, "
 			"\"data_runs\": %llu, \"data_pages\": %llu, "
 			"\"zero_runs\": %llu, \"zero_pages\": %llu}",
-			first ? "" : ",", 1ull << k, k == 63 ? ~0ull : (2ull << k) - 1,
+			first ? "" : ",", 1ull << k, U(cli_run_bucket_max(k)),
 			U(c->runs[k][1]), U(c->rpages[k][1]),
 			U(c->runs[k][0]), U(c->rpages[k][0]));
 		first = 0;
