@@ -393,37 +393,26 @@ static int listed_body(struct fvm_reader *r, uint64_t off, const struct fvm_rech
 	return rc;
 }
 
-static int open_blocks(struct fvm_reader *r, const uint8_t *list, uint32_t n)
+/* Decode one BLCK or META body (the i-th of its list) and add it. */
+static int add_record(struct fvm_reader *r, uint32_t type, uint32_t i, const uint8_t *body,
+		      uint64_t len, uint64_t off)
 {
+	struct fvm_where w = { r->file, off };
 	struct fvm_block_rec b;
-	struct fvm_rechdr rh;
-	uint64_t prev = 0;
-	uint8_t *body;
+	struct fvm_meta_rec m;
 	int rc;
 
-	for (uint32_t i = 0; i < n; i++) {
-		uint64_t off = fvm_ld64(list + 8 * (size_t)i);
-
-		rc = listed_rechdr(r, off, prev, FVM_REC_BLCK, &rh);
-		if (!rc)
-			rc = listed_body(r, off, &rh, &body);
-		if (rc)
-			return rc;
-		rc = fvm_block_decode(body, rh.body_len, i, &b,
-				      (struct fvm_where){ r->file, off });
-		free(body);
-		if (!rc)
-			rc = fvm_reader_add_block(r, &b, off);
-		if (rc)
-			return rc;
-		prev = off;
+	if (type == FVM_REC_BLCK) {
+		rc = fvm_block_decode(body, len, i, &b, w);
+		return rc ? rc : fvm_reader_add_block(r, &b, off);
 	}
-	return 0;
+	rc = fvm_meta_decode(body, len, &m, w);
+	return rc ? rc : fvm_reader_add_meta(r, &m, off);
 }
 
-static int open_meta(struct fvm_reader *r, const uint8_t *list, uint32_t n)
+/* The BLCK or META records the index lists, in file order, each read whole. */
+static int open_records(struct fvm_reader *r, const uint8_t *list, uint32_t n, uint32_t type)
 {
-	struct fvm_meta_rec m;
 	struct fvm_rechdr rh;
 	uint64_t prev = 0;
 	uint8_t *body;
@@ -432,14 +421,12 @@ static int open_meta(struct fvm_reader *r, const uint8_t *list, uint32_t n)
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t off = fvm_ld64(list + 8 * (size_t)i);
 
-		rc = listed_rechdr(r, off, prev, FVM_REC_META, &rh);
+		rc = listed_rechdr(r, off, prev, type, &rh);
 		if (!rc)
 			rc = listed_body(r, off, &rh, &body);
 		if (rc)
 			return rc;
-		rc = fvm_meta_decode(body, rh.body_len, &m, (struct fvm_where){ r->file, off });
-		if (!rc)
-			rc = fvm_reader_add_meta(r, &m, off);
+		rc = add_record(r, type, i, body, rh.body_len, off);
 		free(body);
 		if (rc)
 			return rc;
@@ -584,10 +571,10 @@ static int open_seekable(struct fvm_reader *r)
 				 (struct fvm_where){ r->file, f.index_offset });
 	p = ib + FVM_INDEXHDR_SIZE;
 	if (!rc)
-		rc = open_blocks(r, p, ih.block_count);
+		rc = open_records(r, p, ih.block_count, FVM_REC_BLCK);
 	p += 8 * (size_t)ih.block_count;
 	if (!rc)
-		rc = open_meta(r, p, ih.meta_count);
+		rc = open_records(r, p, ih.meta_count, FVM_REC_META);
 	p += 8 * (size_t)ih.meta_count;
 	if (!rc)
 		rc = open_devs(r, p, ih.devstate_count);
