@@ -295,9 +295,11 @@ static int load_seekable(struct fvm_reader *r, const fvm_mapping *maps, size_t n
 	for (;;) {
 		if (rc)
 			break;
-		x = (struct fvm_exec){ st->direct ? dfd : r->fd, r->file, &p, qd,
-				       !st->direct && !(o->flags & FVM_LOAD_INLINE),
-				       !!(o->flags & FVM_LOAD_LAZY), 0, 0, on_done, &c, 0, 0, 0 };
+		x = (struct fvm_exec){ .fd = st->direct ? dfd : r->fd, .file = r->file,
+				       .plan = &p, .queue_depth = qd,
+				       .async = !st->direct && !(o->flags & FVM_LOAD_INLINE),
+				       .lazy = !!(o->flags & FVM_LOAD_LAZY),
+				       .done = on_done, .ctx = &c };
 		if (!st->direct && p.nreq) {
 			(void)posix_fadvise(r->fd, (off_t)p.lo, (off_t)(p.hi - p.lo),
 					    POSIX_FADV_SEQUENTIAL);
