@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fastvm/fastvm.h"
 #include "qcow2.h"
-#include "stock_error.h"
 
 #define BUF_SIZE (1u << 20)
 
@@ -50,7 +50,7 @@ int main(int argc, char **argv)
 	free(buf);
 	return 0;
 fail:
-	fprintf(stderr, "vmstate_read: %s\n", stock_error_detail());
+	fprintf(stderr, "vmstate_read: %s\n", fvm_error_detail());
 	stock_qcow2_close(q);
 	free(buf);
 	return 1;

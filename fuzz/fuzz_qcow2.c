@@ -17,8 +17,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fastvm/fastvm.h"
 #include "../tools/stock/qcow2.h"
-#include "../tools/stock/stock_error.h"
 
 #define VM_CAP (4u << 20)
 #define ACTIVE_CAP (256u << 10)
@@ -43,7 +43,7 @@ static void setup(void)
 
 static void check_failed(int rc)
 {
-	if (rc >= 0 || !stock_error_detail()[0])
+	if (rc >= 0 || !fvm_error_detail()[0])
 		abort();
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "crc.h"
+#include "fastvm/experimental.h"
 #include "fastvm/fastvm.h"
 #include "format.h"
 #include "testutil.h"
@@ -38,14 +39,14 @@ static void die(const char *what)
 
 static void maps_make(fvm_reader *r, struct maps *mp, int fill)
 {
-	fvm_file_info fi;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	uint64_t total = 0;
 
 	mp->n = 0;
 	if (fvm_reader_info(r, &fi))
 		return;
 	for (uint32_t i = 0; i < fi.block_count && mp->n < 64; i++) {
-		fvm_block_info bi;
+		fvm_block_info bi = FVM_BLOCK_INFO_INIT;
 		uint8_t *p;
 
 		if (fvm_reader_block(r, i, &bi) || bi.length > MAX_MAP ||
@@ -57,7 +58,7 @@ static void maps_make(fvm_reader *r, struct maps *mp, int fill)
 		total += bi.length;
 		mp->id[mp->n] = i;
 		mp->ps[mp->n] = bi.page_size;
-		mp->m[mp->n++] = (fvm_mapping){ bi.name, p, bi.length, (i & 1) ? bi.page_size : 0 };
+		mp->m[mp->n++] = (fvm_mapping){ sizeof(fvm_mapping), 0, bi.name, p, bi.length, (i & 1) ? bi.page_size : 0 };
 	}
 }
 
@@ -197,7 +198,8 @@ static void one_input(const uint8_t *data, size_t size)
 	fvm_reader *r = NULL;
 	struct maps mp;
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
-	fvm_file_info fi;
+	fvm_load_tuning t = FVM_LOAD_TUNING_INIT;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	const char *why;
 	int fd = memfd_with(data, size), rc, verified;
 
@@ -221,7 +223,8 @@ static void one_input(const uint8_t *data, size_t size)
 		  (size & 8 ? FVM_LOAD_DIRECT : 0);
 	o.zero_policy = FVM_ZERO_MEMSET;
 	o.backend = size & 2 ? FVM_BACKEND_URING : FVM_BACKEND_PREAD;
-	o.chunk_bytes = size & 4 ? 4096 : 0;
+	t.chunk_bytes = size & 4 ? 4096 : 0;
+	o.tuning = &t;
 	rc = fvm_load(r, mp.m, mp.n, &o, NULL);
 	if (rc && !fvm_error_detail()[0])
 		die("load failed without a detail");
@@ -239,15 +242,30 @@ static void one_input(const uint8_t *data, size_t size)
 		}
 
 	for (uint32_t i = 0; i < fi.devstate_count; i++) {
-		fvm_devstate_info di;
+		fvm_devstate_info di = FVM_DEVSTATE_INFO_INIT;
 
 		if (fvm_reader_devstate(r, i, &di))
 			die("devstate listing");
-		if (di.size <= MAX_MAP) {
-			void *buf = malloc(di.size + 1);
-			if (buf)
-				(void)fvm_reader_devstate_read(r, i, buf, di.size);
+		if (di.length <= MAX_MAP) {
+			uint8_t *buf = malloc(di.length + 1), *piece = malloc(di.length + 1);
+			size_t got, step = 1 + (size & 63);
+
+			/* read whole, then in pieces: the same bytes, or an error */
+			if (buf && piece && fvm_reader_devstate_read(r, i, buf, di.length) == 0) {
+				for (uint64_t off = 0; off < di.length; off += got) {
+					if (fvm_reader_devstate_pread(r, i, piece + off, step, off, &got))
+						break;
+					if (!got || got > step)
+						die("devstate_pread returned a wrong count");
+					if (memcmp(piece + off, buf + off, got))
+						die("devstate_pread and devstate_read differ");
+				}
+			}
+			if (piece && fvm_reader_devstate_pread(r, i, piece, 1, di.length, &got) == 0 &&
+			    got)
+				die("devstate_pread past the end returned bytes");
 			free(buf);
+			free(piece);
 		}
 	}
 	verified = fvm_verify(r, NULL, NULL) == 0;

@@ -71,7 +71,7 @@ static void check_load(fvm_reader *r, struct blk *b, unsigned nb, int backend, c
 	int rc;
 
 	for (unsigned i = 0; i < nb; i++) {
-		m[i] = (fvm_mapping){ b[i].name, tu_guard_alloc(b[i].length, 0xAA), b[i].length, 0 };
+		m[i] = (fvm_mapping){ sizeof(fvm_mapping), 0, b[i].name, tu_guard_alloc(b[i].length, 0xAA), b[i].length, 0 };
 		if (!m[i].addr)
 			die("mmap");
 	}
@@ -104,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t flags, *page;
 	fvm_writer *w = NULL;
 	fvm_reader *r = NULL;
-	fvm_file_info fi;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	uint64_t want_data = 0;
 	int fd, rc;
 

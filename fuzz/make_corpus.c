@@ -14,6 +14,7 @@
 
 #include "fastvm/fastvm.h"
 #include "testutil.h"
+#include "writer.h"
 
 static const char *root;
 
@@ -152,6 +153,22 @@ static void reader_corpus(void)
 	CK(fvm_writer_add_devstate(w, "x", "\0\0\0\1", 4));
 	CK(fvm_writer_add_meta(w, "empty", ""));
 	finish(w);
+
+	/* sections in parts (FORMAT.md 4.3), cut small: 40-byte parts */
+	w = start("devstate-parts", 0, 0, 0);
+	p = pages(2, 0x1, 10);
+	CK(fvm_writer_set_devs_part(w, 40));
+	CK(fvm_writer_add_block(w, "pc.ram", 8192, 4096, &id));
+	CK(fvm_writer_devstate_begin(w, "vmstate"));
+	for (unsigned i = 0; i < 7; i++)
+		CK(fvm_writer_devstate_write(w, p + 31 * i, 31));
+	CK(fvm_writer_devstate_end(w));
+	CK(fvm_writer_write_block(w, id, p));
+	CK(fvm_writer_devstate_begin(w, "vfio"));
+	CK(fvm_writer_devstate_write(w, p + 100, 80)); /* exactly two parts */
+	CK(fvm_writer_devstate_end(w));
+	finish(w);
+	free(p);
 }
 
 static void seed(const char *name, const uint8_t *d, size_t n)

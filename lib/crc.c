@@ -169,12 +169,19 @@ static uint32_t crc_hw_copy(uint32_t c, unsigned char *dst, const unsigned char 
 }
 #endif
 
+static int force_soft;
+
+void fvm_crc_force_soft(void)
+{
+	force_soft = 1;
+}
+
 static void init(void)
 {
 	init_tables();
 #if defined(__x86_64__) && defined(__GNUC__)
 	__builtin_cpu_init();
-	have_hw = __builtin_cpu_supports("sse4.2") && !getenv("FVM_CRC_SOFT");
+	have_hw = __builtin_cpu_supports("sse4.2") && !force_soft;
 	if (have_hw) {
 		init_shift(shift1, LANE);
 		init_shift(shift2, 2 * LANE);

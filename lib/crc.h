@@ -14,4 +14,10 @@ uint32_t fvm_crc32c(uint32_t crc, const void *p, size_t n);
  * fvm_crc32c(crc, src, n), in one pass over the bytes. */
 uint32_t fvm_crc32c_copy(uint32_t crc, void *dst, const void *src, size_t n);
 
+/*
+ * Tests only: use the table path even where the CPU has CRC32C. Takes
+ * effect if called before the first CRC of the process.
+ */
+void fvm_crc_force_soft(void);
+
 #endif

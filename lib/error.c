@@ -1,5 +1,5 @@
 /*
- * Error codes, their fixed texts, and the per-thread detail message.
+ * Error codes, their fixed texts, and the per-thread detail and errno.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -9,6 +9,7 @@
 #include "error.h"
 
 static __thread char detail[1024];
+static __thread int detail_errno;
 
 const char *fvm_strerror(int code)
 {
@@ -38,9 +39,27 @@ const char *fvm_error_detail(void)
 	return detail;
 }
 
+int fvm_error_errno(void)
+{
+	return detail_errno;
+}
+
 void fvm_err_clear(void)
 {
 	detail[0] = '\0';
+	detail_errno = 0;
+}
+
+static void vset(int err, const char *fmt, va_list ap)
+{
+	size_t n;
+
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	detail_errno = err;
+	if (err) {
+		n = strlen(detail);
+		snprintf(detail + n, sizeof(detail) - n, ": %s", strerror(err));
+	}
 }
 
 int fvm_err(int code, const char *fmt, ...)
@@ -48,7 +67,7 @@ int fvm_err(int code, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
+	vset(0, fmt, ap);
 	va_end(ap);
 	return code;
 }
@@ -56,12 +75,31 @@ int fvm_err(int code, const char *fmt, ...)
 int fvm_err_sys(int err, const char *fmt, ...)
 {
 	va_list ap;
-	size_t n;
 
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
+	vset(err, fmt, ap);
 	va_end(ap);
-	n = strlen(detail);
-	snprintf(detail + n, sizeof(detail) - n, ": %s", strerror(err));
 	return err == ENOMEM ? FVM_ENOMEM : FVM_EIO;
+}
+
+int fvm_error_set(int code, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vset(errnum > 0 ? errnum : 0, fmt ? fmt : "", ap);
+	va_end(ap);
+	return code;
+}
+
+int fvm_err_callback(int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (detail[0])
+		return rc < 0 && rc >= FVM_EUNSUPPORTED ? rc : FVM_ECANCELED;
+	va_start(ap, fmt);
+	vset(0, fmt, ap);
+	va_end(ap);
+	return FVM_ECANCELED;
 }

@@ -25,6 +25,7 @@ struct fvm_exec {
 	void *ctx;
 	uint64_t requests;      /* reads submitted, resubmissions included */
 	uint64_t bytes;         /* bytes read */
+	uint64_t mapped;        /* mmap: bytes mapped over the destination */
 	int sys_errno;          /* errno of a failed read (O_DIRECT falls back on EINVAL) */
 };
 
@@ -39,7 +40,8 @@ int fvm_exec_uring(struct fvm_exec *x, const char **why);
 
 /*
  * Maps the runs MAP_PRIVATE over the destination (exec_mmap.c).
- * FVM_EUNSUPPORTED, with *why, when they cannot be mapped.
+ * FVM_EUNSUPPORTED, with *why, when they cannot be mapped: a destination
+ * not 4 KiB-aligned, or flagged shared or hugetlbfs, or mmap refused.
  */
 int fvm_exec_mmap(struct fvm_exec *x, const char **why);
 

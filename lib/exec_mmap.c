@@ -35,6 +35,12 @@ int fvm_exec_mmap(struct fvm_exec *x, const char **why)
 		*why = "mmap: a destination is not 4 KiB-aligned";
 		return fvm_err(FVM_EUNSUPPORTED, "%s: %s", x->file, *why);
 	}
+	if (p->shared) {
+		/* a private file mapping over shared memory would detach it
+		 * from whoever shares it (vhost-user, a file backend) */
+		*why = "mmap: a destination is shared or hugetlbfs memory";
+		return fvm_err(FVM_EUNSUPPORTED, "%s: %s (mapping %s)", x->file, *why, p->shared);
+	}
 	for (size_t q = 0; q < p->nreq; q++) {
 		const struct fvm_plan_req *r = &p->req[q];
 		uint64_t off = r->file_off;
@@ -66,6 +72,7 @@ int fvm_exec_mmap(struct fvm_exec *x, const char **why)
 					       x->file, *why, strerror(errno), off);
 			}
 			off += v->iov_len;
+			x->mapped += v->iov_len;
 		}
 		x->requests++;
 		if (!x->lazy) /* populated: every byte came through the page cache */

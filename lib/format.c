@@ -138,20 +138,28 @@ int fvm_rechdr_decode(const uint8_t in[FVM_RECHDR_SIZE], struct fvm_rechdr *rh,
 	return 0;
 }
 
-int fvm_rechdr_check_crc(const struct fvm_rechdr *rh, const void *body,
-			 struct fvm_where w)
+uint32_t fvm_rec_crc_begin(const struct fvm_rechdr *rh)
 {
 	uint8_t hdr[FVM_RECHDR_SIZE];
-	uint32_t crc;
 
 	fvm_st32(hdr, rh->type);
 	fvm_st32(hdr + 4, 0);
 	fvm_st64(hdr + 8, rh->body_len);
-	crc = rec_crc(hdr, body, rh->body_len);
+	return fvm_crc32c(fvm_crc32c(0, hdr, 4), hdr + 8, 8);
+}
+
+int fvm_rec_crc_end(const struct fvm_rechdr *rh, uint32_t crc, struct fvm_where w)
+{
 	if (crc != rh->crc) /* R11 */
 		return fvm_err(FVM_ECHECKSUM, AT ": crc 0x%08x, computed 0x%08x", w.file,
 			       fvm_rec_name(rh->type), w.offset, rh->crc, crc);
 	return 0;
+}
+
+int fvm_rechdr_check_crc(const struct fvm_rechdr *rh, const void *body,
+			 struct fvm_where w)
+{
+	return fvm_rec_crc_end(rh, fvm_crc32c(fvm_rec_crc_begin(rh), body, rh->body_len), w);
 }
 
 /* ------------------------------------------------------------ BLCK */
@@ -244,10 +252,12 @@ int fvm_meta_decode(const uint8_t *body, uint64_t len, struct fvm_meta_rec *m,
 
 /* ------------------------------------------------------------ DEVS */
 
-size_t fvm_devs_encode_head(uint8_t *out, const char *name, size_t name_len)
+size_t fvm_devs_encode_head(uint8_t *out, const char *name, size_t name_len,
+			    uint8_t flags)
 {
 	memset(out, 0, FVM_DEVS_FIXED);
 	out[0] = (uint8_t)name_len;
+	out[1] = flags;
 	memcpy(out + FVM_DEVS_FIXED, name, name_len);
 	return FVM_DEVS_FIXED + name_len;
 }
@@ -258,9 +268,13 @@ int fvm_devs_decode(const uint8_t *body, uint64_t len, struct fvm_devs_rec *d,
 	if (len < FVM_DEVS_FIXED || len < FVM_DEVS_FIXED + (uint64_t)body[0]) /* R41 */
 		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " too short for its "
 			       "name", w.file, "DEVS record", w.offset, len);
-	if (!all_zero(body + 1, 7))
+	if (body[1] & ~FVM_DEVS_FLAGS_KNOWN) /* R42 */
+		return fvm_err(FVM_ECORRUPT, AT ": unknown flags 0x%02x", w.file,
+			       "DEVS record", w.offset, body[1]);
+	if (!all_zero(body + 2, 6))
 		return fvm_err(FVM_ECORRUPT, AT ": reserved bytes are not zero", w.file,
 			       "DEVS record", w.offset);
+	d->flags = body[1];
 	d->name_len = body[0];
 	d->name = (const char *)body + FVM_DEVS_FIXED;
 	if (memchr(d->name, 0, d->name_len)) /* R40 */
@@ -268,6 +282,37 @@ int fvm_devs_decode(const uint8_t *body, uint64_t len, struct fvm_devs_rec *d,
 			       "DEVS record", w.offset);
 	d->data = body + FVM_DEVS_FIXED + d->name_len;
 	d->data_len = len - FVM_DEVS_FIXED - d->name_len;
+	return 0;
+}
+
+int fvm_devs_follows(const struct fvm_devs_prev *prev, const struct fvm_devs_rec *d,
+		     struct fvm_where w)
+{
+	if (!prev->continues)
+		return 0;
+	if (d->name_len != prev->name_len || memcmp(d->name, prev->name, d->name_len)) /* R43 */
+		return fvm_err(FVM_ECORRUPT, AT ": section %.*s continues the DEVS record at "
+			       "offset 0x%" PRIx64 ", which is section %.*s", w.file, "DEVS record",
+			       w.offset, (int)d->name_len, d->name, prev->rec_offset,
+			       (int)prev->name_len, prev->name);
+	return 0;
+}
+
+void fvm_devs_prev_set(struct fvm_devs_prev *prev, const struct fvm_devs_rec *d,
+		       uint64_t rec_offset)
+{
+	prev->continues = !!(d->flags & FVM_DEVS_CONTINUES);
+	prev->name_len = d->name_len;
+	memcpy(prev->name, d->name, d->name_len);
+	prev->rec_offset = rec_offset;
+}
+
+int fvm_devs_check_end(const struct fvm_devs_prev *prev, const char *file)
+{
+	if (prev->continues) /* R44 */
+		return fvm_err(FVM_ECORRUPT, AT ": section %.*s is continued, but no DEVS "
+			       "record follows", file, "DEVS record", prev->rec_offset,
+			       (int)prev->name_len, prev->name);
 	return 0;
 }
 
@@ -377,6 +422,29 @@ int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
 
 /* ------------------------------------------------------------ INDX */
 
+void fvm_seg_extents(uint64_t rec_off, const struct fvm_seghdr *sh,
+		     const struct fvm_entry *entries, int with_crc,
+		     const struct fvm_blockdesc *blocks, struct fvm_extent *out)
+{
+	uint64_t body_len = fvm_seg_body_len(sh->entry_count, sh->payload_len, with_crc);
+	uint64_t pay_off = fvm_seg_payload_offset(rec_off, body_len);
+	uint64_t crc_off = rec_off + FVM_RECHDR_SIZE + FVM_SEGHDR_SIZE +
+			   (uint64_t)sh->entry_count * FVM_ENTRY_SIZE;
+	uint64_t pos = 0;
+
+	for (uint32_t i = 0; i < sh->entry_count; i++) {
+		const struct fvm_entry *e = &entries[i];
+
+		out[i] = (struct fvm_extent){ e->block_id, e->flags, e->first_page,
+					      e->page_count, 0, 0 };
+		if (e->flags & FVM_RUN_FLAG_DATA) {
+			out[i].payload_offset = pay_off + pos;
+			out[i].crc_offset = with_crc ? crc_off + pos / FVM_CHUNK * 4 : 0;
+			pos += e->page_count << blocks[e->block_id].page_shift;
+		}
+	}
+}
+
 void fvm_indexhdr_encode(uint8_t out[FVM_INDEXHDR_SIZE], const struct fvm_indexhdr *ih)
 {
 	fvm_st32(out, ih->block_count);
@@ -401,6 +469,41 @@ uint64_t fvm_index_body_len(const struct fvm_indexhdr *ih)
 	return FVM_INDEXHDR_SIZE +
 	       8 * ((uint64_t)ih->block_count + ih->meta_count + ih->devstate_count) +
 	       FVM_EXTENT_SIZE * ih->extent_count;
+}
+
+int fvm_index_check_listed(uint64_t off, uint64_t prev, uint64_t index_offset,
+			   uint32_t type, struct fvm_where w)
+{
+	if (off % 8 || off < FVM_HEADER_SIZE || (prev && off <= prev) ||
+	    off > index_offset || index_offset - off < FVM_RECHDR_SIZE) /* R61 */
+		return fvm_err(FVM_ECORRUPT, AT ": the index lists a %s at offset 0x%"
+			       PRIx64 " (unaligned, out of order or not before the index)",
+			       w.file, "INDX record", w.offset, fvm_rec_name(type), off);
+	return 0;
+}
+
+int fvm_index_check_type(uint32_t listed, uint32_t found, struct fvm_where w)
+{
+	if (found != listed) /* R61 */
+		return fvm_err(FVM_ECORRUPT, AT ": the index lists a %s here, found a %s",
+			       w.file, "record", w.offset, fvm_rec_name(listed),
+			       fvm_rec_name(found));
+	return 0;
+}
+
+int fvm_index_check_seen(const uint8_t *list, uint32_t n, uint32_t type,
+			 const uint64_t *seen, uint64_t nseen, struct fvm_where w)
+{
+	if (n != nseen) /* R61 */
+		return fvm_err(FVM_ECORRUPT, AT ": lists %u %ss, the file has %" PRIu64,
+			       w.file, "INDX record", w.offset, n, fvm_rec_name(type), nseen);
+	for (uint32_t i = 0; i < n; i++)
+		if (fvm_ld64(list + 8 * (size_t)i) != seen[i]) /* R61 */
+			return fvm_err(FVM_ECORRUPT, AT ": %s %u listed at 0x%" PRIx64
+				       ", it is at 0x%" PRIx64, w.file, "INDX record", w.offset,
+				       fvm_rec_name(type), i, fvm_ld64(list + 8 * (size_t)i),
+				       seen[i]);
+	return 0;
 }
 
 int fvm_indexhdr_decode(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
@@ -577,5 +680,18 @@ int fvm_footer_decode(const uint8_t in[FVM_FOOTER_SIZE], struct fvm_footer *f,
 	    f->index_offset + fvm_align(f->index_len, 8) != off) /* R71 */
 		return fvm_err(FVM_ERANGE, "%s: footer at offset 0x%" PRIx64 ": index_len "
 			       "%" PRIu64 " does not end at the footer", file, off, f->index_len);
+	return 0;
+}
+
+int fvm_footer_check_index(const struct fvm_footer *f, uint64_t indx_offset,
+			   uint64_t body_len, uint64_t footer_offset, const char *file)
+{
+	if (f->index_offset != indx_offset ||
+	    f->index_len != FVM_RECHDR_SIZE + body_len) /* R71 */
+		return fvm_err(FVM_ECORRUPT, "%s: footer at offset 0x%" PRIx64 ": index at 0x%"
+			       PRIx64 "+%" PRIu64 ", the INDX record is at 0x%" PRIx64 "+%" PRIu64
+			       " (body_len %" PRIu64 " disagrees with the footer's index_len)",
+			       file, footer_offset, f->index_offset, f->index_len, indx_offset,
+			       FVM_RECHDR_SIZE + body_len, body_len);
 	return 0;
 }

@@ -15,7 +15,7 @@
 #define FVM_MAGIC "FVMSNAP\x1a"
 #define FVM_FOOTER_MAGIC "FVME"
 #define FVM_VERSION_MAJOR_FILE 1
-#define FVM_VERSION_MINOR_FILE 0
+#define FVM_VERSION_MINOR_FILE 1
 
 #define FVM_HEADER_SIZE 64
 #define FVM_RECHDR_SIZE 16
@@ -113,6 +113,13 @@ int fvm_rechdr_decode(const uint8_t in[FVM_RECHDR_SIZE], struct fvm_rechdr *rh,
 /* R11: the record's crc over its header and body. */
 int fvm_rechdr_check_crc(const struct fvm_rechdr *rh, const void *body,
 			 struct fvm_where w);
+/*
+ * R11 computed piecewise, for bodies read through a bounded buffer: begin
+ * gives the CRC of the header's covered bytes (0..3, 8..15), continue it
+ * with fvm_crc32c() over the body, and end compares.
+ */
+uint32_t fvm_rec_crc_begin(const struct fvm_rechdr *rh);
+int fvm_rec_crc_end(const struct fvm_rechdr *rh, uint32_t crc, struct fvm_where w);
 const char *fvm_rec_name(uint32_t type);
 /* Offset of the next record after a record at off with body_len (no payload). */
 static inline uint64_t fvm_rec_next(uint64_t off, uint64_t body_len)
@@ -145,15 +152,35 @@ int fvm_meta_decode(const uint8_t *body, uint64_t len, struct fvm_meta_rec *m,
 		    struct fvm_where w);
 
 /* ---- DEVS (4.3): name/data point into body */
+#define FVM_DEVS_CONTINUES 1u /* the next DEVS record continues this section */
+#define FVM_DEVS_FLAGS_KNOWN FVM_DEVS_CONTINUES
 struct fvm_devs_rec {
 	const char *name; size_t name_len;
 	const uint8_t *data; uint64_t data_len;
+	uint8_t flags;
 };
 #define FVM_DEVS_FIXED 8
+#define FVM_DEVS_HEAD (FVM_DEVS_FIXED + FVM_MAX_NAME) /* fixed part and longest name */
 /* Encode only the fixed part and the name (the data follows them). */
-size_t fvm_devs_encode_head(uint8_t *out, const char *name, size_t name_len);
+size_t fvm_devs_encode_head(uint8_t *out, const char *name, size_t name_len,
+			    uint8_t flags);
+/* R40, R41, R42. */
 int fvm_devs_decode(const uint8_t *body, uint64_t len, struct fvm_devs_rec *d,
 		    struct fvm_where w);
+/* The DEVS record before the current one, for R43/R44 across records. */
+struct fvm_devs_prev {
+	int continues;
+	size_t name_len;
+	char name[FVM_MAX_NAME];
+	uint64_t rec_offset;
+};
+/* R43: a record after one with CONTINUES is the same section. */
+int fvm_devs_follows(const struct fvm_devs_prev *prev, const struct fvm_devs_rec *d,
+		     struct fvm_where w);
+void fvm_devs_prev_set(struct fvm_devs_prev *prev, const struct fvm_devs_rec *d,
+		       uint64_t rec_offset);
+/* R44: the last DEVS record of a file does not continue. */
+int fvm_devs_check_end(const struct fvm_devs_prev *prev, const char *file);
 
 /* ---- SEGM (4.4) */
 struct fvm_seghdr {
@@ -192,6 +219,16 @@ static inline uint64_t fvm_seg_payload_offset(uint64_t off, uint64_t body_len)
 {
 	return fvm_align(off + FVM_RECHDR_SIZE + body_len, FVM_PAYLOAD_ALIGN);
 }
+struct fvm_extent;
+/*
+ * FORMAT.md 4.4/5: the extents a segment's entries describe. The segment's
+ * record starts at rec_off; DATA entries' payload lies back to back from
+ * the payload offset on, their chunk CRCs back to back after the entries.
+ * out receives one extent per entry. Writer, walker and verify all use it.
+ */
+void fvm_seg_extents(uint64_t rec_off, const struct fvm_seghdr *sh,
+		     const struct fvm_entry *entries, int with_crc,
+		     const struct fvm_blockdesc *blocks, struct fvm_extent *out);
 
 /* ---- INDX (5) */
 struct fvm_indexhdr {
@@ -209,6 +246,22 @@ struct fvm_extent {
 void fvm_indexhdr_encode(uint8_t out[FVM_INDEXHDR_SIZE], const struct fvm_indexhdr *ih);
 void fvm_extent_encode(uint8_t out[FVM_EXTENT_SIZE], const struct fvm_extent *e);
 uint64_t fvm_index_body_len(const struct fvm_indexhdr *ih);
+/*
+ * R61 for one listed record offset off (prev: the one listed before it of
+ * the same type, 0 for the first): 8-aligned, after the file header, in
+ * increasing order, with room for a record header before the index at
+ * index_offset. w: the INDX record.
+ */
+int fvm_index_check_listed(uint64_t off, uint64_t prev, uint64_t index_offset,
+			   uint32_t type, struct fvm_where w);
+/* R61: the record found at a listed offset (w) has the listed type. */
+int fvm_index_check_type(uint32_t listed, uint32_t found, struct fvm_where w);
+/*
+ * R61 as a sequential reader sees it: the n offsets of type listed at list
+ * are exactly the records of that type it met, seen[0..nseen).
+ */
+int fvm_index_check_seen(const uint8_t *list, uint32_t n, uint32_t type,
+			 const uint64_t *seen, uint64_t nseen, struct fvm_where w);
 /* R60: header and exact body length. */
 int fvm_indexhdr_decode(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
 			struct fvm_where w);
@@ -238,5 +291,11 @@ void fvm_footer_encode(uint8_t out[FVM_FOOTER_SIZE], const struct fvm_footer *f)
 /* R70..R74 against the real file size. */
 int fvm_footer_decode(const uint8_t in[FVM_FOOTER_SIZE], struct fvm_footer *f,
 		      uint64_t file_size, const char *file);
+/*
+ * R71 against the INDX record itself: the footer locates the record found at
+ * indx_offset with body_len, exactly. footer_offset names the footer.
+ */
+int fvm_footer_check_index(const struct fvm_footer *f, uint64_t indx_offset,
+			   uint64_t body_len, uint64_t footer_offset, const char *file);
 
 #endif

@@ -1,8 +1,10 @@
 /*
- * fvm_load: options, the plan, page-cache hints, the choice of executor
- * (io_uring, else pread, with the reason recorded), O_DIRECT and its
- * fallback, CRC checks as reads complete, the zero policy and the stats.
- * Streams are loaded by walk.c.
+ * fvm_load: options and mappings as the caller laid them out, the plan,
+ * page-cache hints, the choice of executor (io_uring, else pread, with the
+ * reason recorded), O_DIRECT and its fallback, CRC checks as reads
+ * complete, the zero policy and the stats. Read top to bottom with plan.c
+ * and exec_uring.c, this is the whole seekable load. Streams are loaded
+ * by stream_load.c.
  *
  * Defaults (DEFAULT_QUEUE_DEPTH, DEFAULT_CHUNK below) were measured on a
  * quiet machine; a first round under heavy load (other jobs at load 4-8)
@@ -21,11 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "crc.h"
 #include "error.h"
 #include "exec.h"
-#include "plan.h"
-#include "reader.h"
+#include "fastvm/experimental.h"
+#include "io.h"
+#include "load.h"
 
 /*
  * 16 reads of 256 KiB in flight. Measured with fvmsnap bench on a 512 MiB
@@ -47,8 +51,8 @@
  * windows of 1, 2 and 4 units made the load 1.2-1.8x slower than without
  * (the hint's readahead runs in the submitting thread and competes with
  * the reads it was meant to help); SEQUENTIAL alone already doubles the
- * kernel's readahead. fvm_load_options.willneed_window (or FVM_WILLNEED=<units>)
- * turns it on, to measure on other devices (fvmsnap bench --willneed N).
+ * kernel's readahead. fvm_load_tuning.willneed_window turns it on, to
+ * measure on other devices (fvmsnap bench --willneed N).
  */
 #define WILLNEED_DEFAULT 0
 
@@ -60,57 +64,20 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int get_options(const fvm_load_options *in, fvm_load_options *o)
+int fvm_load_cfg_check(const struct fvm_load_cfg *c)
 {
-	const fvm_load_options def = FVM_LOAD_OPTIONS_INIT;
-
-	*o = def;
-	if (!in)
-		return 0;
-	/* a newer caller's larger struct is fine: we read the fields we know */
-	if (in->size < sizeof(*in))
-		return fvm_err(FVM_EINVAL, "fvm_load: options size %u, expected %zu "
-			       "(use FVM_LOAD_OPTIONS_INIT)", in->size, sizeof(*in));
-	*o = *in;
-	o->size = sizeof(*o);
-	if (o->flags & ~(uint32_t)(FVM_LOAD_VERIFY | FVM_LOAD_DIRECT | FVM_LOAD_PARTIAL |
-				   FVM_LOAD_INLINE | FVM_LOAD_LAZY))
-		return fvm_err(FVM_EINVAL, "fvm_load: unknown flags 0x%x", o->flags);
-	if (o->backend < FVM_BACKEND_AUTO || o->backend > FVM_BACKEND_MMAP)
-		return fvm_err(FVM_EINVAL, "fvm_load: unknown backend %d", o->backend);
-	if ((o->flags & FVM_LOAD_LAZY) && o->backend != FVM_BACKEND_MMAP)
+	if (c->flags & ~(uint32_t)(FVM_LOAD_VERIFY | FVM_LOAD_DIRECT | FVM_LOAD_PARTIAL |
+				   FVM_LOAD_LAZY))
+		return fvm_err(FVM_EINVAL, "fvm_load: unknown flags 0x%x", c->flags);
+	if (c->backend < FVM_BACKEND_AUTO || c->backend > FVM_BACKEND_MMAP)
+		return fvm_err(FVM_EINVAL, "fvm_load: unknown backend %d", c->backend);
+	if ((c->flags & FVM_LOAD_LAZY) && c->backend != FVM_BACKEND_MMAP)
 		return fvm_err(FVM_EINVAL, "fvm_load: FVM_LOAD_LAZY needs FVM_BACKEND_MMAP");
-	if ((o->flags & FVM_LOAD_LAZY) && (o->flags & FVM_LOAD_VERIFY))
+	if ((c->flags & FVM_LOAD_LAZY) && (c->flags & FVM_LOAD_VERIFY))
 		return fvm_err(FVM_EINVAL, "fvm_load: FVM_LOAD_LAZY and FVM_LOAD_VERIFY exclude "
 			       "each other (verifying reads every page)");
-	if (o->zero_policy < FVM_ZERO_LEAVE || o->zero_policy > FVM_ZERO_DONTNEED)
-		return fvm_err(FVM_EINVAL, "fvm_load: unknown zero policy %d", o->zero_policy);
-	return 0;
-}
-
-/* ------------------------------------------------------------ zero policy */
-
-int fvm_apply_zero(const struct fvm_plan_zero *z, size_t n, int policy)
-{
-	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-
-	if (policy == FVM_ZERO_LEAVE)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		uintptr_t a = (uintptr_t)z[i].addr, e = a + z[i].len;
-		uintptr_t s = (a + pg - 1) & ~(pg - 1), t = e & ~(pg - 1);
-
-		if (policy == FVM_ZERO_MEMSET || s >= t) {
-			memset(z[i].addr, 0, z[i].len);
-			continue;
-		}
-		/* whole pages are released; the edges of a partial page are not
-		 * ours alone to release, so they are cleared */
-		memset((void *)a, 0, s - a);
-		memset((void *)t, 0, e - t);
-		if (madvise((void *)s, t - s, MADV_DONTNEED) < 0)
-			memset((void *)s, 0, t - s); /* e.g. locked or hugetlb: still zero */
-	}
+	if (c->zero_policy < FVM_ZERO_LEAVE || c->zero_policy > FVM_ZERO_DONTNEED)
+		return fvm_err(FVM_EINVAL, "fvm_load: unknown zero policy %d", c->zero_policy);
 	return 0;
 }
 
@@ -118,6 +85,7 @@ int fvm_apply_zero(const struct fvm_plan_zero *z, size_t n, int policy)
 
 struct lctx {
 	struct fvm_reader *r;
+	const char *file;
 	const struct fvm_plan *p;
 	uint32_t *crc;          /* expected chunk CRCs of all plan extents */
 	uint64_t *crc_base;     /* first CRC of each plan extent */
@@ -136,13 +104,13 @@ static int read_crcs(struct lctx *c)
 	c->crc = malloc((n ? n : 1) * sizeof(*c->crc));
 	c->crc_base = malloc((p->next ? p->next : 1) * sizeof(*c->crc_base));
 	if (!c->crc || !c->crc_base)
-		return fvm_err(FVM_ENOMEM, "%s: %" PRIu64 " chunk CRCs", c->r->file, n);
+		return fvm_err(FVM_ENOMEM, "%s: %" PRIu64 " chunk CRCs", c->file, n);
 	for (size_t i = 0; i < p->next && !rc; i++) {
 		uint64_t m = p->ext[i].bytes / FVM_CHUNK;
 		uint8_t *raw = (uint8_t *)(c->crc + k);
 
 		c->crc_base[i] = k;
-		rc = fvm_pread_full(c->r->fd, raw, m * 4, p->ext[i].crc_offset, c->r->file,
+		rc = fvm_pread_full(c->r->fd, raw, m * 4, p->ext[i].crc_offset, c->file,
 				    "chunk CRCs");
 		for (uint64_t j = 0; j < m && !rc; j++)
 			c->crc[k + j] = fvm_ld32(raw + 4 * j); /* in place: LE to host */
@@ -167,8 +135,8 @@ static int check_req(struct lctx *c, size_t q)
 		if (fvm_crc32c(0, e->dst + in, FVM_CHUNK) != c->crc[c->crc_base[i] + in / FVM_CHUNK])
 			return fvm_err(FVM_ECHECKSUM, "%s: block %s page %" PRIu64 ": payload "
 				       "crc mismatch at file offset 0x%" PRIx64 " (read request %zu)",
-				       c->r->file, c->r->blocks[e->block_id].name,
-				       e->first_page + (in >> c->r->blocks[e->block_id].page_shift),
+				       c->file, c->r->m.blocks[e->block_id].name,
+				       e->first_page + (in >> c->r->m.blocks[e->block_id].page_shift),
 				       f, q);
 	}
 	return 0;
@@ -185,11 +153,13 @@ static int on_done(struct fvm_exec *x, size_t q)
 			return rc;
 	}
 	c->done += c->p->req[q].len;
-	if (c->progress && c->progress(c->pctx, c->done, c->p->total))
-		return fvm_err(FVM_ECANCELED, "%s: load canceled by the progress callback "
-			       "after %" PRIu64 " of %" PRIu64 " bytes", c->r->file, c->done,
-			       c->p->total);
-	return 0;
+	if (!c->progress)
+		return 0;
+	fvm_err_clear();
+	rc = c->progress(c->pctx, c->done, c->p->total);
+	return rc ? fvm_err_callback(rc, "%s: load canceled by the progress callback after %"
+				     PRIu64 " of %" PRIu64 " bytes", c->file, c->done,
+				     c->p->total) : 0;
 }
 
 /* ------------------------------------------------------------ O_DIRECT */
@@ -218,33 +188,6 @@ static int open_direct(struct fvm_reader *r)
 
 /* ------------------------------------------------------------ load */
 
-static uint64_t willneed_units(const fvm_load_options *o)
-{
-	const char *env = getenv("FVM_WILLNEED");
-	unsigned long v;
-	char *end;
-
-	if (o->willneed_window)
-		return o->willneed_window > 64 ? 64 : o->willneed_window;
-	if (!env || !*env)
-		return WILLNEED_DEFAULT;
-	v = strtoul(env, &end, 10);
-	return *end || v > 64 ? WILLNEED_DEFAULT : v;
-}
-
-static int pick_backend(int backend)
-{
-	const char *env = getenv("FVM_BACKEND");
-
-	if (backend != FVM_BACKEND_AUTO || !env)
-		return backend;
-	if (!strcmp(env, "pread"))
-		return FVM_BACKEND_PREAD;
-	if (!strcmp(env, "uring") || !strcmp(env, "io_uring"))
-		return FVM_BACKEND_URING;
-	return FVM_BACKEND_AUTO;
-}
-
 static int run(struct fvm_exec *x, int *backend, fvm_load_stats *st)
 {
 	const char *why = NULL;
@@ -270,22 +213,25 @@ static int run(struct fvm_exec *x, int *backend, fvm_load_stats *st)
 	return fvm_exec_pread(x);
 }
 
-static int load_seekable(struct fvm_reader *r, const fvm_mapping *maps, size_t n_maps,
-			 const fvm_load_options *o, fvm_load_stats *st)
+static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
+			 const struct fvm_load_cfg *o, fvm_load_stats *st)
 {
+	const struct fvm_model *m = &r->m;
 	uint64_t chunk = o->chunk_bytes ? o->chunk_bytes : DEFAULT_CHUNK;
 	unsigned qd = o->queue_depth ? o->queue_depth : DEFAULT_QUEUE_DEPTH;
+	uint64_t window = (o->willneed_window > 64 ? 64 : o->willneed_window) *
+			  (uint64_t)qd * chunk;
 	struct fvm_plan p;
-	struct lctx c = { r, &p, NULL, NULL, o->progress, o->progress_ctx, 0 };
+	struct lctx c = { r, m->file, &p, NULL, NULL, o->progress, o->progress_ctx, 0 };
 	struct fvm_exec x;
-	int backend = pick_backend(o->backend);
+	int backend = o->backend;
 	int dfd = -1, rc;
 
-	rc = fvm_plan_build(&p, r->file, r->blocks, r->nblocks, r->ext, r->next, maps,
+	rc = fvm_plan_build(&p, m->file, m->blocks, m->nblocks, m->ext, m->next, maps,
 			    n_maps, !!(o->flags & FVM_LOAD_PARTIAL), chunk);
 	if (rc)
 		return rc;
-	if ((o->flags & FVM_LOAD_VERIFY) && r->with_crc)
+	if ((o->flags & FVM_LOAD_VERIFY) && m->with_crc)
 		rc = read_crcs(&c);
 	/* mmap maps the page cache: O_DIRECT has no meaning there */
 	if (!rc && (o->flags & FVM_LOAD_DIRECT) && backend != FVM_BACKEND_MMAP && p.aligned &&
@@ -295,20 +241,21 @@ static int load_seekable(struct fvm_reader *r, const fvm_mapping *maps, size_t n
 	for (;;) {
 		if (rc)
 			break;
-		x = (struct fvm_exec){ .fd = st->direct ? dfd : r->fd, .file = r->file,
+		x = (struct fvm_exec){ .fd = st->direct ? dfd : r->fd, .file = m->file,
 				       .plan = &p, .queue_depth = qd,
-				       .async = !st->direct && !(o->flags & FVM_LOAD_INLINE),
+				       .async = !st->direct && !o->inline_reads,
 				       .lazy = !!(o->flags & FVM_LOAD_LAZY),
 				       .done = on_done, .ctx = &c };
 		if (!st->direct && p.nreq) {
 			(void)posix_fadvise(r->fd, (off_t)p.lo, (off_t)(p.hi - p.lo),
 					    POSIX_FADV_SEQUENTIAL);
-			x.window = willneed_units(o) * (uint64_t)qd * chunk;
+			x.window = window;
 		}
 		c.done = 0;
 		rc = run(&x, &backend, st);
 		st->requests += x.requests;
 		st->bytes_read += x.bytes;
+		st->mapped_bytes = x.mapped;
 		/* O_DIRECT refused by the file system at read time: start over
 		 * buffered (the reads are idempotent) */
 		if (rc == FVM_EIO && st->direct && x.sys_errno == EINVAL) {
@@ -325,7 +272,7 @@ static int load_seekable(struct fvm_reader *r, const fvm_mapping *maps, size_t n
 			   backend == FVM_BACKEND_MMAP ? "mmap" : "pread";
 	st->extents = p.next;
 	if (!rc) {
-		rc = fvm_apply_zero(p.zero, p.nzero, o->zero_policy);
+		rc = fvm_plan_apply_zero(p.zero, p.nzero, o->zero_policy);
 		st->zero_bytes = o->zero_policy == FVM_ZERO_LEAVE ? 0 : p.zero_bytes;
 	}
 	free(c.crc);
@@ -334,23 +281,123 @@ static int load_seekable(struct fvm_reader *r, const fvm_mapping *maps, size_t n
 	return rc;
 }
 
-int fvm_load(fvm_reader *r, const fvm_mapping *maps, size_t n_maps,
-	     const fvm_load_options *opts, fvm_load_stats *stats)
+int fvm_load_maps(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
+		  const struct fvm_load_cfg *c, fvm_load_stats *st)
 {
 	uint64_t t0 = now_ns();
-	fvm_load_stats st;
-	fvm_load_options o;
 	int rc;
 
-	memset(&st, 0, sizeof(st));
-	if (!r)
-		return fvm_err(FVM_EINVAL, "fvm_load: NULL reader");
-	rc = get_options(opts, &o);
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	rc = fvm_load_cfg_check(c);
 	if (!rc)
-		rc = r->streamed ? fvm_stream_load(r, maps, n_maps, &o, &st)
-				 : load_seekable(r, maps, n_maps, &o, &st);
-	st.elapsed_ns = now_ns() - t0;
-	if (stats)
-		*stats = st;
+		rc = r->streamed ? fvm_stream_load(r, maps, n_maps, c, st)
+				 : load_seekable(r, maps, n_maps, c, st);
+	st->elapsed_ns = now_ns() - t0;
 	return rc;
 }
+
+/* ------------------------------------------------------------ the public call */
+
+int fvm_load_options_init(fvm_load_options *opts, size_t size)
+{
+	const fvm_load_options def = FVM_LOAD_OPTIONS_INIT;
+
+	fvm_api_begin();
+	return fvm_api_end(fvm_abi_init(opts, size, &def, sizeof(def), "fvm_load_options_init"));
+}
+
+/* The oldest layouts this library reads (0.2, when the size rules began). */
+#define OPTIONS_MIN sizeof(fvm_load_options)
+#define MAPPING_MIN sizeof(fvm_mapping)
+#define TUNING_MIN (2 * sizeof(uint32_t))
+
+static int get_cfg(const fvm_load_options *in, struct fvm_load_cfg *c)
+{
+	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
+	fvm_load_tuning t = FVM_LOAD_TUNING_INIT;
+	int rc;
+
+	if (in && (rc = fvm_abi_in(&o, sizeof(o), in, OPTIONS_MIN, "fvm_load: options")))
+		return rc;
+	if (o.tuning && (rc = fvm_abi_in(&t, sizeof(t), o.tuning, TUNING_MIN,
+					  "fvm_load: tuning")))
+		return rc;
+	if (t.flags & ~(uint32_t)FVM_TUNE_INLINE)
+		return fvm_err(FVM_EINVAL, "fvm_load: unknown tuning flags 0x%x", t.flags);
+	*c = (struct fvm_load_cfg){ o.flags, o.backend, o.zero_policy, o.progress,
+				    o.progress_ctx, o.devstate, o.devstate_ctx, t.queue_depth,
+				    t.chunk_bytes, t.willneed_window,
+				    !!(t.flags & FVM_TUNE_INLINE) };
+	return 0;
+}
+
+/* The caller's array: elements of maps[0].size bytes, each read by the size rules. */
+static int get_maps(const fvm_mapping *maps, size_t n, struct fvm_map **out)
+{
+	const unsigned char *base = (const unsigned char *)maps;
+	struct fvm_map *v;
+	uint32_t stride;
+	int rc = 0;
+
+	*out = NULL;
+	if (!n)
+		return 0;
+	if (!maps)
+		return fvm_err(FVM_EINVAL, "fvm_load: %zu mappings but no array", n);
+	stride = maps[0].size;
+	if (stride < MAPPING_MIN)
+		return fvm_err(FVM_EINVAL, "fvm_load: mapping size %u, expected %zu (set it with "
+			       "FVM_MAPPING_INIT)", stride, sizeof(fvm_mapping));
+	v = calloc(n, sizeof(*v));
+	if (!v)
+		return fvm_err(FVM_ENOMEM, "fvm_load: %zu mappings", n);
+	for (size_t k = 0; k < n && !rc; k++) {
+		const unsigned char *e = base + k * stride;
+		fvm_mapping m = FVM_MAPPING_INIT;
+		uint32_t size;
+
+		memcpy(&size, e, sizeof(size));
+		if (size != stride)
+			rc = fvm_err(FVM_EINVAL, "fvm_load: mapping %zu has size %u, mapping 0 "
+				     "has %u: all must be the same", k, size, stride);
+		if (!rc)
+			rc = fvm_abi_in(&m, sizeof(m), e, MAPPING_MIN, "fvm_load: mapping");
+		if (!rc && (m.flags & ~(uint32_t)(FVM_MAP_SHARED | FVM_MAP_HUGETLB | FVM_MAP_ZERO)))
+			rc = fvm_err(FVM_EINVAL, "fvm_load: mapping %zu: unknown flags 0x%x", k,
+				     m.flags);
+		v[k] = (struct fvm_map){ m.name, m.addr, m.length, m.page_size, m.flags };
+	}
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
+FVM_DEFAULT_0_2(fvm_load)(fvm_reader *r, const fvm_mapping *maps, size_t n_maps,
+	     const fvm_load_options *opts, fvm_load_stats *stats)
+{
+	struct fvm_load_cfg c;
+	struct fvm_map *v = NULL;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
+	int rc;
+
+	fvm_api_begin();
+	if (!r)
+		return fvm_err(FVM_EINVAL, "fvm_load: NULL reader");
+	if (stats && stats->size < sizeof(uint32_t))
+		return fvm_err(FVM_EINVAL, "fvm_load: stats size %u; set it with "
+			       "FVM_LOAD_STATS_INIT", stats->size);
+	rc = get_cfg(opts, &c);
+	if (!rc)
+		rc = get_maps(maps, n_maps, &v);
+	if (!rc)
+		rc = fvm_load_maps(r, v, n_maps, &c, &st);
+	free(v);
+	if (stats)
+		(void)fvm_abi_out(stats, &st, sizeof(st), "fvm_load: stats");
+	return fvm_api_end(rc);
+}
+FVM_SAME_TYPE(fvm_load);

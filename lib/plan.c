@@ -11,6 +11,9 @@
 
 #include "error.h"
 #include "array.h"
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "plan.h"
 
 #ifndef IOV_MAX
@@ -20,7 +23,7 @@
 /* ------------------------------------------------------------ mappings */
 
 int fvm_plan_check_map(const char *file, const struct fvm_rblock *b,
-		       const fvm_mapping *m)
+		       const struct fvm_map *m)
 {
 	uint64_t ps = 1ull << b->page_shift;
 
@@ -47,7 +50,7 @@ static int span_cmp(const void *a, const void *b)
 }
 
 /* Mappings must not overlap: two blocks loaded into one byte would race. */
-static int check_disjoint(const char *file, const fvm_mapping *maps, size_t n)
+static int check_disjoint(const char *file, const struct fvm_map *maps, size_t n)
 {
 	struct span *s;
 	int rc = 0;
@@ -113,13 +116,13 @@ static int sort_names(const struct fvm_rblock *blocks, uint32_t nblocks, uint32_
 }
 
 static int match(const char *file, const struct fvm_rblock *blocks, const uint32_t *by_name,
-		 uint32_t nblocks, const fvm_mapping *maps, size_t n_maps, int allow_unknown,
-		 const fvm_mapping **map_of)
+		 uint32_t nblocks, const struct fvm_map *maps, size_t n_maps, int allow_unknown,
+		 const struct fvm_map **map_of)
 {
 	int rc;
 
 	for (size_t k = 0; k < n_maps; k++) {
-		const fvm_mapping *m = &maps[k];
+		const struct fvm_map *m = &maps[k];
 		int64_t b;
 
 		if (!m->name || !m->addr)
@@ -147,8 +150,8 @@ static int match(const char *file, const struct fvm_rblock *blocks, const uint32
 }
 
 int fvm_plan_maps(const char *file, const struct fvm_rblock *blocks, uint32_t nblocks,
-		  const fvm_mapping *maps, size_t n_maps, int partial, int allow_unknown,
-		  const fvm_mapping **map_of)
+		  const struct fvm_map *maps, size_t n_maps, int partial, int allow_unknown,
+		  const struct fvm_map **map_of)
 {
 	uint32_t *by_name;
 	int rc = 0;
@@ -188,14 +191,19 @@ static int pr_cmp(const void *a, const void *b)
 	return x->first < y->first ? -1 : x->first > y->first;
 }
 
-static int push_zero(struct fvm_plan *p, size_t *cap, uint8_t *addr, uint64_t len)
+static int push_zero(struct fvm_plan *p, size_t *cap, const struct fvm_map *m,
+		     uint8_t *addr, uint64_t len)
 {
-	if (p->nzero && p->zero[p->nzero - 1].addr + p->zero[p->nzero - 1].len == addr) {
-		p->zero[p->nzero - 1].len += len;
+	struct fvm_plan_zero *last = p->nzero ? &p->zero[p->nzero - 1] : NULL;
+
+	if (m->flags & FVM_MAP_ZERO) /* the caller knows it reads as zero */
+		return 0;
+	if (last && last->addr + last->len == addr && last->map_flags == m->flags) {
+		last->len += len;
 	} else {
 		if (fvm_grow((void **)&p->zero, cap, p->nzero + 1, sizeof(*p->zero)))
 			return FVM_ENOMEM;
-		p->zero[p->nzero++] = (struct fvm_plan_zero){ addr, len };
+		p->zero[p->nzero++] = (struct fvm_plan_zero){ addr, len, m->flags };
 	}
 	p->zero_bytes += len;
 	return 0;
@@ -204,7 +212,7 @@ static int push_zero(struct fvm_plan *p, size_t *cap, uint8_t *addr, uint64_t le
 int fvm_plan_zero_ranges(struct fvm_plan *p, const char *file,
 			 const struct fvm_rblock *blocks, uint32_t nblocks,
 			 const struct fvm_extent *ext, uint64_t n,
-			 const fvm_mapping *const *map_of, int zero_extents)
+			 const struct fvm_map *const *map_of, int zero_extents)
 {
 	uint32_t want = zero_extents ? 0 : FVM_RUN_FLAG_DATA;
 	struct pr *v = NULL;
@@ -226,21 +234,21 @@ int fvm_plan_zero_ranges(struct fvm_plan *p, const char *file,
 	if (k) /* v is NULL when there are no extents */
 		qsort(v, k, sizeof(*v), pr_cmp);
 	for (uint32_t b = 0; b < nblocks && !rc; b++) {
-		const fvm_mapping *m = map_of[b];
+		const struct fvm_map *m = map_of[b];
 		uint32_t sh = blocks[b].page_shift;
 		uint64_t pos = 0;
 
 		for (; j < k && v[j].block == b && !rc; j++) {
 			if (zero_extents)
-				rc = push_zero(p, &cap, (uint8_t *)m->addr + (v[j].first << sh),
+				rc = push_zero(p, &cap, m, (uint8_t *)m->addr + (v[j].first << sh),
 					       v[j].count << sh);
 			else if (v[j].first > pos)
-				rc = push_zero(p, &cap, (uint8_t *)m->addr + (pos << sh),
+				rc = push_zero(p, &cap, m, (uint8_t *)m->addr + (pos << sh),
 					       (v[j].first - pos) << sh);
 			pos = v[j].first + v[j].count;
 		}
 		if (m && !zero_extents && pos < blocks[b].pages && !rc)
-			rc = push_zero(p, &cap, (uint8_t *)m->addr + (pos << sh),
+			rc = push_zero(p, &cap, m, (uint8_t *)m->addr + (pos << sh),
 				       (blocks[b].pages - pos) << sh);
 	}
 	free(v);
@@ -260,7 +268,7 @@ static int ext_cmp(const void *a, const void *b)
 
 /* Collect the DATA extents of mapped blocks, each checked against its mapping. */
 static int collect(struct fvm_plan *p, const char *file, const struct fvm_rblock *blocks,
-		   const struct fvm_extent *ext, uint64_t n, const fvm_mapping **map_of)
+		   const struct fvm_extent *ext, uint64_t n, const struct fvm_map **map_of)
 {
 	size_t k = 0;
 
@@ -270,7 +278,7 @@ static int collect(struct fvm_plan *p, const char *file, const struct fvm_rblock
 	for (uint64_t i = 0; i < n; i++) {
 		const struct fvm_extent *e = &ext[i];
 		const struct fvm_rblock *b = &blocks[e->block_id];
-		const fvm_mapping *m = map_of[e->block_id];
+		const struct fvm_map *m = map_of[e->block_id];
 		uint64_t off, bytes;
 
 		if (!(e->flags & FVM_RUN_FLAG_DATA) || !m)
@@ -348,10 +356,10 @@ static int make_requests(struct fvm_plan *p, const char *file, uint64_t chunk)
 int fvm_plan_build(struct fvm_plan *p, const char *file,
 		   const struct fvm_rblock *blocks, uint32_t nblocks,
 		   const struct fvm_extent *ext, uint64_t n,
-		   const fvm_mapping *maps, size_t n_maps, int partial,
+		   const struct fvm_map *maps, size_t n_maps, int partial,
 		   uint64_t chunk_bytes)
 {
-	const fvm_mapping **map_of;
+	const struct fvm_map **map_of;
 	int rc;
 
 	memset(p, 0, sizeof(*p));
@@ -373,9 +381,12 @@ int fvm_plan_build(struct fvm_plan *p, const char *file,
 	if (!rc)
 		rc = fvm_plan_zero_ranges(p, file, blocks, nblocks, ext, n, map_of, 0);
 	p->aligned = 1;
-	for (size_t k = 0; k < n_maps && !rc; k++)
+	for (size_t k = 0; k < n_maps && !rc; k++) {
 		if ((uintptr_t)maps[k].addr % FVM_CHUNK)
 			p->aligned = 0;
+		if ((maps[k].flags & (FVM_MAP_SHARED | FVM_MAP_HUGETLB)) && !p->shared)
+			p->shared = maps[k].name;
+	}
 	free(map_of);
 	if (rc)
 		fvm_plan_free(p);
@@ -389,4 +400,33 @@ void fvm_plan_free(struct fvm_plan *p)
 	free(p->iov);
 	free(p->zero);
 	memset(p, 0, sizeof(*p));
+}
+
+/* ------------------------------------------------------------ zero policy */
+
+int fvm_plan_apply_zero(const struct fvm_plan_zero *z, size_t n, int policy)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+
+	if (policy == FVM_ZERO_LEAVE)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		uintptr_t a = (uintptr_t)z[i].addr, e = a + z[i].len;
+		uintptr_t s = (a + pg - 1) & ~(pg - 1), t = e & ~(pg - 1);
+
+		/* DONTNEED on shared or hugetlbfs memory would not leave zeros
+		 * (a shared file's pages come back from the file) */
+		if (policy == FVM_ZERO_MEMSET || s >= t ||
+		    (z[i].map_flags & (FVM_MAP_SHARED | FVM_MAP_HUGETLB))) {
+			memset(z[i].addr, 0, z[i].len);
+			continue;
+		}
+		/* whole pages are released; the edges of a partial page are not
+		 * ours alone to release, so they are cleared */
+		memset((void *)a, 0, s - a);
+		memset((void *)t, 0, e - t);
+		if (madvise((void *)s, t - s, MADV_DONTNEED) < 0)
+			memset((void *)s, 0, t - s); /* e.g. locked: still zero */
+	}
+	return 0;
 }

@@ -2,7 +2,8 @@
  * The load plan: plain data saying which file bytes go where. Built once
  * from the index and the caller's mappings; every destination is checked
  * here to lie inside its mapping, so the executors (exec_uring.c,
- * exec_pread.c) trust it and do no bounds checks of their own.
+ * exec_pread.c, exec_mmap.c) trust it and do no bounds checks of their own.
+ * The zero policy, which works on the plan's zero ranges, lives here too.
  */
 #ifndef FVM_PLAN_H
 #define FVM_PLAN_H
@@ -11,7 +12,16 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "reader.h"
+#include "model.h"
+
+/* A caller's mapping, whatever the layout of its fvm_mapping (load.c, compat.c). */
+struct fvm_map {
+	const char *name;
+	void *addr;
+	uint64_t length;
+	uint64_t page_size;
+	uint32_t flags;         /* FVM_MAP_* */
+};
 
 /* A DATA extent of a mapped block; the plan keeps them in payload order. */
 struct fvm_plan_ext {
@@ -33,6 +43,7 @@ struct fvm_plan_req {
 struct fvm_plan_zero {
 	uint8_t *addr;
 	uint64_t len;
+	uint32_t map_flags;     /* of the mapping it lies in */
 };
 
 struct fvm_plan {
@@ -48,6 +59,7 @@ struct fvm_plan {
 	uint64_t zero_bytes;
 	uint64_t lo, hi;        /* file range of the payload read, for hints */
 	int aligned;            /* every destination 4096-aligned (O_DIRECT) */
+	const char *shared;     /* a mapping flagged SHARED or HUGETLB, or NULL */
 };
 
 /*
@@ -57,12 +69,12 @@ struct fvm_plan {
  * block mapped unless partial, mappings disjoint. FVM_EMAPPING with detail.
  */
 int fvm_plan_maps(const char *file, const struct fvm_rblock *blocks, uint32_t nblocks,
-		  const fvm_mapping *maps, size_t n_maps, int partial, int allow_unknown,
-		  const fvm_mapping **map_of);
+		  const struct fvm_map *maps, size_t n_maps, int partial, int allow_unknown,
+		  const struct fvm_map **map_of);
 
 /* Check one block against its mapping (length, page size). */
 int fvm_plan_check_map(const char *file, const struct fvm_rblock *b,
-		       const fvm_mapping *m);
+		       const struct fvm_map *m);
 
 /*
  * Build the plan for the extents ext[0..n) (already checked against the
@@ -71,7 +83,7 @@ int fvm_plan_check_map(const char *file, const struct fvm_rblock *b,
 int fvm_plan_build(struct fvm_plan *p, const char *file,
 		   const struct fvm_rblock *blocks, uint32_t nblocks,
 		   const struct fvm_extent *ext, uint64_t n,
-		   const fvm_mapping *maps, size_t n_maps, int partial,
+		   const struct fvm_map *maps, size_t n_maps, int partial,
 		   uint64_t chunk_bytes);
 
 /*
@@ -82,8 +94,15 @@ int fvm_plan_build(struct fvm_plan *p, const char *file,
 int fvm_plan_zero_ranges(struct fvm_plan *p, const char *file,
 			 const struct fvm_rblock *blocks, uint32_t nblocks,
 			 const struct fvm_extent *ext, uint64_t n,
-			 const fvm_mapping *const *map_of, int zero_extents);
+			 const struct fvm_map *const *map_of, int zero_extents);
 
 void fvm_plan_free(struct fvm_plan *p);
+
+/*
+ * The zero policy over zero ranges: LEAVE does nothing, MEMSET writes
+ * zeros, DONTNEED releases whole private pages (zeros elsewhere, and in
+ * mappings flagged SHARED or HUGETLB).
+ */
+int fvm_plan_apply_zero(const struct fvm_plan_zero *z, size_t n, int policy);
 
 #endif

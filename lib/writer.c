@@ -21,14 +21,22 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "array.h"
 #include "crc.h"
 #include "error.h"
 #include "extents.h"
 #include "format.h"
+#include "writer.h"
 #include "zeroscan.h"
 
 #define DEFAULT_SEGMENT_BYTES (16u << 20)
+/*
+ * Device state written in pieces is stored in DEVS records of at most this
+ * much data (FORMAT.md 4.3): the writer's buffer, and what a reader holds
+ * of a section at once.
+ */
+#define DEVS_PART (1u << 20)
 
 struct wblock {
 	char name[FVM_MAX_NAME + 1];
@@ -70,6 +78,12 @@ struct fvm_writer {
 	uint64_t sbuf_len, sbuf_cap;
 
 	uint64_t progress_total, progress_done;
+
+	/* the device-state section being written in pieces */
+	int dv_open;
+	char dv_name[FVM_MAX_NAME + 1];
+	unsigned char *dv_buf;  /* dv_part bytes */
+	size_t dv_len, dv_part; /* dv_part: DEVS_PART, but for tests */
 };
 
 static int push_u64(struct u64vec *v, uint64_t x)
@@ -148,17 +162,19 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 {
 	fvm_writer *w;
 
+	fvm_write_options o = FVM_WRITE_OPTIONS_INIT;
+	int rc;
+
 	*out = NULL;
-	if (opts && opts->size != sizeof(fvm_write_options))
-		return fvm_err(FVM_EINVAL, "fvm_write_options.size %u, expected %zu "
-			       "(use FVM_WRITE_OPTIONS_INIT)", opts->size, sizeof(*opts));
+	/* the 0.1 layout is the oldest, and this one */
+	if (opts && (rc = fvm_abi_in(&o, sizeof(o), opts, sizeof(o), "fvm_write_options")))
+		return rc;
+	if (o.flags & ~(uint32_t)(FVM_WRITE_NO_CRC | FVM_WRITE_NO_FSYNC))
+		return fvm_err(FVM_EINVAL, "fvm_write_options: unknown flags 0x%x", o.flags);
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return fvm_err(FVM_ENOMEM, "writer");
-	if (opts)
-		w->o = *opts;
-	else
-		w->o = (fvm_write_options)FVM_WRITE_OPTIONS_INIT;
+	w->o = o;
 	if (!w->o.segment_bytes)
 		w->o.segment_bytes = DEFAULT_SEGMENT_BYTES;
 	if (w->o.segment_bytes % FVM_PAYLOAD_ALIGN || w->o.segment_bytes > FVM_MAX_SEG_PAYLOAD ||
@@ -166,7 +182,7 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 		free(w);
 		return fvm_err(FVM_EINVAL, "segment_bytes %" PRIu64 " and max_run_bytes %" PRIu64
 			       " must be multiples of 4096, segment_bytes at most 4 GiB",
-			       opts->segment_bytes, opts->max_run_bytes);
+			       o.segment_bytes, o.max_run_bytes);
 	}
 	w->with_crc = !(w->o.flags & FVM_WRITE_NO_CRC);
 	w->fd = -1;
@@ -184,12 +200,20 @@ static int write_header(fvm_writer *w)
 	return out_write(w, buf, sizeof(buf));
 }
 
+int fvm_write_options_init(fvm_write_options *opts, size_t size)
+{
+	const fvm_write_options def = FVM_WRITE_OPTIONS_INIT;
+
+	fvm_api_begin();
+	return fvm_api_end(fvm_abi_init(opts, size, &def, sizeof(def), "fvm_write_options_init"));
+}
+
 int fvm_writer_open_fd(fvm_writer **out, int fd, const fvm_write_options *opts)
 {
 	fvm_writer *w;
 	int rc;
 
-	fvm_err_clear();
+	fvm_api_begin();
 	if (!out || fd < 0)
 		return fvm_err(FVM_EINVAL, "fvm_writer_open_fd: no output or bad fd");
 	rc = writer_new(&w, opts);
@@ -216,7 +240,7 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 	mode_t um;
 	int rc;
 
-	fvm_err_clear();
+	fvm_api_begin();
 	if (!out || !path || !*path)
 		return fvm_err(FVM_EINVAL, "fvm_writer_open_path: no path");
 	rc = writer_new(&w, opts);
@@ -273,7 +297,7 @@ header:
 	return 0;
 }
 
-static int usable(fvm_writer *w)
+static int usable_any(fvm_writer *w)
 {
 	if (!w)
 		return fvm_err(FVM_EINVAL, "no writer");
@@ -282,6 +306,17 @@ static int usable(fvm_writer *w)
 	if (w->finished)
 		return fvm_err(FVM_ESTATE, "%s: writer already finished", w->name);
 	return 0;
+}
+
+/* Usable, and no device-state section open (only its calls are allowed then). */
+static int usable(fvm_writer *w)
+{
+	int rc = usable_any(w);
+
+	if (!rc && w->dv_open)
+		return fvm_err(FVM_ESTATE, "%s: device-state section %s is open: end it first",
+			       w->name, w->dv_name);
+	return rc;
 }
 
 static int check_name(const char *what, const char *name, size_t min)
@@ -303,13 +338,12 @@ static int seg_flush(fvm_writer *w)
 {
 	uint8_t head[FVM_SEGHDR_SIZE];
 	struct fvm_seghdr sh = { w->nents, w->pay_len };
-	uint64_t body_len, rec_off = w->off, pay_off, crc_off, pos;
+	uint64_t rec_off = w->off;
 	uint8_t *body;
 	int rc;
 
 	if (!w->nents)
 		return 0;
-	body_len = fvm_seg_body_len(w->nents, w->pay_len, w->with_crc);
 	body = malloc(FVM_SEGHDR_SIZE + (size_t)w->nents * FVM_ENTRY_SIZE);
 	if (!body)
 		return fail(w, fvm_err(FVM_ENOMEM, "%s: segment of %u entries", w->name, w->nents));
@@ -323,8 +357,6 @@ static int seg_flush(fvm_writer *w)
 	free(body);
 	if (rc)
 		return rc;
-	pay_off = fvm_seg_payload_offset(rec_off, body_len);
-	crc_off = rec_off + FVM_RECHDR_SIZE + FVM_SEGHDR_SIZE + (uint64_t)w->nents * FVM_ENTRY_SIZE;
 	if (w->pay_len) {
 		rc = out_pad(w, FVM_PAYLOAD_ALIGN);
 		if (!rc)
@@ -343,17 +375,11 @@ static int seg_flush(fvm_writer *w)
 					      SYNC_FILE_RANGE_WRITE);
 	}
 	/* the entries, with where their bytes went, join the index */
-	pos = 0;
-	for (uint32_t i = 0; i < w->nents && !rc; i++) {
-		const struct fvm_entry *e = &w->ents[i];
-		struct fvm_extent x = { e->block_id, e->flags, e->first_page, e->page_count, 0, 0 };
-
-		if (e->flags & FVM_RUN_FLAG_DATA) {
-			x.payload_offset = pay_off + pos;
-			x.crc_offset = w->with_crc ? crc_off + pos / FVM_CHUNK * 4 : 0;
-			pos += e->page_count << w->blocks[e->block_id].page_shift;
-		}
-		rc = fvm_extlist_push(&w->ext, &x);
+	if (fvm_grow((void **)&w->ext.v, &w->ext.cap, w->ext.n + w->nents, sizeof(*w->ext.v)))
+		rc = fvm_err(FVM_ENOMEM, "%s: index", w->name);
+	if (!rc) {
+		fvm_seg_extents(rec_off, &sh, w->ents, w->with_crc, w->desc, w->ext.v + w->ext.n);
+		w->ext.n += w->nents;
 	}
 	w->nents = 0;
 	w->niov = 0;
@@ -486,7 +512,7 @@ int fvm_writer_add_meta(fvm_writer *w, const char *key, const char *value)
 	size_t len;
 	int rc;
 
-	fvm_err_clear();
+	fvm_api_begin();
 	if ((rc = usable(w)) || (rc = check_name("metadata key", key, 1)))
 		return rc;
 	if (!value || strlen(value) > FVM_MAX_BODY_META - 8 - FVM_MAX_NAME)
@@ -515,7 +541,7 @@ int fvm_writer_add_block(fvm_writer *w, const char *name, uint64_t length,
 	struct fvm_blockdesc *nd;
 	int rc;
 
-	fvm_err_clear();
+	fvm_api_begin();
 	if ((rc = usable(w)) || (rc = check_name("block", name, 1)))
 		return rc;
 	if (page_size < 4096 || page_size > (1u << 30) || (page_size & (page_size - 1)))
@@ -573,11 +599,15 @@ static int check_block(fvm_writer *w, uint32_t b, uint64_t first, uint64_t count
 
 static int report(fvm_writer *w, uint64_t bytes)
 {
+	int rc;
+
 	w->progress_done += bytes;
-	if (w->o.progress && w->o.progress(w->o.progress_ctx, w->progress_done, w->progress_total))
-		return fail(w, fvm_err(FVM_ECANCELED, "%s: canceled by the progress callback",
-				       w->name));
-	return 0;
+	if (!w->o.progress)
+		return 0;
+	fvm_api_begin();
+	rc = w->o.progress(w->o.progress_ctx, w->progress_done, w->progress_total);
+	return rc ? fail(w, fvm_err_callback(rc, "%s: canceled by the progress callback",
+					     w->name)) : 0;
 }
 
 /*
@@ -612,7 +642,7 @@ int fvm_writer_write_block(fvm_writer *w, uint32_t block_id, const void *mem)
 	uint64_t pages, step, page;
 	int rc;
 
-	fvm_err_clear();
+	fvm_api_begin();
 	if ((rc = usable(w)) || (rc = check_block(w, block_id, 0, 0)))
 		return rc;
 	if (!mem)
@@ -644,7 +674,7 @@ int fvm_writer_put_pages(fvm_writer *w, uint32_t block_id, uint64_t first_page,
 {
 	int rc;
 
-	fvm_err_clear();
+	fvm_api_begin();
 	if ((rc = usable(w)) || (rc = check_block(w, block_id, first_page, count)))
 		return rc;
 	if (!data && count)
@@ -657,30 +687,135 @@ int fvm_writer_put_zero(fvm_writer *w, uint32_t block_id, uint64_t first_page,
 {
 	int rc;
 
-	fvm_err_clear();
+	fvm_api_begin();
 	if ((rc = usable(w)) || (rc = check_block(w, block_id, first_page, count)))
 		return rc;
 	return count ? seg_add(w, block_id, 0, first_page, count, NULL, 0) : 0;
 }
 
+/* One DEVS record: head, then data (one part of a section). */
+static int devs_record(fvm_writer *w, const char *name, const void *data, size_t len,
+		       uint8_t flags)
+{
+	uint8_t head[FVM_DEVS_HEAD];
+	size_t hlen = fvm_devs_encode_head(head, name, strlen(name), flags);
+	int rc = push_u64(&w->devs, w->off);
+
+	return rc ? rc : out_record(w, FVM_REC_DEVS, head, hlen, data, len);
+}
+
 int fvm_writer_add_devstate(fvm_writer *w, const char *name, const void *data, size_t len)
 {
-	uint8_t head[FVM_DEVS_FIXED + FVM_MAX_NAME];
-	size_t hlen;
 	int rc;
 
-	fvm_err_clear();
-	if ((rc = usable(w)) || (rc = check_name("device-state section", name ? name : "", 0)))
+	fvm_api_begin();
+	if ((rc = usable(w)) || (rc = check_name("device-state section", name, 0)))
 		return rc;
-	if ((!data && len) || len > FVM_MAX_BODY_DEVS - sizeof(head))
-		return fvm_err(FVM_EINVAL, "device-state section %s: %zu bytes (NULL data or "
-			       "over 1 GiB)", name, len);
+	if (!data && len)
+		return fvm_err(FVM_EINVAL, "device-state section %s: NULL data", name);
+	/*
+	 * A section that fits one record is one record, as 0.1 wrote it (and
+	 * as every reader of format 1.0 reads it); a larger one (over 1 GiB)
+	 * goes in parts.
+	 */
+	if (len <= FVM_MAX_BODY_DEVS - FVM_DEVS_HEAD) {
+		if ((rc = seg_flush(w)))
+			return rc;
+		return fvm_api_end(devs_record(w, name, data, len, 0));
+	}
+	rc = fvm_writer_devstate_begin(w, name);
+	if (!rc)
+		rc = fvm_writer_devstate_write(w, data, len);
+	if (!rc)
+		rc = fvm_writer_devstate_end(w);
+	return rc;
+}
+
+int fvm_writer_devstate_begin(fvm_writer *w, const char *name)
+{
+	int rc;
+
+	fvm_api_begin();
+	if ((rc = usable(w)) || (rc = check_name("device-state section", name, 0)))
+		return rc;
+	if (!w->dv_part)
+		w->dv_part = DEVS_PART;
+	if (!w->dv_buf && !(w->dv_buf = malloc(w->dv_part)))
+		return fvm_err(FVM_ENOMEM, "%s: device-state buffer", w->name);
 	if ((rc = seg_flush(w)))
 		return rc;
-	hlen = fvm_devs_encode_head(head, name, strlen(name));
-	if ((rc = push_u64(&w->devs, w->off)))
+	strcpy(w->dv_name, name);
+	w->dv_len = 0;
+	w->dv_open = 1;
+	return 0;
+}
+
+int fvm_writer_devstate_write(fvm_writer *w, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	int rc;
+
+	fvm_api_begin();
+	if ((rc = usable_any(w)))
 		return rc;
-	return out_record(w, FVM_REC_DEVS, head, hlen, data, len);
+	if (!w->dv_open)
+		return fvm_err(FVM_ESTATE, "%s: no device-state section is open "
+			       "(fvm_writer_devstate_begin)", w->name);
+	if (!data && len)
+		return fvm_err(FVM_EINVAL, "%s: device-state section %s: NULL data", w->name,
+			       w->dv_name);
+	/*
+	 * A full buffer is written as a part that continues once more bytes
+	 * come; whole parts beyond it go straight from the caller's memory.
+	 * The last bytes always stay buffered, so end() writes the final part.
+	 */
+	while (len) {
+		size_t k;
+
+		if (w->dv_len == w->dv_part) {
+			rc = devs_record(w, w->dv_name, w->dv_buf, w->dv_part, FVM_DEVS_CONTINUES);
+			if (rc)
+				return fail(w, rc);
+			w->dv_len = 0;
+		}
+		if (!w->dv_len && len > w->dv_part) {
+			rc = devs_record(w, w->dv_name, p, w->dv_part, FVM_DEVS_CONTINUES);
+			if (rc)
+				return fail(w, rc);
+			p += w->dv_part;
+			len -= w->dv_part;
+			continue;
+		}
+		k = w->dv_part - w->dv_len < len ? w->dv_part - w->dv_len : len;
+		memcpy(w->dv_buf + w->dv_len, p, k);
+		w->dv_len += k;
+		p += k;
+		len -= k;
+	}
+	return 0;
+}
+
+int fvm_writer_set_devs_part(fvm_writer *w, size_t bytes)
+{
+	if (!w || !bytes || bytes > DEVS_PART || w->dv_buf)
+		return fvm_err(FVM_EINVAL, "fvm_writer_set_devs_part: %zu bytes", bytes);
+	w->dv_part = bytes;
+	return 0;
+}
+
+int fvm_writer_devstate_end(fvm_writer *w)
+{
+	int rc;
+
+	fvm_api_begin();
+	if ((rc = usable_any(w)))
+		return rc;
+	if (!w->dv_open)
+		return fvm_err(FVM_ESTATE, "%s: no device-state section is open", w->name);
+	w->dv_open = 0;
+	rc = devs_record(w, w->dv_name, w->dv_buf, w->dv_len, 0);
+	w->dv_len = 0;
+	return rc ? fail(w, rc) : 0;
 }
 
 static int write_index(fvm_writer *w)
@@ -742,7 +877,7 @@ int fvm_writer_finish(fvm_writer *w)
 {
 	int rc, sync = 0;
 
-	fvm_err_clear();
+	fvm_api_begin();
 	if ((rc = usable(w)))
 		return rc;
 	rc = seg_flush(w);
@@ -798,5 +933,6 @@ void fvm_writer_free(fvm_writer *w)
 	free(w->iov);
 	free(w->crcs);
 	free(w->sbuf);
+	free(w->dv_buf);
 	free(w);
 }

@@ -2,7 +2,9 @@
 # fvmsnap end to end: pack/unpack round trips (several blocks, a 2 MiB page
 # block, device state, pipes), inspect --json against page counts computed
 # here from the raw images, verify on good, flipped and truncated files,
-# exit codes of --help and bad usage, atomic replacement on failure, bench.
+# snapshots on standard input (inspect, verify, export, bench), the
+# environment (FVM_BACKEND, FVM_WILLNEED), exit codes of --help and bad
+# usage, atomic replacement on failure, bench.
 # Usage: cli.sh /path/to/fvmsnap   (meson runs it from the build directory)
 set -u
 
@@ -205,6 +207,87 @@ expect 2 fs verify junk.fvm
 expect 3 fs verify no-such-file.fvm
 ok "verify"
 
+# ---- a snapshot on standard input: a pipe is read once, front to back
+# (inspect reads it to the end, checking every checksum, then lists it);
+# standard input that is a file is read like one. Messages say "standard
+# input", once.
+cat snap.fvm | fs inspect - > pipe-inspect.txt 2>err.log || { fail "cat | inspect -"; cat err.log; }
+grep -q '^file: *standard input (read as a stream, every checksum verified)$' pipe-inspect.txt ||
+	fail "inspect - does not say it read a stream: $(head -1 pipe-inspect.txt)"
+grep -q 'pc.ram' pipe-inspect.txt || fail "inspect - lists no block"
+grep -q '^device state: 2 sections$' pipe-inspect.txt || fail "inspect - lists no device state"
+cat snap.fvm | fs inspect --json --runs - > pipe-inspect.json 2>err.log || { fail "cat | inspect --json -"; cat err.log; }
+fs inspect --json --runs - < snap.fvm > file-stdin.json 2>err.log || { fail "inspect --json - < file"; cat err.log; }
+python3 - inspect.json pipe-inspect.json file-stdin.json <<'PY' || fail "inspect --json - differs from inspect --json FILE"
+import json, sys
+f, p, s = (json.load(open(n)) for n in sys.argv[1:])
+assert p["file"] == "-" and p["streamed"] is True and p["file_size"] == 0, (p["file"], p["streamed"], p["file_size"])
+assert f["streamed"] is False and s["streamed"] is False and s["file"] == "-"
+assert p["totals"]["overhead_percent"] is None
+for k in ("format", "blocks", "run_histogram", "meta"):
+    assert p[k] == f[k], k
+tp, tf = dict(p["totals"]), dict(f["totals"])
+del tp["overhead_percent"], tf["overhead_percent"]
+assert tp == tf, (tp, tf)
+strip = lambda l, keys: [{k: v for k, v in e.items() if k not in keys} for e in l]
+assert strip(p["runs"], ("file_offset",)) == strip(f["runs"], ("file_offset",))
+assert strip(p["devstate"], ("file_offset",)) == strip(f["devstate"], ("file_offset",))
+assert [d["name"] for d in p["devstate"]] == ["cpu", ""] and p["devstate"][0]["size"] == 19
+del f["file"], s["file"]
+assert f == s, "inspect - < FILE is not inspect FILE"
+PY
+cat snap.fvm | fs verify - > out.log 2>err.log || { fail "cat | verify -"; cat err.log; }
+grep -q '^ok: standard input: 3 blocks, .* (read as a stream)$' out.log || fail "verify - ok line: $(cat out.log)"
+expect 0 fs verify - < snap.fvm
+grep -q '^ok: standard input: 3 blocks, ' out.log || fail "verify - < FILE: $(cat out.log)"
+# damaged on a pipe: non-zero exit, the library's detail, the input named once
+cat flip.fvm | fs verify - > /dev/null 2> err.log
+rc=$?
+[ $rc -eq 2 ] || fail "verify - of a flipped byte: exit $rc, expected 2"
+grep -q '^fvmsnap verify: standard input: checksum mismatch: .*payload crc mismatch' err.log ||
+	fail "verify - of a flipped byte: $(cat err.log)"
+[ "$(grep -o 'standard input' err.log | wc -l)" -eq 1 ] || fail "verify - names its input more than once: $(cat err.log)"
+cat trunc.fvm | fs verify - > /dev/null 2> err.log
+rc=$?
+{ [ $rc -eq 2 ] && grep -q '^fvmsnap verify: standard input: file is truncated: ' err.log; } ||
+	fail "verify - of a truncated stream: exit $rc: $(cat err.log)"
+cat flip.fvm | fs inspect - > /dev/null 2> err.log
+rc=$?
+{ [ $rc -eq 2 ] && grep -q 'checksum mismatch' err.log; } || fail "inspect - of a flipped byte: exit $rc: $(cat err.log)"
+cat junk.fvm | fs inspect - > /dev/null 2> err.log
+rc=$?
+{ [ $rc -eq 2 ] && grep -q "^fvmsnap inspect: standard input: not a libfastvm snapshot, QEMU migration stream, mapped-ram file or qcow2 image: " err.log; } ||
+	fail "inspect - of junk: exit $rc: $(cat err.log)"
+# bench times a file's storage: standard input is refused, saying why
+cat snap.fvm | fs bench -n 1 - > /dev/null 2> err.log
+rc=$?
+{ [ $rc -eq 1 ] && grep -q '^fvmsnap bench: bench needs a file, not standard input: ' err.log; } ||
+	fail "bench -: exit $rc: $(cat err.log)"
+ok "standard input: inspect, verify, bench"
+
+# ---- the environment: fvmsnap maps FVM_BACKEND and FVM_WILLNEED onto its
+# load options (the library reads no environment variable)
+rm -rf out-env
+FVM_BACKEND=pread fs unpack snap.fvm -o out-env > out.log 2> err.log || { fail "FVM_BACKEND=pread unpack"; cat err.log; }
+grep -q ' (pread)$' out.log || fail "FVM_BACKEND=pread: unpack did not load with pread: $(cat out.log)"
+check_unpacked out-env
+cat snap.fvm | FVM_BACKEND=pread fs unpack -q - -o out-env 2> err.log || { fail "FVM_BACKEND=pread unpack -"; cat err.log; }
+FVM_BACKEND=nosuch fs unpack snap.fvm -o out-env > /dev/null 2> err.log
+rc=$?
+{ [ $rc -eq 1 ] && grep -q '^fvmsnap unpack: FVM_BACKEND=nosuch: expected pread, uring or io_uring$' err.log; } ||
+	fail "FVM_BACKEND=nosuch: exit $rc: $(cat err.log)"
+FVM_WILLNEED=4 fs bench -n 1 --warm --backend pread --no-memory snap.fvm > out.log 2> err.log ||
+	{ fail "FVM_WILLNEED=4 bench"; cat err.log; }
+grep -q '^bench: snap.fvm: .*, willneed 4$' out.log || fail "FVM_WILLNEED=4: bench: $(head -1 out.log)"
+FVM_WILLNEED=4 fs bench -n 1 --warm --backend pread --no-memory --willneed 2 --json snap.fvm > bench-env.json 2> err.log ||
+	{ fail "FVM_WILLNEED=4 bench --willneed 2"; cat err.log; }
+python3 -c 'import json,sys; t=json.load(sys.stdin)["tuning"]; assert t["willneed_window"] == 2, t' < bench-env.json ||
+	fail "--willneed does not win over FVM_WILLNEED"
+FVM_WILLNEED=65 fs bench -n 1 snap.fvm > /dev/null 2> err.log
+rc=$?
+[ $rc -eq 1 ] || fail "FVM_WILLNEED=65: exit $rc, expected 1"
+ok "environment"
+
 # ---- a file padded with zeros after its footer (a FUSE/NBD export or block
 # device rounds the size up): readable as it was; non-zero padding is not
 cp snap.fvm padded.fvm
@@ -248,7 +331,7 @@ if [ -f "$CORPUS/synthetic-good.mig" ] && [ -f "$CORPUS/synthetic-mapped-ram.mig
 	fs inspect --json "$CORPUS/synthetic-good.mig" > good.json || fail "inspect --json of a stream"
 	cat "$CORPUS/synthetic-good.mig" | fs inspect --json - > pipe.json || fail "inspect --json - from a pipe"
 	cat "$CORPUS/synthetic-good.mig" | fs inspect - > pipe.txt || fail "inspect - from a pipe"
-	grep -q '^input: *(stdin) (QEMU migration stream)$' pipe.txt || fail "inspect - text: $(head -1 pipe.txt)"
+	grep -q '^input: *standard input (QEMU migration stream)$' pipe.txt || fail "inspect - text: $(head -1 pipe.txt)"
 	fs inspect --json "$CORPUS/synthetic-mapped-ram.mig" > mapped.json || fail "inspect --json of a mapped-ram file"
 	cat "$CORPUS/synthetic-mapped-ram.mig" | fs inspect - > /dev/null 2> err.log
 	[ $? -eq 4 ] || fail "inspect - of a mapped-ram file on a pipe: not exit 4"
@@ -260,6 +343,18 @@ if [ -f "$CORPUS/synthetic-good.mig" ] && [ -f "$CORPUS/synthetic-mapped-ram.mig
 		fail "convert of a stream (summary)"
 	grep -q "(5 data pages, 4 zero pages, 1 sent again)" conv.txt ||
 		fail "convert summary: $(cat conv.txt)"
+	# export -: a pipe is copied to a temporary file (export reads in block
+	# order), a file on standard input read in place; the same stream
+	fs export -q good.fvm -o file.mig || fail "export of a converted stream"
+	cat good.fvm | fs export -q - -o pipe.mig 2>err.log || { fail "cat | export -"; cat err.log; }
+	cmp -s file.mig pipe.mig || fail "export - from a pipe differs from export FILE"
+	fs export -q - < good.fvm > stdin.mig 2>err.log || { fail "export - < FILE"; cat err.log; }
+	cmp -s file.mig stdin.mig || fail "export - < FILE differs from export FILE"
+	cat snap.fvm | fs export - -o j.mig > /dev/null 2> err.log
+	rc=$?
+	{ [ $rc -eq 4 ] && grep -q '^fvmsnap export: standard input: not found: no QEMU device state' err.log; } ||
+		fail "export - of a snapshot not from QEMU: exit $rc: $(cat err.log)"
+	[ -e j.mig ] && fail "a failed export - left its output"
 	fs inspect --json good.fvm > goodfvm.json || fail "inspect --json of a converted stream"
 	python3 - good.json pipe.json mapped.json goodfvm.json <<'PY' || fail "stock inspect --json"
 import json, sys

@@ -20,14 +20,14 @@
 
 #include <libqcow.h>
 
+#include "fastvm/fastvm.h"
 #include "qcow2.h"
-#include "stock_error.h"
 
 #define CHUNK (1u << 20)
 
 static int fail(const char *what, int code)
 {
-	fprintf(stderr, "qcow2_dump: %s: %s: %s\n", what, fvm_strerror(code), stock_error_detail());
+	fprintf(stderr, "qcow2_dump: %s: %s: %s\n", what, fvm_strerror(code), fvm_error_detail());
 	return 1;
 }
 

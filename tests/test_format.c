@@ -510,7 +510,7 @@ static void test_devs_roundtrip(void **state)
 	size_t h;
 
 	(void)state;
-	h = fvm_devs_encode_head(b, "qemu.vmstate", 12);
+	h = fvm_devs_encode_head(b, "qemu.vmstate", 12, 0);
 	assert_int_equal(h, 20);
 	memset(b + h, 0xab, 100);
 	assert_int_equal(fvm_devs_decode(b, h + 100, &out, at(0xa0)), 0);
@@ -520,11 +520,41 @@ static void test_devs_roundtrip(void **state)
 	assert_int_equal(out.data_len, 100);
 
 	/* empty name and empty data are allowed */
-	h = fvm_devs_encode_head(b, "", 0);
+	h = fvm_devs_encode_head(b, "", 0, 0);
 	assert_int_equal(h, 8);
 	assert_int_equal(fvm_devs_decode(b, 8, &out, at(0xa0)), 0);
 	assert_int_equal(out.name_len, 0);
 	assert_int_equal(out.data_len, 0);
+}
+
+/* R43, R44: a section continued over several DEVS records. */
+static void test_devs_parts(void **state)
+{
+	uint8_t a[64], b[64];
+	struct fvm_devs_rec ra, rb;
+	struct fvm_devs_prev prev = { 0 };
+
+	(void)state;
+	fvm_devs_encode_head(a, "vfio", 4, FVM_DEVS_CONTINUES);
+	assert_int_equal(fvm_devs_decode(a, 12 + 10, &ra, at(0x100)), 0);
+	assert_int_equal(fvm_devs_follows(&prev, &ra, at(0x100)), 0);
+	assert_int_equal(fvm_devs_check_end(&prev, FILE_NAME), 0);
+	fvm_devs_prev_set(&prev, &ra, 0x100);
+	/* R44: the file may not end inside a section */
+	check_err(fvm_devs_check_end(&prev, FILE_NAME), FVM_ECORRUPT, "no DEVS record follows",
+		  "0x100");
+	/* R43: the next record is the same section */
+	fvm_devs_encode_head(b, "vfiO", 4, 0);
+	assert_int_equal(fvm_devs_decode(b, 12, &rb, at(0x200)), 0);
+	check_err(fvm_devs_follows(&prev, &rb, at(0x200)), FVM_ECORRUPT, "continues", "0x100");
+	fvm_devs_encode_head(b, "vfi", 3, 0);
+	assert_int_equal(fvm_devs_decode(b, 11, &rb, at(0x200)), 0);
+	check_err(fvm_devs_follows(&prev, &rb, at(0x200)), FVM_ECORRUPT, "continues", "0x200");
+	fvm_devs_encode_head(b, "vfio", 4, 0);
+	assert_int_equal(fvm_devs_decode(b, 12, &rb, at(0x200)), 0);
+	assert_int_equal(fvm_devs_follows(&prev, &rb, at(0x200)), 0);
+	fvm_devs_prev_set(&prev, &rb, 0x200);
+	assert_int_equal(fvm_devs_check_end(&prev, FILE_NAME), 0);
 }
 
 static void test_devs_rules(void **state)
@@ -534,16 +564,24 @@ static void test_devs_rules(void **state)
 	size_t h;
 
 	(void)state;
-	h = fvm_devs_encode_head(b, "dev", 3); /* R41: body too short for the name */
+	h = fvm_devs_encode_head(b, "dev", 3, 0); /* R41: body too short for the name */
 	check_err(fvm_devs_decode(b, 7, &out, at(0xb0)), FVM_ECORRUPT, "DEVS record", "0xb0");
 	check_err(fvm_devs_decode(b, h - 1, &out, at(0xb0)), FVM_ECORRUPT, "too short", NULL);
 	assert_int_equal(fvm_devs_decode(b, h, &out, at(0xb0)), 0);
-	for (int i = 1; i < 8; i++) { /* reserved */
-		fvm_devs_encode_head(b, "dev", 3);
+	for (int i = 2; i < 8; i++) { /* reserved */
+		fvm_devs_encode_head(b, "dev", 3, 0);
 		b[i] = 0x80;
 		check_err(fvm_devs_decode(b, h, &out, at(0xb0)), FVM_ECORRUPT, "reserved", NULL);
 	}
-	fvm_devs_encode_head(b, "dev", 3); /* R40 */
+	for (int bit = 1; bit < 8; bit++) { /* R42: flags other than CONTINUES */
+		fvm_devs_encode_head(b, "dev", 3, (uint8_t)(1u << bit));
+		check_err(fvm_devs_decode(b, h, &out, at(0xb0)), FVM_ECORRUPT, "unknown flags",
+			  "0xb0");
+	}
+	fvm_devs_encode_head(b, "dev", 3, FVM_DEVS_CONTINUES);
+	assert_int_equal(fvm_devs_decode(b, h, &out, at(0xb0)), 0);
+	assert_int_equal(out.flags, FVM_DEVS_CONTINUES);
+	fvm_devs_encode_head(b, "dev", 3, 0); /* R40 */
 	b[9] = 0;
 	check_err(fvm_devs_decode(b, h, &out, at(0xb0)), FVM_ECORRUPT, "NUL", "0xb0");
 }
@@ -992,6 +1030,8 @@ static void test_strerror(void **state)
 
 int main(void)
 {
+	if (getenv("FVM_CRC_SOFT")) /* the tests pick the path; the library reads no environment */
+		fvm_crc_force_soft();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc_path),
 		cmocka_unit_test(test_crc_check_value),
@@ -1007,6 +1047,7 @@ int main(void)
 		cmocka_unit_test(test_meta_rules),
 		cmocka_unit_test(test_devs_roundtrip),
 		cmocka_unit_test(test_devs_rules),
+		cmocka_unit_test(test_devs_parts),
 		cmocka_unit_test(test_seg_roundtrip),
 		cmocka_unit_test(test_seg_rules),
 		cmocka_unit_test(test_index_roundtrip),

@@ -114,7 +114,7 @@ static unsigned data_pages(void)
 static void load(unsigned char *dst, uint32_t flags, fvm_load_stats *st)
 {
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
-	fvm_mapping m = { "ram", dst, PAGES * PAGE, 0 };
+	fvm_mapping m = { sizeof(fvm_mapping), 0, "ram", dst, PAGES * PAGE, 0 };
 	fvm_reader *r;
 
 	o.backend = FVM_BACKEND_MMAP;
@@ -139,7 +139,7 @@ static void assert_file_page(unsigned p)
 static void maps_copy_on_write(void **state)
 {
 	unsigned char *dst = guarded();
-	fvm_load_stats st;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 
 	(void)state;
 	load(dst, FVM_LOAD_VERIFY, &st);
@@ -159,7 +159,7 @@ static void maps_copy_on_write(void **state)
 static void eager_pages_present(void **state)
 {
 	unsigned char *dst = guarded();
-	fvm_load_stats st;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 
 	(void)state;
 	load(dst, 0, &st);
@@ -171,7 +171,7 @@ static void eager_pages_present(void **state)
 static void lazy_maps_without_reading(void **state)
 {
 	unsigned char *dst = guarded();
-	fvm_load_stats st;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 
 	(void)state;
 	load(dst, FVM_LOAD_LAZY, &st);
@@ -194,7 +194,7 @@ static void lazy_maps_without_reading(void **state)
 static void lazy_write_first(void **state)
 {
 	unsigned char *dst = guarded();
-	fvm_load_stats st;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 
 	(void)state;
 	load(dst, FVM_LOAD_LAZY, &st);
@@ -211,7 +211,7 @@ static void lazy_refused_where_meaningless(void **state)
 {
 	unsigned char *dst = guarded();
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
-	fvm_mapping m = { "ram", dst, PAGES * PAGE, 0 };
+	fvm_mapping m = { sizeof(fvm_mapping), 0, "ram", dst, PAGES * PAGE, 0 };
 	fvm_reader *r;
 
 	(void)state;
@@ -237,7 +237,7 @@ static void lazy_refused_where_meaningless(void **state)
 static void unaligned_falls_back(void **state)
 {
 	unsigned char *buf = malloc(PAGES * PAGE + 1), *dst = buf + 1;
-	fvm_load_stats st;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 
 	(void)state;
 	memset(dst, 0, PAGES * PAGE);

@@ -20,9 +20,9 @@
 #include <cmocka.h>
 #include <libqcow.h>
 
+#include "fastvm/fastvm.h"
 #include "qcow2.h"
 #include "qcow2_gen.h"
-#include "stock_error.h"
 
 static char dir[] = "/tmp/test_qcow2.XXXXXX";
 static char path[256];
@@ -47,7 +47,7 @@ static void write_img(const uint8_t *img, size_t len)
 
 static void check_err_(int rc, int code, const char *what, const char *file, int line)
 {
-	const char *d = stock_error_detail();
+	const char *d = fvm_error_detail();
 
 	if (rc != code)
 		fail_msg("%s:%d: got %d (%s), expected %d (%s); detail: %s", file, line, rc,
@@ -148,7 +148,7 @@ static void check_reads(struct stock_qcow2 *q, struct img *t)
 	assert_non_null(buf);
 	rc = stock_qcow2_active_pread(q, buf, t->o.disk_size, 0);
 	if (rc)
-		fail_msg("active read: %s", stock_error_detail());
+		fail_msg("active read: %s", fvm_error_detail());
 	assert_memory_equal(buf, t->disk, t->disk_len);
 	for (uint64_t i = t->disk_len; i < t->o.disk_size; i++)
 		if (buf[i])
@@ -156,7 +156,7 @@ static void check_reads(struct stock_qcow2 *q, struct img *t)
 	for (size_t s = 0; s < 2; s++) {
 		rc = stock_qcow2_vmstate_pread(q, s, buf, t->vm_len[s], 0);
 		if (rc)
-			fail_msg("vmstate %zu: %s", s, stock_error_detail());
+			fail_msg("vmstate %zu: %s", s, fvm_error_detail());
 		assert_memory_equal(buf, t->vm[s], t->vm_len[s]);
 		for (int k = 0; k < 40; k++) {
 			uint64_t off = rnd() % t->vm_len[s];
@@ -184,7 +184,7 @@ static void one_config(uint32_t version, uint32_t cb, bool extl2, gen_policy pol
 	build(&t, version, cb, extl2, pol, extra);
 	rc = stock_qcow2_open(&q, path);
 	if (rc)
-		fail_msg("v%u cb %u extl2 %d: open: %s", version, cb, extl2, stock_error_detail());
+		fail_msg("v%u cb %u extl2 %d: open: %s", version, cb, extl2, fvm_error_detail());
 	assert_int_equal(stock_qcow2_version(q), version);
 	assert_int_equal(stock_qcow2_cluster_bits(q), cb);
 	assert_int_equal(stock_qcow2_snapshot_count(q), 2);
@@ -386,7 +386,7 @@ static void expect_read_(const uint8_t *img, size_t len, uint64_t vm_len, int co
 	write_img(img, len);
 	rc = stock_qcow2_open(&q, path);
 	if (rc)
-		fail_msg("open: %s", stock_error_detail());
+		fail_msg("open: %s", fvm_error_detail());
 	check_err_(stock_qcow2_vmstate_pread(q, 0, buf, vm_len, 0), code, what, __FILE__, line);
 	stock_qcow2_close(q);
 	free(buf);
@@ -593,7 +593,7 @@ static void test_random_damage(void **state)
 			len = (size_t)(rnd() % t.len);
 		write_img(m, len);
 		if (stock_qcow2_open(&q, path)) {
-			assert_true(stock_error_detail()[0] != 0);
+			assert_true(fvm_error_detail()[0] != 0);
 			continue;
 		}
 		for (size_t s = 0; s < stock_qcow2_snapshot_count(q); s++) {
@@ -602,7 +602,7 @@ static void test_random_damage(void **state)
 			if (n > t.vm_len[0] + t.vm_len[1])
 				n = t.vm_len[0] + t.vm_len[1];
 			if (stock_qcow2_vmstate_pread(q, s, buf, n, 0))
-				assert_true(stock_error_detail()[0] != 0);
+				assert_true(fvm_error_detail()[0] != 0);
 		}
 		stock_qcow2_close(q);
 	}

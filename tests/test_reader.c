@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "fastvm/fastvm.h"
+#include "fastvm/experimental.h"
 #include "format.h"
 #include "plan.h"
 
@@ -155,8 +156,8 @@ static void dest_new(struct dest *d, int fill)
 {
 	d->ram = anon(RAM_PAGES * PAGE, fill);
 	d->vga = anon(VGA_PAGES * PAGE, fill);
-	d->maps[0] = (fvm_mapping){ "pc.ram", d->ram, RAM_PAGES * PAGE, 0 };
-	d->maps[1] = (fvm_mapping){ "vga.ram", d->vga, VGA_PAGES * PAGE, PAGE };
+	d->maps[0] = (fvm_mapping){ sizeof(fvm_mapping), 0, "pc.ram", d->ram, RAM_PAGES * PAGE, 0 };
+	d->maps[1] = (fvm_mapping){ sizeof(fvm_mapping), 0, "vga.ram", d->vga, VGA_PAGES * PAGE, PAGE };
 }
 
 static void dest_free(struct dest *d)
@@ -176,10 +177,10 @@ static void assert_loaded(const struct dest *d)
 static void test_open_list(void **state)
 {
 	fvm_reader *r;
-	fvm_file_info fi;
-	fvm_block_info bi;
-	fvm_run_info ri;
-	fvm_devstate_info di;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
+	fvm_block_info bi = FVM_BLOCK_INFO_INIT;
+	fvm_run_info ri = FVM_RUN_INFO_INIT;
+	fvm_devstate_info di = FVM_DEVSTATE_INFO_INIT;
 	uint32_t id;
 	uint64_t data = 0, zero = 0, prev_end = 0;
 	const char *k, *v;
@@ -228,7 +229,7 @@ static void test_open_list(void **state)
 	assert_string_equal(k, "creator");
 	assert_int_equal(fvm_reader_devstate(r, 0, &di), 0);
 	assert_string_equal(di.name, "cpu");
-	assert_int_equal(di.size, sizeof(devdata));
+	assert_int_equal(di.length, sizeof(devdata));
 	if (fvm_verify(r, NULL, NULL))
 		fail_msg("verify: %s", fvm_error_detail());
 	fvm_reader_free(r);
@@ -238,7 +239,7 @@ static void test_open_list(void **state)
 static void test_open_fd(void **state)
 {
 	fvm_reader *r;
-	fvm_file_info fi;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	int fd = open(snap, O_RDONLY);
 
 	(void)state;
@@ -256,19 +257,24 @@ static void test_open_fd(void **state)
 
 /* ------------------------------------------------------------ loading */
 
+#define TUNE_INLINE (1u << 31) /* load_with: FVM_TUNE_INLINE */
+
 static void load_with(int backend, unsigned qd, uint64_t chunk, uint32_t flags)
 {
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
-	fvm_load_stats st;
+	fvm_load_tuning t = FVM_LOAD_TUNING_INIT;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 	fvm_reader *r;
 	struct dest d;
 
 	assert_int_equal(fvm_reader_open(&r, snap), 0);
 	dest_new(&d, -1);
 	o.backend = backend;
-	o.queue_depth = qd;
-	o.chunk_bytes = chunk;
-	o.flags = flags;
+	t.queue_depth = qd;
+	t.chunk_bytes = chunk;
+	t.flags = flags & TUNE_INLINE ? FVM_TUNE_INLINE : 0;
+	o.tuning = &t;
+	o.flags = flags & ~TUNE_INLINE;
 	assert_int_equal(fvm_load(r, d.maps, 2, &o, &st), 0);
 	assert_loaded(&d);
 	if (backend == FVM_BACKEND_PREAD) {
@@ -303,8 +309,8 @@ static void test_load_uring(void **state)
 	load_with(FVM_BACKEND_URING, 0, 0, 0);
 	load_with(FVM_BACKEND_URING, 3, 12288, FVM_LOAD_VERIFY);
 	load_with(FVM_BACKEND_URING, 64, 65536, 0);
-	load_with(FVM_BACKEND_URING, 2, 8192, FVM_LOAD_INLINE);
-	load_with(FVM_BACKEND_URING, 0, 0, FVM_LOAD_INLINE | FVM_LOAD_VERIFY);
+	load_with(FVM_BACKEND_URING, 2, 8192, TUNE_INLINE);
+	load_with(FVM_BACKEND_URING, 0, 0, TUNE_INLINE | FVM_LOAD_VERIFY);
 	load_with(FVM_BACKEND_AUTO, 0, 0, FVM_LOAD_DIRECT);
 }
 
@@ -327,7 +333,7 @@ static int direct_works(const char *path)
 static void test_load_direct(void **state)
 {
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
-	fvm_load_stats st;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 	fvm_reader *r;
 	struct dest d;
 	char path[300];
@@ -364,7 +370,7 @@ static void test_load_direct(void **state)
 	/* an unaligned destination cannot take O_DIRECT: buffered, same bytes */
 	{
 		uint8_t *m = anon(VGA_PAGES * PAGE + PAGE, -1);
-		fvm_mapping mp = { "vga.ram", m + 512, VGA_PAGES * PAGE, 0 };
+		fvm_mapping mp = { sizeof(fvm_mapping), 0, "vga.ram", m + 512, VGA_PAGES * PAGE, 0 };
 
 		o.flags = FVM_LOAD_DIRECT | FVM_LOAD_PARTIAL;
 		assert_int_equal(fvm_load(r, &mp, 1, &o, &st), 0);
@@ -379,7 +385,7 @@ static void test_load_direct(void **state)
 static void zero_policy(int policy)
 {
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
-	fvm_load_stats st;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 	fvm_reader *r;
 	struct dest d;
 
@@ -414,7 +420,7 @@ static void test_zero_dontneed(void **state) { (void)state; zero_policy(FVM_ZERO
 /* Offset of the first DATA run's payload of pc.ram. */
 static uint64_t first_data_offset(fvm_reader *r)
 {
-	fvm_run_info ri;
+	fvm_run_info ri = FVM_RUN_INFO_INIT;
 
 	for (uint64_t i = 0; i < fvm_reader_run_count(r); i++) {
 		assert_int_equal(fvm_reader_run(r, i, &ri), 0);
@@ -534,6 +540,7 @@ static int cancel_after(void *ctx, uint64_t done, uint64_t total)
 static void test_cancel(void **state)
 {
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
+	fvm_load_tuning t = FVM_LOAD_TUNING_INIT;
 	fvm_reader *r;
 	struct dest d;
 	int calls;
@@ -544,7 +551,8 @@ static void test_cancel(void **state)
 		dest_new(&d, -1);
 		calls = 0;
 		o.backend = b;
-		o.chunk_bytes = 64 * 1024;
+		t.chunk_bytes = 64 * 1024;
+		o.tuning = &t;
 		o.progress = cancel_after;
 		o.progress_ctx = &calls;
 		assert_int_equal(fvm_load(r, d.maps, 2, &o, NULL), FVM_ECANCELED);
@@ -611,10 +619,10 @@ static void reap(pid_t pid)
 static void test_stream(void **state)
 {
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
-	fvm_load_stats st;
-	fvm_file_info fi;
-	fvm_devstate_info di;
-	fvm_run_info ri;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
+	fvm_devstate_info di = FVM_DEVSTATE_INFO_INIT;
+	fvm_run_info ri = FVM_RUN_INFO_INIT;
 	fvm_reader *r;
 	struct dest d;
 	char buf[64];
@@ -652,7 +660,7 @@ static void test_stream(void **state)
 	assert_int_equal(fvm_reader_run(r, 0, &ri), 0);
 	assert_string_equal(fvm_reader_meta_get(r, "machine"), "pc-i440fx");
 	assert_int_equal(fvm_reader_devstate(r, 0, &di), 0);
-	assert_int_equal(di.size, sizeof(devdata));
+	assert_int_equal(di.length, sizeof(devdata));
 	assert_int_equal(fvm_reader_devstate_read(r, 0, buf, sizeof(buf)), 0);
 	assert_memory_equal(buf, devdata, sizeof(devdata));
 	assert_int_equal(fvm_load(r, d.maps, 2, NULL, NULL), FVM_ESTATE);
@@ -683,7 +691,7 @@ static void test_stream_verify(void **state)
 static void test_stream_partial(void **state)
 {
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
-	fvm_load_stats st;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 	fvm_reader *r;
 	struct dest d;
 	int fd;
@@ -737,7 +745,7 @@ static void test_rewrites(void **state)
 	assert_int_equal(fvm_reader_open(&r, path), 0);
 	assert_int_equal(fvm_verify(r, NULL, NULL), 0);
 	for (int policy = FVM_ZERO_LEAVE; policy <= FVM_ZERO_MEMSET; policy++) {
-		fvm_mapping m = { "pc.ram", NULL, RAM_PAGES * PAGE, 0 };
+		fvm_mapping m = { sizeof(fvm_mapping), 0, "pc.ram", NULL, RAM_PAGES * PAGE, 0 };
 
 		m.addr = mem = anon(RAM_PAGES * PAGE, -1);
 		o.zero_policy = policy;
@@ -750,7 +758,7 @@ static void test_rewrites(void **state)
 	/* the stream applies every copy in order; LEAVE must still clear the
 	 * pages a later zero run replaced */
 	for (int policy = FVM_ZERO_LEAVE; policy <= FVM_ZERO_DONTNEED; policy++) {
-		fvm_mapping m = { "pc.ram", NULL, RAM_PAGES * PAGE, 0 };
+		fvm_mapping m = { sizeof(fvm_mapping), 0, "pc.ram", NULL, RAM_PAGES * PAGE, 0 };
 
 		pid = stream_writer(&fd, 1);
 		assert_int_equal(fvm_reader_open_stream(&r, fd, "pipe"), 0);
@@ -866,7 +874,7 @@ static void test_plan(void **state)
 		{ 0, 0, 30, 4, 0, 0 },
 	};
 	uint8_t *ma = anon(64 * PAGE, -1), *mb = anon(16 * PAGE, -1);
-	fvm_mapping maps[2] = { { "b", mb, 16 * PAGE, 0 }, { "a", ma, 64 * PAGE, 0 } };
+	struct fvm_map maps[2] = { { "b", mb, 16 * PAGE, 0, 0 }, { "a", ma, 64 * PAGE, 0, 0 } };
 	struct fvm_plan p;
 
 	(void)state;
@@ -885,7 +893,20 @@ static void test_plan(void **state)
 	/* zero ranges: a minus its data pages (7 of 64), all of b but 2 pages */
 	assert_int_equal(p.zero_bytes, (64 - 7 + 16 - 2) * PAGE);
 	assert_true(p.aligned);
+	assert_null(p.shared);
 	fvm_plan_free(&p);
+
+	/* the caller's zero handling: FVM_MAP_ZERO leaves b out of the zero
+	 * work; SHARED marks the plan (no map over it, no DONTNEED in it) */
+	maps[0].flags = FVM_MAP_ZERO;
+	maps[1].flags = FVM_MAP_SHARED;
+	assert_int_equal(fvm_plan_build(&p, "t", b, 2, e, 5, maps, 2, 0, 1 << 20), 0);
+	assert_int_equal(p.zero_bytes, (64 - 7) * PAGE);
+	assert_string_equal(p.shared, "a");
+	for (size_t i = 0; i < p.nzero; i++)
+		assert_int_equal(p.zero[i].map_flags, FVM_MAP_SHARED);
+	fvm_plan_free(&p);
+	maps[0].flags = maps[1].flags = 0;
 
 	/* chunks of 3 pages: the first run splits, pieces stay in order */
 	assert_int_equal(fvm_plan_build(&p, "t", b, 2, e, 5, maps, 2, 0, 3 * PAGE + 100), 0);
@@ -924,6 +945,7 @@ static void test_huge_pages(void **state)
 	const uint64_t hp = 2u << 20, len = 8 * hp;
 	fvm_write_options wo = FVM_WRITE_OPTIONS_INIT;
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
+	fvm_load_tuning t = FVM_LOAD_TUNING_INIT;
 	uint8_t *mem = anon(len, 0), *dst, *buf = malloc(2 * hp);
 	char path[300];
 	fvm_writer *w;
@@ -947,13 +969,14 @@ static void test_huge_pages(void **state)
 	assert_int_equal(fvm_reader_open(&r, path), 0);
 	assert_int_equal(fvm_verify(r, NULL, NULL), 0);
 	for (int b = FVM_BACKEND_URING; b <= FVM_BACKEND_PREAD; b++) {
-		fvm_mapping m = { "huge", NULL, len, hp };
+		fvm_mapping m = { sizeof(fvm_mapping), 0, "huge", NULL, len, hp };
 
 		m.addr = dst = anon(len, 0x5A);
 		o.backend = b;
 		o.flags = FVM_LOAD_VERIFY;
 		o.zero_policy = FVM_ZERO_DONTNEED;
-		o.chunk_bytes = 768 * 1024; /* splits each huge page */
+		o.tuning = &t;
+		t.chunk_bytes = 768 * 1024; /* splits each huge page */
 		assert_int_equal(fvm_load(r, &m, 1, &o, NULL), 0);
 		assert_memory_equal(dst, mem, len);
 		munmap(dst, len);
@@ -1053,7 +1076,7 @@ static void test_index_mismatch(void **state)
 static void test_stream_no_segments(void **state)
 {
 	fvm_reader *r;
-	fvm_file_info fi;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	int fds[2];
 	char buf[64];
 	pid_t pid;
@@ -1077,18 +1100,23 @@ static void test_stream_no_segments(void **state)
 	reap(pid);
 	assert_int_equal(fvm_reader_info(r, &fi), 0);
 	assert_int_equal(fi.block_count, 0);
-	assert_int_equal(fi.devstate_count, 1);
-	assert_int_equal(fvm_verify(r, NULL, NULL), 0);
+	/* open pauses at the first section: it goes to the load or verify */
+	assert_int_equal(fi.devstate_count, 0);
 	assert_int_equal(fvm_load(r, NULL, 0, NULL, NULL), 0);
+	assert_int_equal(fvm_reader_info(r, &fi), 0);
+	assert_int_equal(fi.devstate_count, 1);
+	/* read to its end: neither verify nor load can read it again */
+	assert_int_equal(fvm_verify(r, NULL, NULL), FVM_ESTATE);
 	assert_int_equal(fvm_reader_devstate_read(r, 0, buf, sizeof(buf)), 0);
 	assert_memory_equal(buf, devdata, sizeof(devdata));
 	fvm_reader_free(r);
 	close(fds[0]);
 }
 
-static void test_backend_env(void **state)
+/* The library reads no environment: FVM_BACKEND (read by 0.1) changes nothing. */
+static void test_env_ignored(void **state)
 {
-	fvm_load_stats st;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 	fvm_reader *r;
 	struct dest d;
 
@@ -1096,10 +1124,14 @@ static void test_backend_env(void **state)
 	assert_int_equal(fvm_reader_open(&r, snap), 0);
 	dest_new(&d, -1);
 	setenv("FVM_BACKEND", "pread", 1);
+	setenv("FVM_WILLNEED", "4", 1);
 	assert_int_equal(fvm_load(r, d.maps, 2, NULL, &st), 0);
 	unsetenv("FVM_BACKEND");
-	assert_int_equal(st.backend, FVM_BACKEND_PREAD);
-	assert_null(st.fallback_reason);
+	unsetenv("FVM_WILLNEED");
+	if (st.backend == FVM_BACKEND_PREAD) /* only when io_uring was refused */
+		assert_non_null(st.fallback_reason);
+	else
+		assert_int_equal(st.backend, FVM_BACKEND_URING);
 	assert_loaded(&d);
 	dest_free(&d);
 	fvm_reader_free(r);
@@ -1130,7 +1162,7 @@ int main(void)
 		cmocka_unit_test(test_huge_pages),
 		cmocka_unit_test(test_index_mismatch),
 		cmocka_unit_test(test_stream_no_segments),
-		cmocka_unit_test(test_backend_env),
+		cmocka_unit_test(test_env_ignored),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
+#include "fastvm/fastvm.h"
 #include "source.h"
-#include "stock_error.h"
 #include "stream.h"
 
 /* ------------------------------------------------------------ builder */
@@ -566,7 +566,7 @@ static void test_mapped_ram(void **state)
 		err = parse(b.d, b.len, &c, &st);
 		if (err != mr_expect[v])
 			fail_msg("mapped-ram variant %d: got %d, expected %d (%s)", v, err,
-				 mr_expect[v], stock_error_detail());
+				 mr_expect[v], fvm_error_detail());
 		if (v == MR_GOOD) {
 			assert_true(st.mapped_ram);
 			assert_int_equal(st.mapped_data_pages, 3);
@@ -605,7 +605,7 @@ static void test_mapped_ram_pipe(void **state)
 	close(fds[1]);
 	assert_int_equal(stock_source_open_fd(&src, fds[0], "pipe"), 0);
 	assert_int_equal(stock_stream_parse(src, &ops, &st), FVM_EUNSUPPORTED);
-	assert_non_null(strstr(stock_error_detail(), "seekable"));
+	assert_non_null(strstr(fvm_error_detail(), "seekable"));
 	stock_source_free(src);
 	stock_stream_release(&st);
 	close(fds[0]);
@@ -626,9 +626,9 @@ static void test_hostile(void **state)
 		err = parse(b.d, b.len, &c, &st);
 		if (err != expect[v])
 			fail_msg("variant %d: got %d, expected %d (%s)", v, err, expect[v],
-				 stock_error_detail());
+				 fvm_error_detail());
 		/* the detail names the input */
-		assert_non_null(strstr(stock_error_detail(), "test.mig"));
+		assert_non_null(strstr(fvm_error_detail(), "test.mig"));
 		stock_stream_release(&st);
 		free(b.d);
 	}

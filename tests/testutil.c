@@ -379,7 +379,7 @@ static char why[512];
 
 const char *tu_check_consistent(fvm_reader *r)
 {
-	fvm_file_info fi;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	uint64_t n, dp = 0, zp = 0, dr = 0, zr = 0, payload = 0;
 	struct span *sp = NULL;
 	const char *res = why;
@@ -389,7 +389,7 @@ const char *tu_check_consistent(fvm_reader *r)
 	if (fi.version_major != 1)
 		BAD("version %u", fi.version_major);
 	for (uint32_t i = 0; i < fi.block_count; i++) {
-		fvm_block_info bi;
+		fvm_block_info bi = FVM_BLOCK_INFO_INIT;
 		uint32_t id;
 
 		if (fvm_reader_block(r, i, &bi))
@@ -411,7 +411,7 @@ const char *tu_check_consistent(fvm_reader *r)
 		zr += bi.zero_runs;
 		payload += bi.data_pages * bi.page_size;
 	}
-	if (fvm_reader_block(r, fi.block_count, &(fvm_block_info){ 0 }) == 0)
+	if (fvm_reader_block(r, fi.block_count, &(fvm_block_info)FVM_BLOCK_INFO_INIT) == 0)
 		BAD("block %u past the end is listed", fi.block_count);
 	if (dp != fi.data_pages || zp != fi.zero_pages || dr != fi.data_runs ||
 	    zr != fi.zero_runs || payload != fi.payload_bytes)
@@ -426,8 +426,8 @@ const char *tu_check_consistent(fvm_reader *r)
 		BAD("out of memory");
 	dp = zp = dr = zr = 0;
 	for (uint64_t i = 0; i < n; i++) {
-		fvm_run_info ri;
-		fvm_block_info bi;
+		fvm_run_info ri = FVM_RUN_INFO_INIT;
+		fvm_block_info bi = FVM_BLOCK_INFO_INIT;
 
 		if (fvm_reader_run(r, i, &ri))
 			BAD("run %llu: %s", (unsigned long long)i, fvm_error_detail());
@@ -460,7 +460,7 @@ const char *tu_check_consistent(fvm_reader *r)
 		}
 		sp[i] = (struct span){ ri.block_id, ri.first_page, ri.first_page + ri.page_count };
 	}
-	if (fvm_reader_run(r, n, &(fvm_run_info){ 0 }) == 0)
+	if (fvm_reader_run(r, n, &(fvm_run_info)FVM_RUN_INFO_INIT) == 0)
 		BAD("run %llu past the end is listed", (unsigned long long)n);
 	if (dp != fi.data_pages || zp != fi.zero_pages || dr != fi.data_runs || zr != fi.zero_runs)
 		BAD("runs do not add up to the counters");
@@ -471,12 +471,12 @@ const char *tu_check_consistent(fvm_reader *r)
 			    sp[i].block);
 
 	for (uint32_t i = 0; i < fi.devstate_count; i++) {
-		fvm_devstate_info di;
+		fvm_devstate_info di = FVM_DEVSTATE_INFO_INIT;
 
 		if (fvm_reader_devstate(r, i, &di) || !di.name)
 			BAD("devstate %u: %s", i, fvm_error_detail());
 		if (fi.file_size && (di.file_offset > fi.file_size ||
-				     di.size > fi.file_size - di.file_offset))
+				     di.length > fi.file_size - di.file_offset))
 			BAD("devstate %u past the end of the file", i);
 	}
 	for (uint32_t i = 0; i < fi.meta_count; i++) {

@@ -1,12 +1,16 @@
 /*
  * Shared helpers of the fvmsnap subcommands (see cli.h): the exit-code
- * mapping, the one error format, size parsing, atomic small files, signals,
- * and the one escaper of names for JSON and for the terminal.
+ * mapping, the one error format, standard input as a snapshot (opened as a
+ * file or a stream, peeked at, spooled), the load environment, size
+ * parsing, atomic small files and safe file names. Escaping, the histogram
+ * buckets, the progress bar and the signal flag are one layer down, in
+ * tools/common/, shared with tools/stock/.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -16,7 +20,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "progress.h"
+#include "common/progress.h"
+#include "common/util.h"
 
 const char *cli_prog = "fvmsnap";
 
@@ -49,14 +54,28 @@ int cli_exit_code(int code)
 	}
 }
 
-int cli_fail_detail(const char *what, int code, const char *detail,
-		    const char *not_what)
+/*
+ * The detail without its leading "WHAT: " when it starts with the name the
+ * message starts with: the library and the stock code name their input in
+ * every detail, and the message names it once.
+ */
+static const char *detail_after(const char *detail, const char *what)
+{
+	size_t n = strlen(what);
+
+	if (n && !strncmp(detail, what, n) && detail[n] == ':' && detail[n + 1] == ' ')
+		return detail + n + 2;
+	return detail;
+}
+
+int cli_fail_as(const char *what, int code, const char *not_what)
 {
 	const char *text = code == FVM_EMAGIC && not_what ? not_what
 			   : fvm_strerror(code);
+	const char *detail = detail_after(fvm_error_detail(), what);
 
 	progress_clear_current();
-	if (detail && *detail)
+	if (*detail)
 		fprintf(stderr, "%s: %s: %s: %s\n", cli_prog, what, text, detail);
 	else
 		fprintf(stderr, "%s: %s: %s\n", cli_prog, what, text);
@@ -65,7 +84,7 @@ int cli_fail_detail(const char *what, int code, const char *detail,
 
 int cli_fail(const char *what, int code)
 {
-	return cli_fail_detail(what, code, fvm_error_detail(), NULL);
+	return cli_fail_as(what, code, NULL);
 }
 
 int cli_fail_sys(const char *what, int err)
@@ -113,23 +132,205 @@ int cli_one_operand(int argc, char **argv, const char *what, const char **out)
 	return 0;
 }
 
-unsigned cli_run_bucket(uint64_t pages)
+const char *cli_input_name(const char *in)
 {
-	return 63u - (unsigned)__builtin_clzll(pages);
+	return strcmp(in, "-") ? in : CLI_STDIN_NAME;
 }
 
-uint64_t cli_run_bucket_max(unsigned k)
+int cli_stdin_seekable(void)
 {
-	return k == 63 ? ~0ull : (2ull << k) - 1;
+	struct stat st;
+
+	return fstat(STDIN_FILENO, &st) == 0 &&
+	       (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
 }
 
-void cli_run_bucket_label(char *buf, size_t len, unsigned k)
+int cli_refuse_terminal(const char *in, const char *what)
 {
-	if (k == 0)
-		snprintf(buf, len, "1");
-	else
-		snprintf(buf, len, "%llu-%llu", 1ull << k,
-			 (unsigned long long)cli_run_bucket_max(k));
+	if (strcmp(in, "-") || !isatty(STDIN_FILENO))
+		return 0;
+	return cli_usage_error("refusing to read %s from a terminal", what);
+}
+
+int cli_open_snapshot(const char *in, fvm_reader **r)
+{
+	if (strcmp(in, "-"))
+		return fvm_reader_open(r, in);
+	if (cli_stdin_seekable())
+		return fvm_reader_open_fd(r, STDIN_FILENO, CLI_STDIN_NAME);
+	return fvm_reader_open_stream(r, STDIN_FILENO, CLI_STDIN_NAME);
+}
+
+/* Read exactly len bytes of fd (a pipe), retrying on EINTR. */
+static int read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* 1 when every writer of the pipe on standard input has closed it. */
+static int stdin_hung_up(void)
+{
+	struct pollfd pf = { STDIN_FILENO, POLLIN, 0 };
+
+	return poll(&pf, 1, 0) == 1 && (pf.revents & POLLHUP);
+}
+
+/*
+ * tee(2) copies what the pipe holds into a pipe of ours without consuming
+ * it. Until len bytes are there (a writer may start with a short write) the
+ * copy is dropped and taken again a millisecond later. Once every writer
+ * has closed the pipe (seen before the copy, so nothing can follow it) the
+ * copy is all there is: a short input.
+ */
+static int peek_pipe(void *buf, size_t len, size_t *got)
+{
+	static const struct timespec ms = { 0, 1000000 };
+	char scratch[64];
+	int p[2], ret = 0, hung;
+	ssize_t n;
+
+	if (len > sizeof(scratch))
+		return -EINVAL;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	for (;;) {
+		hung = stdin_hung_up();
+		n = tee(STDIN_FILENO, p[1], len, 0);
+		if (n < 0 && errno == EINTR && !util_interrupted())
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		if ((size_t)n >= len || n == 0 || hung) {
+			*got = (size_t)n;
+			ret = read_full(p[0], buf, (size_t)n);
+			break;
+		}
+		if ((ret = read_full(p[0], scratch, (size_t)n)))
+			break;
+		nanosleep(&ms, NULL);
+	}
+	close(p[0]);
+	close(p[1]);
+	return ret;
+}
+
+int cli_peek_stdin(void *buf, size_t len, size_t *got)
+{
+	struct stat st;
+	ssize_t n;
+
+	*got = 0;
+	if (fstat(STDIN_FILENO, &st) < 0)
+		return -errno;
+	if (S_ISFIFO(st.st_mode))
+		return peek_pipe(buf, len, got);
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return -ENOTSUP;
+	do
+		n = pread(STDIN_FILENO, buf, len, 0);
+	while (n < 0 && errno == EINTR && !util_interrupted());
+	if (n < 0)
+		return -errno;
+	*got = (size_t)n;
+	return 0;
+}
+
+/* Copy the rest of standard input to fd: splice from a pipe, else read. */
+static int copy_stdin(int fd)
+{
+	static char buf[1 << 16];
+	int use_splice = 1;
+
+	for (;;) {
+		ssize_t n;
+
+		if (util_interrupted())
+			return -EINTR;
+		if (use_splice) {
+			n = splice(STDIN_FILENO, NULL, fd, NULL, 1u << 20, SPLICE_F_MOVE);
+			if (n < 0 && errno == EINVAL) {
+				use_splice = 0;
+				continue;
+			}
+		} else {
+			n = read(STDIN_FILENO, buf, sizeof(buf));
+			if (n > 0) {
+				int err = cli_write_all(fd, buf, (size_t)n);
+
+				if (err)
+					return err;
+			}
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : 0;
+	}
+}
+
+int cli_spool_stdin(int *out, const char **dir)
+{
+	const char *d = getenv("TMPDIR");
+	int fd, err;
+
+	if (!d || !*d)
+		d = "/tmp";
+	*dir = d;
+	fd = open(d, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		/* no O_TMPFILE here: a named file, gone from the directory at once */
+		char path[4096];
+
+		if (snprintf(path, sizeof(path), "%s/.fvmsnap-stdin.XXXXXX", d) >= (int)sizeof(path))
+			return -ENAMETOOLONG;
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(path);
+	}
+	if (fd < 0)
+		return -errno;
+	if ((err = copy_stdin(fd)) || (lseek(fd, 0, SEEK_SET) < 0 && (err = -errno))) {
+		close(fd);
+		return err;
+	}
+	*out = fd;
+	return 0;
+}
+
+int cli_load_env(fvm_load_options *lo, fvm_load_tuning *tu)
+{
+	const char *be = getenv("FVM_BACKEND"), *wn = getenv("FVM_WILLNEED");
+	uint64_t v;
+
+	if (be && *be && lo->backend == FVM_BACKEND_AUTO) {
+		if (!strcmp(be, "pread"))
+			lo->backend = FVM_BACKEND_PREAD;
+		else if (!strcmp(be, "uring") || !strcmp(be, "io_uring"))
+			lo->backend = FVM_BACKEND_URING;
+		else
+			return cli_usage_error("FVM_BACKEND=%s: expected pread, uring or io_uring", be);
+	}
+	if (wn && *wn && !tu->willneed_window) {
+		if (cli_parse_uint(wn, 64, &v))
+			return cli_usage_error("FVM_WILLNEED=%s: expected 0..64", wn);
+		tu->willneed_window = (unsigned)v;
+	}
+	lo->tuning = tu;
+	return 0;
 }
 
 int cli_try_help(void)
@@ -192,58 +393,6 @@ int cli_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-const char *cli_fmt_bytes(char *buf, size_t len, uint64_t bytes)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double v = (double)bytes;
-	unsigned i = 0;
-
-	while (v >= 1024 && i < 4) {
-		v /= 1024;
-		i++;
-	}
-	if (i == 0)
-		snprintf(buf, len, "%llu B", (unsigned long long)bytes);
-	else
-		snprintf(buf, len, "%.1f %s", v, units[i]);
-	return buf;
-}
-
-uint64_t cli_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
-void cli_install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: a blocked read returns EINTR and we stop sooner. */
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	/* A closed output pipe shows up as EPIPE from write(), reported. */
-	signal(SIGPIPE, SIG_IGN);
-}
-
-int cli_interrupted(void)
-{
-	return interrupted;
-}
-
 int cli_write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
@@ -252,7 +401,7 @@ int cli_write_all(int fd, const void *buf, size_t len)
 		ssize_t n = write(fd, p, len);
 
 		if (n < 0) {
-			if (errno == EINTR && !interrupted)
+			if (errno == EINTR && !util_interrupted())
 				continue;
 			return -errno;
 		}
@@ -404,117 +553,4 @@ void cli_safe_name(const char *name, char *buf)
 	buf[i] = '\0';
 	if (!i)
 		strcpy(buf, "unnamed");
-}
-
-void cli_print_escaped(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		switch (c) {
-		case '\\': fputs("\\\\", f); break;
-		case '\t': fputs("\\t", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		default:
-			if (c < 0x20 || c > 0x7e)
-				fprintf(f, "\\x%02x", c);
-			else
-				fputc(c, f);
-		}
-	}
-}
-
-/*
- * Length of the valid UTF-8 sequence at s (left bytes available), or 0:
- * truncated sequences, overlong forms, surrogates and code points above
- * U+10FFFF are not valid.
- */
-static size_t utf8_len(const unsigned char *s, size_t left)
-{
-	size_t n, i;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (left < n)
-		return 0;
-	for (i = 1; i < n; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||
-	    (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
-		return 0;
-	return n;
-}
-
-void cli_json_mem(FILE *f, const void *str, size_t len)
-{
-	const unsigned char *s = str, *end = s + len;
-
-	fputc('"', f);
-	while (s < end) {
-		size_t n;
-
-		if (*s == '"' || *s == '\\') {
-			fputc('\\', f);
-			fputc(*s++, f);
-		} else if (*s == '\n') {
-			fputs("\\n", f), s++;
-		} else if (*s == '\t') {
-			fputs("\\t", f), s++;
-		} else if (*s == '\r') {
-			fputs("\\r", f), s++;
-		} else if (*s < 0x20 || *s == 0x7f) {
-			fprintf(f, "\\u%04x", *s++);
-		} else if (*s < 0x80) {
-			fputc(*s++, f);
-		} else if ((n = utf8_len(s, (size_t)(end - s))) > 0) {
-			fwrite(s, 1, n, f);
-			s += n;
-		} else {
-			/* not UTF-8: its Latin-1 reading, so no byte is lost */
-			fprintf(f, "\\u%04x", *s++);
-		}
-	}
-	fputc('"', f);
-}
-
-void cli_json_str(FILE *f, const char *s)
-{
-	cli_json_mem(f, s, strlen(s));
-}
-
-int cli_print_safe_mem(FILE *f, const void *str, size_t len, int width)
-{
-	const unsigned char *s = str, *end = s + len;
-	int chars = 0, i;
-
-	while (s < end) {
-		size_t n = *s < 0x80 ? 1 : utf8_len(s, (size_t)(end - s));
-
-		/* C1 controls (U+0080..U+009F, c2 80..c2 9f) act like C0 ones
-		 * on many terminals. */
-		if (n == 0 || *s < 0x20 || *s == 0x7f || (*s == 0xc2 && s[1] < 0xa0)) {
-			fputc('?', f);
-			s += n ? n : 1;
-		} else {
-			fwrite(s, 1, n, f);
-			s += n;
-		}
-		chars++;
-	}
-	for (i = chars; i < width; i++)
-		fputc(' ', f);
-	return chars;
-}
-
-int cli_print_safe(FILE *f, const char *s, int width)
-{
-	return cli_print_safe_mem(f, s, strlen(s), width);
 }

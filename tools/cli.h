@@ -1,7 +1,10 @@
 /*
  * Shared helpers of the fvmsnap subcommands: exit codes, error reporting in
- * one format, size parsing, small I/O helpers. Everything the CLI knows about
- * the library comes from the public header; tools never include lib/.
+ * one format, inputs ("-" for standard input), the load environment, size
+ * parsing, small I/O helpers. Everything the CLI knows about the library
+ * comes from the public headers; tools never include lib/. Below this layer
+ * is tools/common/ (escaping, histogram buckets, progress, clock, signals),
+ * which tools/stock/ uses too; nothing there includes this header.
  */
 #ifndef FVMSNAP_CLI_H
 #define FVMSNAP_CLI_H
@@ -9,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "fastvm/experimental.h"
 #include "fastvm/fastvm.h"
 
 #if defined(__GNUC__)
@@ -39,19 +43,19 @@ extern const char *cli_prog;
 int cli_exit_code(int fvm_code);
 
 /*
- * "fvmsnap pack: <what>: <fvm_strerror>: <fvm_error_detail>" on stderr
- * (the detail is left out when empty); returns cli_exit_code(code).
+ * "fvmsnap pack: <what>: <fvm_strerror>: <fvm_error_detail>" on stderr: the
+ * one error format of every subcommand, for failures of libfastvm calls and
+ * of the stock QEMU code alike (both set the detail with fvm_error_set). The
+ * detail is left out when empty, and its leading "<what>: " when it has one
+ * (the input is named once). Returns cli_exit_code(code).
  */
 int cli_fail(const char *what, int code);
 /*
- * cli_fail with the detail given, for the stock QEMU code that keeps its
- * own (stock_error_detail()). For FVM_EMAGIC, not_what replaces
- * fvm_strerror's "not a libfastvm snapshot" when not NULL, so that the
- * message says what the input is not (CLI_NOT_STOCK_INPUT, "not a qcow2
- * image"). Returns cli_exit_code(code).
+ * cli_fail, but for FVM_EMAGIC not_what replaces fvm_strerror's "not a
+ * libfastvm snapshot" when not NULL, so that the message says what the
+ * input is not (CLI_NOT_STOCK_INPUT, "not a qcow2 image").
  */
-int cli_fail_detail(const char *what, int code, const char *detail,
-		    const char *not_what);
+int cli_fail_as(const char *what, int code, const char *not_what);
 /* The FVM_EMAGIC text of the commands reading stock QEMU inputs. */
 #define CLI_NOT_STOCK_INPUT \
 	"not a QEMU migration stream, mapped-ram file or qcow2 image"
@@ -70,14 +74,60 @@ void cli_msg(const char *fmt, ...) CLI_PRINTF(1, 2);
 int cli_one_operand(int argc, char **argv, const char *what, const char **out);
 
 /*
- * Run-length histograms (fvmsnap inspect): bucket k holds runs of
- * 2^k .. 2^(k+1)-1 pages.
+ * Inputs. "-" is standard input for every command that reads a snapshot;
+ * messages call it CLI_STDIN_NAME.
  */
-#define CLI_RUN_BUCKETS 64
-unsigned cli_run_bucket(uint64_t pages);     /* pages >= 1 */
-uint64_t cli_run_bucket_max(unsigned k);
-/* "1" or "MIN-MAX", for the text tables */
-void cli_run_bucket_label(char *buf, size_t len, unsigned k);
+#define CLI_STDIN_NAME "standard input"
+
+/* IN as messages name it: the path, or CLI_STDIN_NAME for "-". */
+const char *cli_input_name(const char *in);
+
+/* 1 when standard input is seekable: a regular file or a block device. */
+int cli_stdin_seekable(void);
+
+/*
+ * When IN is "-" and standard input is a terminal: "refusing to read WHAT
+ * from a terminal" (nobody types a snapshot) and EXIT_USAGE; else 0.
+ */
+int cli_refuse_terminal(const char *in, const char *what);
+
+/*
+ * Open a snapshot: a path with fvm_reader_open; "-" with fvm_reader_open_fd
+ * when standard input is seekable (read like a file), else with
+ * fvm_reader_open_stream (a pipe, read front to back once: runs and
+ * device-state sections are listed only after fvm_load or fvm_verify).
+ * Returns 0 or an FVM_E* code with the library's detail.
+ */
+int cli_open_snapshot(const char *in, fvm_reader **r);
+
+/*
+ * The first len bytes of standard input, left in it for the reader that
+ * comes next (inspect tells a snapshot from a stock QEMU stream so): pread
+ * on a seekable input, tee(2) on a pipe. *got receives how many (fewer only
+ * at the input's end). Returns 0, -ENOTSUP for other inputs (a socket, a
+ * character device), or -errno.
+ */
+int cli_peek_stdin(void *buf, size_t len, size_t *got);
+
+/*
+ * Standard input copied to an unnamed temporary file (O_TMPFILE; where the
+ * file system has none, a file unlinked as soon as it is created) in
+ * $TMPDIR, else /tmp, so that it is gone whenever the process ends. For a
+ * command that reads a snapshot in another order than it was written
+ * (export). *fd receives the file at offset 0, *dir the directory used
+ * (for messages). Returns 0 or -errno.
+ */
+int cli_spool_stdin(int *fd, const char **dir);
+
+/*
+ * The environment variables of the commands that load (fvmsnap(1),
+ * ENVIRONMENT), which the library no longer reads itself:
+ * FVM_BACKEND=pread|uring|io_uring sets lo->backend when it is
+ * FVM_BACKEND_AUTO; FVM_WILLNEED=N (0..64) sets tu->willneed_window when it
+ * is 0. lo->tuning is pointed at tu. Returns 0, or for a value that is none
+ * of these a usage error's exit code.
+ */
+int cli_load_env(fvm_load_options *lo, fvm_load_tuning *tu);
 
 /*
  * Parse a byte size: decimal digits with an optional binary suffix K, M, G,
@@ -87,20 +137,6 @@ void cli_run_bucket_label(char *buf, size_t len, unsigned k);
 int cli_parse_size(const char *s, uint64_t *out);
 /* Parse a non-negative decimal integer up to max; 0 or -1. */
 int cli_parse_uint(const char *s, uint64_t max, uint64_t *out);
-
-/* "512.0 MiB" style, into buf; returns buf. */
-const char *cli_fmt_bytes(char *buf, size_t len, uint64_t bytes);
-
-/* Monotonic clock in nanoseconds. */
-uint64_t cli_now_ns(void);
-
-/*
- * SIGINT/SIGTERM set a flag instead of killing the process, so that
- * progress callbacks can cancel and the library removes its temporary
- * files. cli_interrupted() reads the flag.
- */
-void cli_install_signals(void);
-int cli_interrupted(void);
 
 /* write() all of buf, retrying on EINTR and short writes; 0 or -errno. */
 int cli_write_all(int fd, const void *buf, size_t len);
@@ -130,36 +166,6 @@ int cli_fsync_dir_of(const char *path);
  * an empty name gives "unnamed". buf must hold 201 bytes.
  */
 void cli_safe_name(const char *name, char *buf);
-
-/*
- * Print s with C escapes so that one value stays one line of ASCII:
- * backslash, tab, newline, CR as \\ \t \n \r, other bytes outside
- * 0x20..0x7e as \xHH.
- */
-void cli_print_escaped(FILE *f, const char *s);
-
-/*
- * The one JSON string writer of every fvmsnap JSON document
- * (doc/fvmsnap-json.md): the string in double quotes; valid UTF-8 passes
- * through; '"' and '\\' are escaped, newline, tab and CR as \n \t \r, other
- * bytes below 0x20 and 0x7f as \u00XX; a byte that is not part of valid
- * UTF-8 (also an overlong form or a surrogate) as \u00XX, its Latin-1
- * reading. The output is valid JSON for any bytes. The _mem form takes a
- * length (NUL bytes in it become \u0000).
- */
-void cli_json_str(FILE *f, const char *s);
-void cli_json_mem(FILE *f, const void *s, size_t len);
-
-/*
- * Text output of a name that comes from an input (snapshot, block and
- * device names), so that it cannot drive the terminal: valid UTF-8 is
- * printed as it is, except control characters (below 0x20, 0x7f, and
- * U+0080..U+009F), which become '?'; so does every byte that is not part of
- * valid UTF-8. Then spaces up to width characters (none when width <= 0).
- * Returns the number of characters printed before the padding.
- */
-int cli_print_safe(FILE *f, const char *s, int width);
-int cli_print_safe_mem(FILE *f, const void *s, size_t len, int width);
 
 /* The metadata value "created": current UTC time, RFC 3339. */
 void cli_utc_now(char *buf, size_t len);

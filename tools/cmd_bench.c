@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "common/escape.h"
+#include "common/util.h"
 
 #define REF_READ (1u << 20)
 #define MAX_RUNS 1000
@@ -27,7 +29,7 @@
 enum { CACHE_WARM, CACHE_COLD };
 /*
  * CFG_URING is the default load (reads handed to io_uring's workers),
- * CFG_INLINE the same with FVM_LOAD_INLINE (copies in the calling thread).
+ * CFG_INLINE the same with FVM_TUNE_INLINE (copies in the calling thread).
  * CFG_MMAP maps the runs (no copy, FVM_BACKEND_MMAP); CFG_MMAP_WRITE then
  * writes one byte into every data page, so the copy-on-write cost that
  * mapping defers is shown beside it, not hidden. CFG_LAZY maps without
@@ -44,7 +46,8 @@ struct bench {
 	unsigned runs;
 	int cfg_on[N_CFG];
 	int thp;                 /* destinations (and the reference) MADV_HUGEPAGE */
-	fvm_load_options lo;
+	fvm_load_options lo;     /* lo.tuning is set per load, from tu */
+	fvm_load_tuning tu;      /* --qd, --chunk, --willneed, FVM_WILLNEED */
 };
 
 struct result {
@@ -67,7 +70,8 @@ static void usage(FILE *f)
 		"Load the snapshot into fresh anonymous memory N times per configuration\n"
 		"and compare the median time with a plain sequential read() of the file\n"
 		"(1 MiB reads) into fresh memory, with a warm and a cold page cache\n"
-		"(POSIX_FADV_DONTNEED before each cold run).\n"
+		"(POSIX_FADV_DONTNEED before each cold run). IN.fvm must be a file, not\n"
+		"'-': the loads are timed from the file's storage.\n"
 		"\n"
 		"  -n, --runs N        runs per configuration (default 5)\n"
 		"      --warm          warm page cache only\n"
@@ -80,7 +84,8 @@ static void usage(FILE *f)
 		"                      data page (mmap+write, lazy+write)\n"
 		"      --qd N          reads in flight (io_uring queue depth)\n"
 		"      --chunk SIZE    bytes per read request\n"
-		"      --willneed N    POSIX_FADV_WILLNEED N x qd x chunk ahead (default 0)\n"
+		"      --willneed N    POSIX_FADV_WILLNEED N x qd x chunk ahead (default 0,\n"
+		"                      or FVM_WILLNEED)\n"
 		"      --thp           destination and reference memory MADV_HUGEPAGE, as\n"
 		"                      QEMU allocates guest RAM (default: the system's)\n"
 		"      --direct        O_DIRECT reads\n"
@@ -110,7 +115,7 @@ static int warm_cache(const struct bench *b)
 /* One reference pass: open, fresh memory, read() to EOF. 0 or -errno. */
 static int run_reference(const struct bench *b, uint64_t *ns)
 {
-	uint64_t t0 = cli_now_ns(), off = 0;
+	uint64_t t0 = util_now_ns(), off = 0;
 	size_t len = b->file_size ? (size_t)b->file_size : 1;
 	char *mem;
 	int fd, err = 0;
@@ -133,7 +138,7 @@ static int run_reference(const struct bench *b, uint64_t *ns)
 		if (!want)
 			break;
 		n = read(fd, mem + off, want);
-		if (n < 0 && errno == EINTR && !cli_interrupted())
+		if (n < 0 && errno == EINTR && !util_interrupted())
 			continue;
 		if (n <= 0) {
 			err = n < 0 ? -errno : -EIO;
@@ -141,7 +146,7 @@ static int run_reference(const struct bench *b, uint64_t *ns)
 		}
 		off += (uint64_t)n;
 	}
-	*ns = cli_now_ns() - t0;
+	*ns = util_now_ns() - t0;
 	munmap(mem, len);
 	close(fd);
 	return err;
@@ -166,7 +171,7 @@ static void dest_free(struct dest *d)
 /* Fresh anonymous memory for every block of r. 0 or an FVM_E code. */
 static int dest_map(fvm_reader *r, struct dest *d, int no_thp, int thp)
 {
-	fvm_file_info fi;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	uint32_t i;
 	int ret;
 
@@ -178,7 +183,7 @@ static int dest_map(fvm_reader *r, struct dest *d, int no_thp, int thp)
 		return FVM_ENOMEM;
 	d->n = fi.block_count;
 	for (i = 0; i < fi.block_count; i++) {
-		fvm_block_info bi;
+		fvm_block_info bi = FVM_BLOCK_INFO_INIT;
 		void *p;
 
 		if ((ret = fvm_reader_block(r, i, &bi)))
@@ -194,6 +199,7 @@ static int dest_map(fvm_reader *r, struct dest *d, int no_thp, int thp)
 			madvise(p, (size_t)bi.length, MADV_NOHUGEPAGE);
 		else if (thp) /* QEMU's guest RAM is MADV_HUGEPAGE */
 			madvise(p, (size_t)bi.length, MADV_HUGEPAGE);
+		d->maps[i] = (fvm_mapping)FVM_MAPPING_INIT;
 		d->maps[i].name = bi.name;
 		d->maps[i].addr = p;
 		d->maps[i].length = bi.length;
@@ -208,8 +214,8 @@ static int write_data_pages(fvm_reader *r, const struct dest *d)
 	uint64_t n = fvm_reader_run_count(r);
 
 	for (uint64_t i = 0; i < n; i++) {
-		fvm_run_info ri;
-		fvm_block_info bi;
+		fvm_run_info ri = FVM_RUN_INFO_INIT;
+		fvm_block_info bi = FVM_BLOCK_INFO_INIT;
 		volatile unsigned char *p;
 		int ret;
 
@@ -225,33 +231,45 @@ static int write_data_pages(fvm_reader *r, const struct dest *d)
 }
 
 /* Each configuration: its table name, JSON key, backend, extra load flags,
- * and whether every data page is written after the load. */
+ * extra tuning flags, and whether every data page is written after the load. */
 static const struct cfg {
 	const char *name, *key;
 	int backend;
-	uint32_t flags;
+	uint32_t flags, tune;
 	int write;
 } cfgs[N_CFG] = {
-	[CFG_REF] = { "read() 1 MiB", "reference", 0, 0, 0 },
-	[CFG_URING] = { "load uring", "uring", FVM_BACKEND_URING, 0, 0 },
-	[CFG_INLINE] = { "uring inline", "uring_inline", FVM_BACKEND_URING, FVM_LOAD_INLINE, 0 },
-	[CFG_PREAD] = { "load pread", "pread", FVM_BACKEND_PREAD, 0, 0 },
-	[CFG_MMAP] = { "load mmap", "mmap", FVM_BACKEND_MMAP, 0, 0 },
-	[CFG_MMAP_WRITE] = { "mmap+write", "mmap_write", FVM_BACKEND_MMAP, 0, 1 },
-	[CFG_LAZY] = { "load lazy", "lazy", FVM_BACKEND_MMAP, FVM_LOAD_LAZY, 0 },
-	[CFG_LAZY_WRITE] = { "lazy+write", "lazy_write", FVM_BACKEND_MMAP, FVM_LOAD_LAZY, 1 },
+	[CFG_REF] = { "read() 1 MiB", "reference", 0, 0, 0, 0 },
+	[CFG_URING] = { "load uring", "uring", FVM_BACKEND_URING, 0, 0, 0 },
+	[CFG_INLINE] = { "uring inline", "uring_inline", FVM_BACKEND_URING, 0, FVM_TUNE_INLINE, 0 },
+	[CFG_PREAD] = { "load pread", "pread", FVM_BACKEND_PREAD, 0, 0, 0 },
+	[CFG_MMAP] = { "load mmap", "mmap", FVM_BACKEND_MMAP, 0, 0, 0 },
+	[CFG_MMAP_WRITE] = { "mmap+write", "mmap_write", FVM_BACKEND_MMAP, 0, 0, 1 },
+	[CFG_LAZY] = { "load lazy", "lazy", FVM_BACKEND_MMAP, FVM_LOAD_LAZY, 0, 0 },
+	[CFG_LAZY_WRITE] = { "lazy+write", "lazy_write", FVM_BACKEND_MMAP, FVM_LOAD_LAZY, 0, 1 },
 };
+
+/* The load options of configuration cfg; *tu must live as long as *lo. */
+static void cfg_options(const struct bench *b, int cfg, fvm_load_options *lo,
+			fvm_load_tuning *tu)
+{
+	*lo = b->lo;
+	*tu = b->tu;
+	lo->backend = cfgs[cfg].backend;
+	lo->flags |= cfgs[cfg].flags;
+	tu->flags |= cfgs[cfg].tune;
+	lo->tuning = tu;
+}
 
 static int run_load(const struct bench *b, int cfg, uint64_t *ns, fvm_load_stats *st)
 {
-	fvm_load_options lo = b->lo;
-	uint64_t t0 = cli_now_ns();
+	fvm_load_options lo;
+	fvm_load_tuning tu;
+	uint64_t t0 = util_now_ns();
 	struct dest d = { NULL, 0 };
 	fvm_reader *r;
 	int ret;
 
-	lo.backend = cfgs[cfg].backend;
-	lo.flags |= cfgs[cfg].flags;
+	cfg_options(b, cfg, &lo, &tu);
 	if ((ret = fvm_reader_open(&r, b->path)))
 		return ret;
 	ret = dest_map(r, &d, 0, b->thp);
@@ -259,7 +277,7 @@ static int run_load(const struct bench *b, int cfg, uint64_t *ns, fvm_load_stats
 		ret = fvm_load(r, d.maps, d.n, &lo, st);
 	if (!ret && cfgs[cfg].write)
 		ret = write_data_pages(r, &d);
-	*ns = cli_now_ns() - t0;
+	*ns = util_now_ns() - t0;
 	dest_free(&d);
 	fvm_reader_free(r);
 	return ret;
@@ -303,7 +321,8 @@ static int measure_memory(const struct bench *b, int cfg, int64_t *out)
 		return FVM_EIO;
 	}
 	if (pid == 0) {
-		fvm_load_options lo = b->lo;
+		fvm_load_options lo;
+		fvm_load_tuning tu;
 		struct dest d;
 		fvm_reader *r;
 		long h0, h1;
@@ -316,8 +335,7 @@ static int measure_memory(const struct bench *b, int cfg, int64_t *out)
 			close(fd);
 		}
 		h0 = vm_hwm_kb();
-		lo.backend = cfgs[cfg].backend;
-		lo.flags |= cfgs[cfg].flags;
+		cfg_options(b, cfg, &lo, &tu);
 		lo.progress = NULL;
 		ret = fvm_reader_open(&r, b->path);
 		if (!ret) {
@@ -375,7 +393,7 @@ static int run_state(struct bench *b, int cold, struct result *res)
 
 			if (!b->cfg_on[c])
 				continue;
-			if (cli_interrupted())
+			if (util_interrupted())
 				return cli_exit_code(FVM_ECANCELED);
 			if (cold)
 				drop_cache(b);
@@ -385,7 +403,7 @@ static int run_state(struct bench *b, int cold, struct result *res)
 				if ((ret = run_reference(b, &ns)))
 					return cli_fail_sys(b->path, -ret);
 			} else {
-				memset(&res[c].st, 0, sizeof(res[c].st));
+				res[c].st = (fvm_load_stats)FVM_LOAD_STATS_INIT;
 				ret = run_load(b, c, &ns, &res[c].st);
 				/* A forced backend this system lacks: report, go on. */
 				if (ret == FVM_EUNSUPPORTED && c != CFG_REF) {
@@ -450,31 +468,17 @@ static void print_table(const struct bench *b, struct result res[2][N_CFG])
 	}
 }
 
-static void json_text(const char *s)
-{
-	putchar('"');
-	for (; s && *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
-
 static void print_json(const struct bench *b, struct result res[2][N_CFG],
 		       const int64_t *mem, const int *mem_ok, int primary)
 {
 	int s, c, first = 1;
 
 	printf("{\n  \"schema\": \"fvmsnap-bench/1\",\n  \"file\": ");
-	json_text(b->path);
+	json_str(stdout, b->path);
 	printf(",\n  \"file_size\": %llu,\n  \"payload_bytes\": %llu,\n  \"runs\": %u,\n",
 	       (unsigned long long)b->file_size, (unsigned long long)b->payload_bytes, b->runs);
+	printf("  \"tuning\": {\"queue_depth\": %u, \"chunk_bytes\": %llu, \"willneed_window\": %u},\n",
+	       b->tu.queue_depth, (unsigned long long)b->tu.chunk_bytes, b->tu.willneed_window);
 	printf("  \"results\": [");
 	for (s = 0; s < 2; s++) {
 		for (c = 0; c < N_CFG; c++) {
@@ -490,10 +494,10 @@ static void print_json(const struct bench *b, struct result res[2][N_CFG],
 			       mbps(b->file_size, r->median_ms), r->ratio,
 			       c == CFG_REF ? (unsigned long long)((b->file_size + REF_READ - 1) / REF_READ)
 					    : (unsigned long long)r->st.requests);
-			json_text(c == CFG_REF ? "read" : r->st.backend_name);
+			json_str(stdout, c == CFG_REF ? "read" : r->st.backend_name ? r->st.backend_name : "?");
 			printf(", \"fallback_reason\": ");
 			if (c != CFG_REF && r->st.fallback_reason)
-				json_text(r->st.fallback_reason);
+				json_str(stdout, r->st.fallback_reason);
 			else
 				printf("null");
 			printf(", \"direct\": %s}", c != CFG_REF && r->st.direct ? "true" : "false");
@@ -554,7 +558,7 @@ static void print_verdict(const struct bench *b, struct result res[2][N_CFG],
 /* Facts of the file: sizes and an estimate of the index the reader holds. */
 static int describe(struct bench *b)
 {
-	fvm_file_info fi;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	fvm_reader *r;
 	int ret;
 
@@ -597,6 +601,7 @@ int cmd_bench(int argc, char **argv)
 	};
 	static struct result res[2][N_CFG];
 	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
+	fvm_load_tuning tu = FVM_LOAD_TUNING_INIT;
 	struct bench b;
 	int64_t mem[N_CFG] = { 0 };
 	int mem_ok[N_CFG] = { 0 };
@@ -640,16 +645,16 @@ int cmd_bench(int argc, char **argv)
 		case OPT_QD:
 			if (cli_parse_uint(optarg, 65536, &v) || !v)
 				return cli_usage_error("--qd: expected 1..65536, not '%s'", optarg);
-			lo.queue_depth = (unsigned)v;
+			tu.queue_depth = (unsigned)v;
 			break;
 		case OPT_CHUNK:
-			if (cli_parse_size(optarg, &lo.chunk_bytes) || !lo.chunk_bytes)
+			if (cli_parse_size(optarg, &tu.chunk_bytes) || !tu.chunk_bytes)
 				return cli_usage_error("--chunk: bad size '%s'", optarg);
 			break;
 		case OPT_WILLNEED:
 			if (cli_parse_uint(optarg, 64, &v))
 				return cli_usage_error("--willneed: expected 0..64, not '%s'", optarg);
-			lo.willneed_window = (unsigned)v;
+			tu.willneed_window = (unsigned)v;
 			break;
 		case OPT_THP: b.thp = 1; break;
 		case OPT_DIRECT: lo.flags |= FVM_LOAD_DIRECT; break;
@@ -662,20 +667,41 @@ int cmd_bench(int argc, char **argv)
 	}
 	if ((c = cli_one_operand(argc, argv, "input file", &b.path)))
 		return c;
+	/*
+	 * A benchmark times loads of a file from its storage, cold and warm,
+	 * against read() of the same file: a pipe has neither, and a copy in
+	 * $TMPDIR (often RAM) would time the copy's storage instead.
+	 */
+	if (!strcmp(b.path, "-"))
+		return cli_usage_error("bench needs a file, not standard input: it times loads "
+				       "from the file's storage, with a cold and a warm page cache");
+	/* FVM_BACKEND picks nothing here: every configuration names its backend. */
+	if ((c = cli_load_env(&lo, &tu)))
+		return c;
+	lo.tuning = NULL; /* set per configuration (cfg_options) */
 	lo.zero_policy = FVM_ZERO_LEAVE;
 	if (lo.flags & FVM_LOAD_VERIFY) /* verifying reads every page: nothing is lazy */
 		b.cfg_on[CFG_LAZY] = b.cfg_on[CFG_LAZY_WRITE] = 0;
 	b.lo = lo;
+	b.tu = tu;
 	if ((ret = describe(&b)))
 		return ret;
 	b.fd = open(b.path, O_RDONLY | O_CLOEXEC);
 	if (b.fd < 0)
 		return cli_fail_sys(b.path, errno);
 
-	if (!json)
-		printf("bench: %s: %llu bytes, %llu payload bytes, %u run%s per configuration\n",
+	if (!json) {
+		printf("bench: %s: %llu bytes, %llu payload bytes, %u run%s per configuration",
 		       b.path, (unsigned long long)b.file_size,
 		       (unsigned long long)b.payload_bytes, b.runs, b.runs == 1 ? "" : "s");
+		if (tu.queue_depth)
+			printf(", qd %u", tu.queue_depth);
+		if (tu.chunk_bytes)
+			printf(", chunk %llu", (unsigned long long)tu.chunk_bytes);
+		if (tu.willneed_window)
+			printf(", willneed %u", tu.willneed_window);
+		printf("\n");
+	}
 	fflush(stdout);
 	if (warm && (ret = run_state(&b, 0, res[CACHE_WARM])))
 		goto out;

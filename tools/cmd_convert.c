@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "progress.h"
+#include "common/progress.h"
+#include "common/util.h"
 #include "stock/stock.h"
-#include "stock/stock_error.h"
 
 static void usage(FILE *f)
 {
@@ -39,12 +39,6 @@ static void usage(FILE *f)
 		"  -h, --help                this help\n");
 }
 
-/* "fvmsnap convert: INPUT: <error>: <detail>", the format of every subcommand. */
-static int stock_fail(const char *what, int code)
-{
-	return cli_fail_detail(what, code, stock_error_detail(), CLI_NOT_STOCK_INPUT);
-}
-
 enum { OPT_NO_CRC = 256, OPT_NO_FSYNC, OPT_PROGRESS };
 
 /*
@@ -56,7 +50,7 @@ enum { OPT_NO_CRC = 256, OPT_NO_FSYNC, OPT_PROGRESS };
 static uint64_t live_counts(const char *output, struct stock_convert_result *res)
 {
 	uint64_t records = res->data_pages + res->zero_pages, again = 0;
-	fvm_file_info fi;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	fvm_reader *r;
 	struct stat st;
 
@@ -129,28 +123,28 @@ int cmd_convert(int argc, char **argv)
 	progress_init(&pg, "converting", mode);
 	o.progress = progress_cb;
 	o.progress_ctx = &pg;
-	t0 = cli_now_ns();
+	t0 = util_now_ns();
 	err = stock_convert(&o, &res);
 	progress_done(&pg);
 	if (o.out_fd >= 0)
 		close(o.out_fd);
 	if (err)
-		return stock_fail(o.input, err);
+		return cli_fail_as(cli_input_name(o.input), err, CLI_NOT_STOCK_INPUT);
 	if (mode == PROGRESS_NEVER)
 		return EXIT_OK;
-	ns = cli_now_ns() - t0;
+	ns = util_now_ns() - t0;
 	secs = (double)ns / 1e9;
 	again = live_counts(o.output, &res);
 	snprintf(b5, sizeof(b5), ", %llu sent again", (unsigned long long)again);
 	printf("converted %s: %u block%s, %s RAM (%llu data pages, %llu zero pages%s), "
 	       "%s device state; %s in, %s out, %.2f s, %.1f MB/s\n",
-	       strcmp(o.input, "-") ? o.input : "(stdin)", res.blocks, res.blocks == 1 ? "" : "s",
-	       cli_fmt_bytes(b1, sizeof(b1), res.ram_bytes),
+	       cli_input_name(o.input), res.blocks, res.blocks == 1 ? "" : "s",
+	       util_fmt_bytes(b1, sizeof(b1), res.ram_bytes),
 	       (unsigned long long)res.data_pages, (unsigned long long)res.zero_pages,
 	       again ? b5 : "",
-	       cli_fmt_bytes(b2, sizeof(b2), res.devstate_bytes),
-	       cli_fmt_bytes(b3, sizeof(b3), res.input_bytes),
-	       stat(o.output, &st) == 0 && S_ISREG(st.st_mode) ? cli_fmt_bytes(b4, sizeof(b4), (uint64_t)st.st_size) : "n/a",
+	       util_fmt_bytes(b2, sizeof(b2), res.devstate_bytes),
+	       util_fmt_bytes(b3, sizeof(b3), res.input_bytes),
+	       stat(o.output, &st) == 0 && S_ISREG(st.st_mode) ? util_fmt_bytes(b4, sizeof(b4), (uint64_t)st.st_size) : "n/a",
 	       secs, secs > 0 ? (double)res.input_bytes / secs / 1e6 : 0.0);
 	return EXIT_OK;
 }

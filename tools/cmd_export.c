@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "progress.h"
+#include "common/progress.h"
+#include "common/util.h"
 #include "stock/stock.h"
-#include "stock/stock_error.h"
 
 static void usage(FILE *f)
 {
@@ -25,7 +25,9 @@ static void usage(FILE *f)
 		"Write a QEMU migration stream equivalent to the one the snapshot was\n"
 		"converted from, for qemu-system-* -incoming \"exec:cat OUT.mig\" or\n"
 		"directly -incoming \"exec:fvmsnap export IN.fvm\". Without -o, or with\n"
-		"-o -, the stream goes to standard output.\n"
+		"-o -, the stream goes to standard output. IN.fvm may be '-': a snapshot\n"
+		"on standard input, copied to a temporary file in $TMPDIR first (export\n"
+		"reads it in another order than it was written).\n"
 		"\n"
 		"  -o, --output OUT    file to write (atomically), or '-' for stdout\n"
 		"  -q, --quiet         no progress bar, no summary line\n"
@@ -33,10 +35,28 @@ static void usage(FILE *f)
 		"  -h, --help          this help\n");
 }
 
-/* "fvmsnap export: INPUT: <error>: <detail>", the format of every subcommand. */
-static int stock_fail(const char *what, int code)
+/*
+ * IN "-": export writes the pages in block order after device state the
+ * file holds last, which a pipe read front to back cannot give; standard
+ * input is copied to an unnamed temporary file first (cli_spool_stdin),
+ * unless it is a file already. 0 or an exit code.
+ */
+static int open_stdin(fvm_reader **r, int *spool)
 {
-	return cli_fail_detail(what, code, stock_error_detail(), NULL);
+	const char *dir;
+	int fd = STDIN_FILENO, err;
+
+	if (!cli_stdin_seekable()) {
+		if ((err = cli_spool_stdin(&fd, &dir))) {
+			cli_msg("%s: copying to a temporary file in %s: %s", CLI_STDIN_NAME,
+				dir, strerror(-err));
+			return err == -EINTR ? EXIT_INTERRUPTED : EXIT_SYSTEM;
+		}
+		*spool = fd; /* read by the reader until it is freed */
+	}
+	if ((err = fvm_reader_open_fd(r, fd, CLI_STDIN_NAME)))
+		return cli_fail(CLI_STDIN_NAME, err);
+	return 0;
 }
 
 enum { OPT_PROGRESS = 256 };
@@ -55,7 +75,7 @@ int cmd_export(int argc, char **argv)
 	struct cli_atomic at = { .fd = -1 };
 	struct progress pg;
 	const char *out = NULL;
-	int c, mode = PROGRESS_AUTO, err, to_stdout, direct = -1;
+	int c, mode = PROGRESS_AUTO, err, to_stdout, direct = -1, spool = -1;
 	struct stat st;
 	uint64_t t0;
 	double secs;
@@ -70,39 +90,58 @@ int cmd_export(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if ((c = cli_one_operand(argc, argv, "input", &o.input)))
+	if ((c = cli_one_operand(argc, argv, "input", &o.input)) ||
+	    (c = cli_refuse_terminal(o.input, "a snapshot")))
 		return c;
 	to_stdout = !out || !strcmp(out, "-");
 	if (to_stdout && isatty(STDOUT_FILENO))
 		return cli_usage_error("refusing to write a migration stream to a terminal");
+	/* The input first: a missing or broken one creates no output. */
+	if (!strcmp(o.input, "-")) {
+		if ((err = open_stdin(&o.reader, &spool))) {
+			if (spool >= 0)
+				close(spool);
+			return err;
+		}
+		o.input = CLI_STDIN_NAME; /* only a name now, in messages */
+	}
 	if (to_stdout) {
 		o.out_fd = STDOUT_FILENO;
 		o.out_name = "stdout";
 	} else if (stat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
 		/* A device or FIFO is written in place, never renamed over. */
 		direct = open(out, O_WRONLY | O_CLOEXEC);
-		if (direct < 0)
-			return cli_fail_sys(out, errno);
+		if (direct < 0) {
+			err = cli_fail_sys(out, errno);
+			goto close_input;
+		}
 		o.out_fd = direct;
 		o.out_name = out;
 	} else {
-		if ((err = cli_atomic_open(&at, out)))
-			return cli_fail_sys(out, -err);
+		if ((err = cli_atomic_open(&at, out))) {
+			err = cli_fail_sys(out, -err);
+			goto close_input;
+		}
 		o.out_fd = at.fd;
 		o.out_name = out;
 	}
 	progress_init(&pg, "exporting", mode);
 	o.progress = progress_cb;
 	o.progress_ctx = &pg;
-	t0 = cli_now_ns();
+	t0 = util_now_ns();
 	err = stock_export(&o, &res);
 	progress_done(&pg);
+	if (err)
+		err = cli_fail(cli_input_name(o.input), err);
+	fvm_reader_free(o.reader);
+	if (spool >= 0)
+		close(spool);
 	if (direct >= 0 && close(direct) < 0 && !err)
 		return cli_fail_sys(out, errno);
 	if (err) {
 		if (!to_stdout && direct < 0)
 			cli_atomic_abort(&at);
-		return stock_fail(o.input, err);
+		return err;
 	}
 	if (!to_stdout && direct < 0 && (err = cli_atomic_commit(&at))) {
 		cli_atomic_abort(&at);
@@ -110,13 +149,18 @@ int cmd_export(int argc, char **argv)
 	}
 	if (mode == PROGRESS_NEVER)
 		return EXIT_OK;
-	secs = (double)(cli_now_ns() - t0) / 1e9;
+	secs = (double)(util_now_ns() - t0) / 1e9;
 	/* stdout may be the stream: the summary goes to stderr then. */
 	fprintf(to_stdout ? stderr : stdout,
 		"exported %s: %llu data pages, %llu zero pages, %s stream, %.2f s, %.1f MB/s\n",
-		o.input, (unsigned long long)res.data_pages,
+		cli_input_name(o.input), (unsigned long long)res.data_pages,
 		(unsigned long long)res.zero_pages,
-		cli_fmt_bytes(b1, sizeof(b1), res.output_bytes), secs,
+		util_fmt_bytes(b1, sizeof(b1), res.output_bytes), secs,
 		secs > 0 ? (double)res.output_bytes / secs / 1e6 : 0.0);
 	return EXIT_OK;
+close_input:
+	fvm_reader_free(o.reader);
+	if (spool >= 0)
+		close(spool);
+	return err;
 }

@@ -1,19 +1,25 @@
 /*
  * fvmsnap inspect: what a snapshot holds, as text or as JSON with the
  * stable keys of doc/fvmsnap-json.md. Everything comes from the reader's
- * listings (header, index); no payload is read. Stock QEMU inputs (also a
- * stream on standard input, "-") are handed to tools/stock/inspect.c.
+ * listings (header, index); no payload is read from a file. A snapshot on a
+ * pipe ("-") has its index at the end, so it is read through with
+ * fvm_verify first (every checksum checked on the way). Stock QEMU inputs,
+ * files or "-", are handed to tools/stock/inspect.c; for "-" the first
+ * bytes, peeked at without consuming them, say which.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
-#include "progress.h"
+#include "common/escape.h"
+#include "common/hist.h"
+#include "common/progress.h"
+#include "common/util.h"
 #include "stock/stock.h"
-#include "stock/stock_error.h"
 
 
 struct bucket {
@@ -23,7 +29,7 @@ struct bucket {
 struct summary {
 	fvm_file_info fi;
 	fvm_block_info *blocks;
-	struct bucket hist[CLI_RUN_BUCKETS];
+	struct bucket hist[HIST_BUCKETS];
 	uint64_t length, pages, data_pages, zero_pages, data_bytes;
 	uint64_t data_runs, zero_runs;
 };
@@ -36,8 +42,9 @@ static void usage(FILE *f)
 		"Show the header, blocks, run counts and run-length histogram, zero\n"
 		"share, overhead, device-state sections and metadata of a snapshot.\n"
 		"IN may also be a stock QEMU input (migration stream, mapped-ram file,\n"
-		"qcow2 image, or '-' for a stream on standard input): inspect then\n"
-		"shows what convert would make of it.\n"
+		"qcow2 image): inspect then shows what convert would make of it.\n"
+		"IN '-' reads either a snapshot or a migration stream from standard\n"
+		"input; a snapshot on a pipe is read to its end and verified first.\n"
 		"\n"
 		"  -j, --json     machine-readable output (schema: fvmsnap(1), JSON OUTPUT)\n"
 		"  -r, --runs     also list every run (block, kind, pages, file offset)\n"
@@ -51,6 +58,7 @@ static int collect(fvm_reader *r, const char *in, struct summary *s)
 	uint64_t i, n;
 	int ret;
 
+	s->fi = (fvm_file_info)FVM_FILE_INFO_INIT;
 	if ((ret = fvm_reader_info(r, &s->fi)))
 		return cli_fail(in, ret);
 	s->blocks = calloc(s->fi.block_count ? s->fi.block_count : 1,
@@ -60,6 +68,7 @@ static int collect(fvm_reader *r, const char *in, struct summary *s)
 	for (i = 0; i < s->fi.block_count; i++) {
 		fvm_block_info *b = &s->blocks[i];
 
+		*b = (fvm_block_info)FVM_BLOCK_INFO_INIT;
 		if ((ret = fvm_reader_block(r, (uint32_t)i, b)))
 			return cli_fail(in, ret);
 		s->length += b->length;
@@ -72,7 +81,7 @@ static int collect(fvm_reader *r, const char *in, struct summary *s)
 	}
 	n = fvm_reader_run_count(r);
 	for (i = 0; i < n; i++) {
-		fvm_run_info run;
+		fvm_run_info run = FVM_RUN_INFO_INIT;
 		struct bucket *bk;
 		int k;
 
@@ -81,7 +90,7 @@ static int collect(fvm_reader *r, const char *in, struct summary *s)
 		if (run.block_id >= s->fi.block_count || !run.page_count)
 			continue; /* the reader already refused such files */
 		k = run.kind == FVM_RUN_DATA;
-		bk = &s->hist[cli_run_bucket(run.page_count)];
+		bk = &s->hist[hist_bucket(run.page_count)];
 		bk->runs[k]++;
 		bk->pages[k] += run.page_count;
 		bk->bytes[k] += run.page_count * s->blocks[run.block_id].page_size;
@@ -127,7 +136,7 @@ static void print_runs_text(fvm_reader *r)
 	printf("\nruns: %llu\n  %-6s %-4s %14s %14s %14s\n", (unsigned long long)n,
 	       "block", "kind", "first page", "pages", "file offset");
 	for (i = 0; i < n; i++) {
-		fvm_run_info run;
+		fvm_run_info run = FVM_RUN_INFO_INIT;
 
 		if (fvm_reader_run(r, i, &run))
 			continue;
@@ -145,7 +154,7 @@ static void print_runs_json(fvm_reader *r)
 
 	printf(",\n  \"runs\": [");
 	for (i = 0; i < n; i++) {
-		fvm_run_info run;
+		fvm_run_info run = FVM_RUN_INFO_INIT;
 
 		if (fvm_reader_run(r, i, &run))
 			continue;
@@ -166,28 +175,33 @@ static void print_text(fvm_reader *r, const char *in, const struct summary *s)
 	uint32_t i;
 	int k;
 
-	printf("file:         %s\n", in);
-	printf("file size:    %s (%llu bytes)\n", cli_fmt_bytes(b1, sizeof(b1), fi->file_size),
-	       (unsigned long long)fi->file_size);
+	printf("file:         %s%s\n", cli_input_name(in),
+	       fi->streamed ? " (read as a stream, every checksum verified)" : "");
+	if (fi->streamed) /* a pipe says no size; the reader counts no bytes */
+		printf("file size:    n/a (a stream)\n");
+	else
+		printf("file size:    %s (%llu bytes)\n",
+		       util_fmt_bytes(b1, sizeof(b1), fi->file_size),
+		       (unsigned long long)fi->file_size);
 	printf("format:       %u.%u, incompat features ", fi->version_major, fi->version_minor);
 	print_features(fi->incompat_features, 0);
 	printf(", compat features ");
 	print_features(fi->compat_features, 1);
 	printf("\n");
 	printf("blocks:       %u, %s, %llu pages\n", fi->block_count,
-	       cli_fmt_bytes(b1, sizeof(b1), s->length), (unsigned long long)s->pages);
+	       util_fmt_bytes(b1, sizeof(b1), s->length), (unsigned long long)s->pages);
 	printf("data:         %llu pages in %llu runs, %s payload\n",
 	       (unsigned long long)s->data_pages, (unsigned long long)s->data_runs,
-	       cli_fmt_bytes(b2, sizeof(b2), fi->payload_bytes));
+	       util_fmt_bytes(b2, sizeof(b2), fi->payload_bytes));
 	printf("zero:         %llu pages in %llu runs, %llu pages without a run\n",
 	       (unsigned long long)s->zero_pages, (unsigned long long)s->zero_runs,
 	       (unsigned long long)(s->pages - s->data_pages - s->zero_pages));
 	printf("zero share:   %.2f%% of the bytes\n", 100.0 * zero_share(s));
-	if (fi->payload_bytes)
+	if (fi->payload_bytes && !fi->streamed)
 		printf("overhead:     %.3f%% (file size over non-zero page bytes)\n",
 		       100.0 * ((double)fi->file_size / (double)fi->payload_bytes - 1.0));
 	else
-		printf("overhead:     n/a (no non-zero pages)\n");
+		printf("overhead:     n/a (%s)\n", fi->streamed ? "no file size" : "no non-zero pages");
 
 	printf("\nblocks:\n  %-4s %-24s %12s %9s %10s %10s %9s %9s\n", "id", "name",
 	       "length", "page", "data pg", "zero pg", "data runs", "zero runs");
@@ -195,11 +209,11 @@ static void print_text(fvm_reader *r, const char *in, const struct summary *s)
 		const fvm_block_info *b = &s->blocks[i];
 
 		printf("  %-4u ", i);
-		cli_print_escaped(stdout, b->name);
+		text_escaped(stdout, b->name);
 		printf("%*s", (int)(strlen(b->name) < 24 ? 24 - strlen(b->name) : 0), "");
 		printf(" %12s %9s %10llu %10llu %9llu %9llu\n",
-		       cli_fmt_bytes(b1, sizeof(b1), b->length),
-		       cli_fmt_bytes(b2, sizeof(b2), b->page_size),
+		       util_fmt_bytes(b1, sizeof(b1), b->length),
+		       util_fmt_bytes(b2, sizeof(b2), b->page_size),
 		       (unsigned long long)b->data_pages, (unsigned long long)b->zero_pages,
 		       (unsigned long long)b->data_runs, (unsigned long long)b->zero_runs);
 	}
@@ -207,31 +221,34 @@ static void print_text(fvm_reader *r, const char *in, const struct summary *s)
 	printf("\nrun lengths (pages; power-of-two buckets):\n");
 	printf("  %-23s %9s %10s %11s %9s %10s %11s\n", "pages", "data runs",
 	       "data pages", "data bytes", "zero runs", "zero pages", "zero bytes");
-	for (k = 0; k < CLI_RUN_BUCKETS; k++) {
+	for (k = 0; k < HIST_BUCKETS; k++) {
 		const struct bucket *bk = &s->hist[k];
 		char range[48];
 
 		if (!bk->runs[0] && !bk->runs[1])
 			continue;
-		cli_run_bucket_label(range, sizeof(range), k);
+		hist_bucket_label(range, sizeof(range), k);
 		printf("  %-23s %9llu %10llu %11s", range,
 		       (unsigned long long)bk->runs[1], (unsigned long long)bk->pages[1],
-		       cli_fmt_bytes(b1, sizeof(b1), bk->bytes[1]));
+		       util_fmt_bytes(b1, sizeof(b1), bk->bytes[1]));
 		printf(" %9llu %10llu %11s\n", (unsigned long long)bk->runs[0],
 		       (unsigned long long)bk->pages[0],
-		       cli_fmt_bytes(b2, sizeof(b2), bk->bytes[0]));
+		       util_fmt_bytes(b2, sizeof(b2), bk->bytes[0]));
 	}
 
 	printf("\ndevice state: %u section%s\n", fi->devstate_count,
 	       fi->devstate_count == 1 ? "" : "s");
 	for (i = 0; i < fi->devstate_count; i++) {
-		fvm_devstate_info di;
+		fvm_devstate_info di = FVM_DEVSTATE_INFO_INIT;
 
 		if (fvm_reader_devstate(r, i, &di))
 			continue;
 		printf("  %-4u ", i);
-		cli_print_escaped(stdout, di.name);
-		printf("  %llu bytes\n", (unsigned long long)di.size);
+		text_escaped(stdout, di.name);
+		printf("  %llu bytes", (unsigned long long)di.length);
+		if (di.parts > 1)
+			printf(" in %u records", di.parts);
+		printf("\n");
 	}
 	printf("\nmetadata: %u entr%s\n", fi->meta_count, fi->meta_count == 1 ? "y" : "ies");
 	for (i = 0; i < fi->meta_count; i++) {
@@ -240,9 +257,9 @@ static void print_text(fvm_reader *r, const char *in, const struct summary *s)
 		if (fvm_reader_meta(r, i, &key, &value))
 			continue;
 		printf("  ");
-		cli_print_escaped(stdout, key);
+		text_escaped(stdout, key);
 		printf(" = ");
-		cli_print_escaped(stdout, value);
+		text_escaped(stdout, value);
 		printf("\n");
 	}
 }
@@ -263,7 +280,7 @@ static void json_features(uint64_t bits, int compat, int *first)
 		else
 			snprintf(name, sizeof(name), "%s_BIT%d", compat ? "COMPAT" : "INCOMPAT", b);
 		printf("%s", *first ? "" : ", ");
-		cli_json_str(stdout, name);
+		json_str(stdout, name);
 		*first = 0;
 	}
 }
@@ -277,8 +294,9 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 	int k, first = 1;
 
 	printf("{\n  \"schema\": \"fvmsnap-inspect/1\",\n  \"file\": ");
-	cli_json_str(stdout, in);
-	printf(",\n  \"file_size\": %llu,\n", U(fi->file_size));
+	json_str(stdout, in);
+	printf(",\n  \"file_size\": %llu,\n  \"streamed\": %s,\n", U(fi->file_size),
+	       fi->streamed ? "true" : "false");
 	printf("  \"format\": {\"version\": \"%u.%u\", \"version_major\": %u, \"version_minor\": %u, "
 	       "\"incompat_features\": %llu, \"compat_features\": %llu, \"features\": [",
 	       fi->version_major, fi->version_minor, fi->version_major, fi->version_minor,
@@ -293,7 +311,7 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 	       fi->block_count, U(s->length), U(s->pages), U(s->data_pages),
 	       U(s->zero_pages), U(s->pages - s->data_pages - s->zero_pages),
 	       U(s->data_runs), U(s->zero_runs), U(fi->payload_bytes), zero_share(s));
-	if (fi->payload_bytes)
+	if (fi->payload_bytes && !fi->streamed)
 		printf("%.4f", 100.0 * ((double)fi->file_size / (double)fi->payload_bytes - 1.0));
 	else
 		printf("null");
@@ -306,7 +324,7 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 		uint64_t pages = b->length / b->page_size;
 
 		printf("%s\n    {\"id\": %u, \"name\": ", i ? "," : "", i);
-		cli_json_str(stdout, b->name);
+		json_str(stdout, b->name);
 		printf(", \"length\": %llu, \"page_size\": %llu, \"pages\": %llu, "
 		       "\"data_pages\": %llu, \"zero_pages\": %llu, \"absent_pages\": %llu, "
 		       "\"data_runs\": %llu, \"zero_runs\": %llu}",
@@ -318,7 +336,7 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 
 	printf("  \"run_histogram\": [");
 	first = 1;
-	for (k = 0; k < CLI_RUN_BUCKETS; k++) {
+	for (k = 0; k < HIST_BUCKETS; k++) {
 		const struct bucket *bk = &s->hist[k];
 
 		if (!bk->runs[0] && !bk->runs[1])
@@ -326,7 +344,7 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 		printf("%s\n    {\"min_pages\": %llu, \"max_pages\": %llu, "
 		       "\"data_runs\": %llu, \"data_pages\": %llu, \"data_bytes\": %llu, "
 		       "\"zero_runs\": %llu, \"zero_pages\": %llu, \"zero_bytes\": %llu}",
-		       first ? "" : ",", 1ull << k, U(cli_run_bucket_max(k)),
+		       first ? "" : ",", 1ull << k, U(hist_bucket_max(k)),
 		       U(bk->runs[1]), U(bk->pages[1]), U(bk->bytes[1]),
 		       U(bk->runs[0]), U(bk->pages[0]), U(bk->bytes[0]));
 		first = 0;
@@ -335,13 +353,14 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 
 	printf("  \"devstate\": [");
 	for (i = 0; i < fi->devstate_count; i++) {
-		fvm_devstate_info di;
+		fvm_devstate_info di = FVM_DEVSTATE_INFO_INIT;
 
 		if (fvm_reader_devstate(r, i, &di))
-			memset(&di, 0, sizeof(di)), di.name = "";
+			di.name = "";
 		printf("%s\n    {\"index\": %u, \"name\": ", i ? "," : "", i);
-		cli_json_str(stdout, di.name);
-		printf(", \"size\": %llu, \"file_offset\": %llu}", U(di.size), U(di.file_offset));
+		json_str(stdout, di.name);
+		printf(", \"size\": %llu, \"file_offset\": %llu, \"parts\": %u}",
+		       U(di.length), U(di.file_offset), di.parts);
 	}
 	printf("%s],\n", fi->devstate_count ? "\n  " : "");
 
@@ -351,12 +370,45 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 
 		fvm_reader_meta(r, i, &key, &value);
 		printf("%s\n    {\"key\": ", i ? "," : "");
-		cli_json_str(stdout, key);
+		json_str(stdout, key);
 		printf(", \"value\": ");
-		cli_json_str(stdout, value);
+		json_str(stdout, value);
 		printf("}");
 	}
 	printf("%s]", fi->meta_count ? "\n  " : "");
+}
+
+/* What an input of the wrong kind is not: inspect reads all four kinds. */
+#define NOT_ANY_INPUT "not a libfastvm snapshot, QEMU migration stream, " \
+	"mapped-ram file or qcow2 image"
+
+/*
+ * Standard input: 1 when it starts like a libfastvm snapshot (FORMAT.md,
+ * "FVMSNAP\x1a"), 0 for anything else (a stock stream, or junk the stock
+ * reader then names), or minus an exit code after a message.
+ */
+static int stdin_is_snapshot(void)
+{
+	unsigned char magic[8];
+	size_t got;
+	int err = cli_peek_stdin(magic, sizeof(magic), &got);
+
+	if (err == -ENOTSUP) /* neither pipe nor file: a stream, as before */
+		return 0;
+	if (err)
+		return -cli_fail_sys(CLI_STDIN_NAME, -err);
+	return got == sizeof(magic) && !memcmp(magic, "FVMSNAP\x1a", sizeof(magic));
+}
+
+static int inspect_stock(const char *in, const char *snapshot, int json)
+{
+	int c = stock_inspect(in, snapshot, json, stdout);
+
+	if (c)
+		return cli_fail_as(cli_input_name(in), c, NOT_ANY_INPUT);
+	if (fflush(stdout) || ferror(stdout))
+		return cli_fail_sys("stdout", errno ? errno : EIO);
+	return EXIT_OK;
 }
 
 int cmd_inspect(int argc, char **argv)
@@ -369,8 +421,10 @@ int cmd_inspect(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct summary s;
+	struct progress pg;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	fvm_reader *r;
-	const char *in, *snapshot = NULL;
+	const char *in, *name, *snapshot = NULL;
 	int c, json = 0, runs = 0, ret;
 
 	while ((c = getopt_long(argc, argv, "jrs:h", opts, NULL)) != -1) {
@@ -382,33 +436,37 @@ int cmd_inspect(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if ((c = cli_one_operand(argc, argv, "input file", &in)))
+	if ((c = cli_one_operand(argc, argv, "input file", &in)) ||
+	    (c = cli_refuse_terminal(in, "a snapshot or a migration stream")))
 		return c;
-	/*
-	 * Stock QEMU inputs (stream, mapped-ram, qcow2): tools/stock/inspect.c.
-	 * "-" is a migration stream on standard input, as for convert: the
-	 * libfastvm reader needs a file, a stream is read front to back.
-	 */
-	if (!strcmp(in, "-") && isatty(STDIN_FILENO))
-		return cli_usage_error("refusing to read a migration stream from a terminal");
-	if (!strcmp(in, "-") || stock_input_probe(in)) {
-		c = stock_inspect(in, snapshot, json, stdout);
-		if (!c && (fflush(stdout) || ferror(stdout)))
-			return cli_fail_sys("stdout", errno ? errno : EIO);
-		if (c)
-			return cli_fail_detail(in, c, stock_error_detail(),
-					       CLI_NOT_STOCK_INPUT);
-		return EXIT_OK;
+	name = cli_input_name(in);
+	/* Stock QEMU inputs (stream, mapped-ram, qcow2): tools/stock/inspect.c. */
+	if (!strcmp(in, "-")) {
+		if ((c = stdin_is_snapshot()) < 0)
+			return -c;
+		if (!c)
+			return inspect_stock(in, snapshot, json);
+	} else if (stock_input_probe(in)) {
+		return inspect_stock(in, snapshot, json);
 	}
 	if (snapshot)
 		return cli_usage_error("--snapshot applies to qcow2 images only");
 	/* Neither QEVM nor QFI\xfb: a bad magic here is also not a stock input. */
-	if ((c = fvm_reader_open(&r, in)))
-		return cli_fail_detail(in, c, fvm_error_detail(),
-				       "not a libfastvm snapshot, QEMU migration stream, "
-				       "mapped-ram file or qcow2 image");
+	if ((c = cli_open_snapshot(in, &r)))
+		return cli_fail_as(name, c, NOT_ANY_INPUT);
+	/* A stream lists its runs and device state once read to its end. */
+	if (!(c = fvm_reader_info(r, &fi)) && fi.streamed) {
+		progress_init(&pg, "reading", PROGRESS_AUTO);
+		c = fvm_verify(r, progress_cb, &pg);
+		progress_done(&pg);
+	}
+	if (c) {
+		ret = cli_fail(name, c);
+		fvm_reader_free(r);
+		return ret;
+	}
 	memset(&s, 0, sizeof(s));
-	ret = collect(r, in, &s);
+	ret = collect(r, name, &s);
 	if (!ret) {
 		if (json) {
 			print_json(r, in, &s);

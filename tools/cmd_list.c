@@ -12,8 +12,9 @@
 #include <time.h>
 
 #include "cli.h"
-#include "qcow2.h"
-#include "stock_error.h"
+#include "common/escape.h"
+#include "common/util.h"
+#include "stock/qcow2.h"
 
 static void usage(FILE *f)
 {
@@ -26,12 +27,6 @@ static void usage(FILE *f)
 		"\n"
 		"  -j, --json   machine-readable output\n"
 		"  -h, --help   this help\n");
-}
-
-/* What the input is not: list reads qcow2 images only. */
-static int stock_fail(const char *what, int code)
-{
-	return cli_fail_detail(what, code, stock_error_detail(), "not a qcow2 image");
 }
 
 static void fmt_date(char *buf, size_t len, uint64_t sec, int iso)
@@ -59,10 +54,10 @@ static void print_table(const struct stock_qcow2 *q, const char *in)
 	char date[64], clock[64], vm[32], disk[32];
 
 	/* Neither the path nor the names from the image may drive the terminal. */
-	cli_print_safe(stdout, in, 0);
+	text_safe(stdout, in, 0);
 	printf(": qcow2 v%" PRIu32 ", %s clusters, %zu snapshot%s\n",
 	       stock_qcow2_version(q),
-	       cli_fmt_bytes(vm, sizeof(vm), 1ull << stock_qcow2_cluster_bits(q)),
+	       util_fmt_bytes(vm, sizeof(vm), 1ull << stock_qcow2_cluster_bits(q)),
 	       n, n == 1 ? "" : "s");
 	if (!n)
 		return;
@@ -73,12 +68,12 @@ static void print_table(const struct stock_qcow2 *q, const char *in)
 
 		fmt_date(date, sizeof(date), sn->date_sec, 0);
 		fmt_clock(clock, sizeof(clock), sn->vm_clock_nsec);
-		cli_print_safe(stdout, sn->id, 9);
+		text_safe(stdout, sn->id, 9);
 		putchar(' ');
-		cli_print_safe(stdout, sn->name, 17);
+		text_safe(stdout, sn->name, 17);
 		printf(" %12s %12s  %-19s  %s\n",
-		       cli_fmt_bytes(vm, sizeof(vm), sn->vm_state_size),
-		       cli_fmt_bytes(disk, sizeof(disk), sn->disk_size), date, clock);
+		       util_fmt_bytes(vm, sizeof(vm), sn->vm_state_size),
+		       util_fmt_bytes(disk, sizeof(disk), sn->disk_size), date, clock);
 	}
 }
 
@@ -88,7 +83,7 @@ static void print_json(const struct stock_qcow2 *q, const char *in)
 	char date[64];
 
 	printf("{\n  \"schema\": \"fvmsnap-list/1\",\n  \"file\": ");
-	cli_json_str(stdout, in);
+	json_str(stdout, in);
 	printf(",\n  \"format\": \"qcow2\",\n  \"version\": %" PRIu32 ",\n"
 	       "  \"cluster_size\": %" PRIu64 ",\n  \"snapshots\": [",
 	       stock_qcow2_version(q), (uint64_t)1 << stock_qcow2_cluster_bits(q));
@@ -97,9 +92,9 @@ static void print_json(const struct stock_qcow2 *q, const char *in)
 
 		fmt_date(date, sizeof(date), sn->date_sec, 1);
 		printf("%s\n    {\"id\": ", i ? "," : "");
-		cli_json_str(stdout, sn->id);
+		json_str(stdout, sn->id);
 		printf(", \"name\": ");
-		cli_json_str(stdout, sn->name);
+		json_str(stdout, sn->name);
 		printf(", \"date\": \"%s\", \"date_sec\": %" PRIu64 ", \"date_nsec\": %" PRIu32
 		       ", \"vm_clock_nsec\": %" PRIu64 ", \"vm_state_size\": %" PRIu64
 		       ", \"disk_size\": %" PRIu64 ", \"icount\": ",
@@ -135,7 +130,7 @@ int cmd_list(int argc, char **argv)
 	if ((c = cli_one_operand(argc, argv, "qcow2 image", &in)))
 		return c;
 	if ((c = stock_qcow2_open(&q, in)))
-		return stock_fail(in, c);
+		return cli_fail_as(in, c, "not a qcow2 image"); /* list reads qcow2 only */
 	if (json)
 		print_json(q, in);
 	else

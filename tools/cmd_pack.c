@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "progress.h"
+#include "common/progress.h"
+#include "common/util.h"
 
 struct input {
 	char *name;          /* block or section name (points into arg copy) */
@@ -238,7 +239,7 @@ static void summary(const struct pack_args *a, int to_stdout, uint64_t ns)
 		in += a->devs[i].size;
 	if (!to_stdout) {
 		fvm_reader *r;
-		fvm_file_info fi;
+		fvm_file_info fi = FVM_FILE_INFO_INIT;
 
 		if (stat(a->out, &st) == 0)
 			out = (uint64_t)st.st_size;
@@ -258,8 +259,8 @@ static void summary(const struct pack_args *a, int to_stdout, uint64_t ns)
 	}
 	fprintf(f, "packed %zu block%s: %s in, %s out, %s, %.2f s, %.1f MB/s\n",
 		a->n_blocks, a->n_blocks == 1 ? "" : "s",
-		cli_fmt_bytes(b1, sizeof(b1), in),
-		out ? cli_fmt_bytes(b2, sizeof(b2), out) : "n/a",
+		util_fmt_bytes(b1, sizeof(b1), in),
+		out ? util_fmt_bytes(b2, sizeof(b2), out) : "n/a",
 		zero, secs, secs > 0 ? (double)in / secs / 1e6 : 0.0);
 }
 
@@ -379,7 +380,7 @@ int cmd_pack(int argc, char **argv)
 	progress_init(&pg, "packing", a.progress_mode);
 	wo.progress = progress_cb;
 	wo.progress_ctx = &pg;
-	t0 = cli_now_ns();
+	t0 = util_now_ns();
 	c = to_stdout ? fvm_writer_open_fd(&w, STDOUT_FILENO, &wo)
 		      : fvm_writer_open_path(&w, a.out, &wo);
 	if (c) {
@@ -391,7 +392,7 @@ int cmd_pack(int argc, char **argv)
 	/* Unfinished path writers remove their temporary file here. */
 	fvm_writer_free(w);
 	if (!ret && a.progress_mode != PROGRESS_NEVER)
-		summary(&a, to_stdout, cli_now_ns() - t0);
+		summary(&a, to_stdout, util_now_ns() - t0);
 out:
 	if (a.blocks)
 		unmap_inputs(a.blocks, a.n_blocks);

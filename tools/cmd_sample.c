@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "progress.h"
+#include "common/progress.h"
+#include "common/util.h"
 
 #define PAGE 4096u
 #define REAL_PAGES 131072.0  /* the measured guest: 512 MiB */
@@ -229,7 +230,7 @@ static int write_image(int fd, const struct run *v, long n, uint64_t seed,
 			while (w < len) {
 				ssize_t r = pwrite(fd, buf + w, len - w, off + (off_t)w);
 
-				if (r < 0 && errno == EINTR && !cli_interrupted())
+				if (r < 0 && errno == EINTR && !util_interrupted())
 					continue;
 				if (r <= 0) {
 					err = r < 0 ? -errno : -EIO;
@@ -330,7 +331,7 @@ int cmd_sample(int argc, char **argv)
 	if (mode != PROGRESS_NEVER)
 		printf("sample: %s: %s, %llu pages, %llu non-zero (%.1f%%) in %ld runs, "
 		       "%.1f%% of them in runs >= 512 KiB, seed %llu\n",
-		       out, cli_fmt_bytes(b1, sizeof(b1), size), (unsigned long long)pages,
+		       out, util_fmt_bytes(b1, sizeof(b1), size), (unsigned long long)pages,
 		       (unsigned long long)data, pages ? 100.0 * (double)data / (double)pages : 0.0,
 		       n, data ? 100.0 * (double)large / (double)data : 0.0,
 		       (unsigned long long)seed);

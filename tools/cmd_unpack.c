@@ -1,8 +1,9 @@
 /*
  * fvmsnap unpack: write each block of a snapshot back as a raw image,
  * sparse where zero. Each image is a temporary file of the block's length
- * (a hole), mapped MAP_SHARED; fvm_load writes the data pages into the
- * mappings and, with FVM_ZERO_LEAVE, never touches the zero pages, so they
+ * (a hole), mapped MAP_SHARED and so flagged FVM_MAP_SHARED (never mapped
+ * over) and FVM_MAP_ZERO (a new file reads as zero); fvm_load writes the
+ * data pages into the mappings and never touches the zero pages, so they
  * stay holes. Nothing in DIR is replaced until every block loaded, and then
  * only by rename.
  */
@@ -16,7 +17,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "progress.h"
+#include "common/escape.h"
+#include "common/progress.h"
+#include "common/util.h"
 
 struct out_block {
 	char file[256];          /* "<safe-name>.raw" */
@@ -33,7 +36,8 @@ static void usage(FILE *f)
 		"Write each RAM block back as a raw image DIR/<name>.raw (sparse where\n"
 		"zero), device-state sections as DIR/devstate-<n>-<name>.bin, and the\n"
 		"lists DIR/blocks.txt, DIR/devstate.txt, DIR/meta.txt. IN may be '-'\n"
-		"(a snapshot read from a pipe on stdin).\n"
+		"(a snapshot on standard input, e.g. a pipe). FVM_BACKEND and\n"
+		"FVM_WILLNEED choose the loader's I/O path and read-ahead (fvmsnap(1)).\n"
 		"\n"
 		"  -o, --output DIR   directory to write into (created if missing)\n"
 		"      --no-verify    skip the payload checksums while loading\n"
@@ -116,7 +120,7 @@ static int write_lists(fvm_reader *r, const char *dir, const fvm_block_info *bi,
 	size_t len[3];
 	FILE *f[3];
 	const char *key, *value;
-	fvm_file_info fi;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	uint32_t i;
 	int ret = 0, k;
 
@@ -133,26 +137,26 @@ static int write_lists(fvm_reader *r, const char *dir, const fvm_block_info *bi,
 	/* One line per item: file, escaped name, sizes; tab-separated. */
 	for (i = 0; i < nb; i++) {
 		fprintf(f[0], "%s\t", ob[i].file);
-		cli_print_escaped(f[0], bi[i].name);
+		text_escaped(f[0], bi[i].name);
 		fprintf(f[0], "\t%llu\t%llu\n", (unsigned long long)bi[i].length,
 			(unsigned long long)bi[i].page_size);
 	}
 	for (i = 0; i < nd; i++) {
-		fvm_devstate_info di;
+		fvm_devstate_info di = FVM_DEVSTATE_INFO_INIT;
 
 		if (fvm_reader_devstate(r, i, &di) == 0) {
 			fprintf(f[1], "%s\t", devfiles[i]);
-			cli_print_escaped(f[1], di.name);
-			fprintf(f[1], "\t%llu\n", (unsigned long long)di.size);
+			text_escaped(f[1], di.name);
+			fprintf(f[1], "\t%llu\n", (unsigned long long)di.length);
 		}
 	}
 	if (fvm_reader_info(r, &fi) == 0) {
 		for (i = 0; i < fi.meta_count; i++) {
 			if (fvm_reader_meta(r, i, &key, &value))
 				continue;
-			cli_print_escaped(f[2], key);
+			text_escaped(f[2], key);
 			fputc('\t', f[2]);
-			cli_print_escaped(f[2], value);
+			text_escaped(f[2], value);
 			fputc('\n', f[2]);
 		}
 	}
@@ -178,7 +182,7 @@ static int write_devstate(fvm_reader *r, const char *dir, uint32_t nd,
 	int ret;
 
 	for (i = 0; i < nd; i++) {
-		fvm_devstate_info di;
+		fvm_devstate_info di = FVM_DEVSTATE_INFO_INIT;
 		char safe[201], name[256], path[4096];
 		void *buf;
 
@@ -190,12 +194,12 @@ static int write_devstate(fvm_reader *r, const char *dir, uint32_t nd,
 		else
 			snprintf(name, sizeof(name), "devstate-%u.bin", i);
 		files[i] = strdup(name);
-		if (!files[i] || di.size > SIZE_MAX)
+		if (!files[i] || di.length > SIZE_MAX)
 			return cli_fail_sys(name, ENOMEM);
-		buf = malloc(di.size ? (size_t)di.size : 1);
+		buf = malloc(di.length ? (size_t)di.length : 1);
 		if (!buf)
 			return cli_fail_sys(name, ENOMEM);
-		ret = fvm_reader_devstate_read(r, i, buf, (size_t)di.size);
+		ret = fvm_reader_devstate_read(r, i, buf, (size_t)di.length);
 		if (ret) {
 			free(buf);
 			return cli_fail(name, ret);
@@ -205,7 +209,7 @@ static int write_devstate(fvm_reader *r, const char *dir, uint32_t nd,
 			free(buf);
 			return cli_fail_sys(path, -ret);
 		}
-		ret = cli_write_all(at[i].fd, buf, (size_t)di.size);
+		ret = cli_write_all(at[i].fd, buf, (size_t)di.length);
 		if (!ret)
 			ret = cli_atomic_sync(&at[i]);
 		free(buf);
@@ -241,8 +245,9 @@ int cmd_unpack(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
-	fvm_load_stats st;
-	fvm_file_info fi;
+	fvm_load_tuning tu = FVM_LOAD_TUNING_INIT;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	fvm_reader *r = NULL;
 	fvm_block_info *bi = NULL;
 	fvm_mapping *maps = NULL;
@@ -250,7 +255,7 @@ int cmd_unpack(int argc, char **argv)
 	struct cli_atomic *dat = NULL, lists[3];
 	char **devfiles = NULL;
 	struct progress pg;
-	const char *in, *dir = NULL;
+	const char *in, *name, *dir = NULL;
 	int c, ret = EXIT_OK, mode = PROGRESS_AUTO, verify = 1;
 	uint64_t t0;
 	uint32_t i, nb = 0, nd = 0;
@@ -267,18 +272,20 @@ int cmd_unpack(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if ((c = cli_one_operand(argc, argv, "input file", &in)))
+	if ((c = cli_one_operand(argc, argv, "input file", &in)) ||
+	    (c = cli_refuse_terminal(in, "a snapshot")))
 		return c;
 	if (!dir)
 		return cli_usage_error("no output directory given (-o DIR)");
+	if ((c = cli_load_env(&lo, &tu)))
+		return c;
+	name = cli_input_name(in);
 
-	t0 = cli_now_ns();
-	c = strcmp(in, "-") ? fvm_reader_open(&r, in)
-			    : fvm_reader_open_stream(&r, STDIN_FILENO, "stdin");
-	if (c)
-		return cli_fail(in, c);
+	t0 = util_now_ns();
+	if ((c = cli_open_snapshot(in, &r)))
+		return cli_fail(name, c);
 	if ((c = fvm_reader_info(r, &fi))) {
-		ret = cli_fail(in, c);
+		ret = cli_fail(name, c);
 		goto out;
 	}
 	if ((ret = make_dir(dir)))
@@ -294,8 +301,9 @@ int cmd_unpack(int argc, char **argv)
 		goto out;
 	}
 	for (i = 0; i < nb; i++) {
+		bi[i] = (fvm_block_info)FVM_BLOCK_INFO_INIT;
 		if ((c = fvm_reader_block(r, i, &bi[i]))) {
-			ret = cli_fail(in, c);
+			ret = cli_fail(name, c);
 			nb = i;
 			goto out;
 		}
@@ -305,6 +313,9 @@ int cmd_unpack(int argc, char **argv)
 	for (i = 0; i < nb; i++) {
 		if ((ret = prepare_block(&ob[i], dir)))
 			goto out;
+		maps[i] = (fvm_mapping)FVM_MAPPING_INIT;
+		/* MAP_SHARED over a new sparse file: written through, reads zero */
+		maps[i].flags = FVM_MAP_SHARED | FVM_MAP_ZERO;
 		maps[i].name = bi[i].name;
 		maps[i].addr = ob[i].map;
 		maps[i].length = bi[i].length;
@@ -318,7 +329,7 @@ int cmd_unpack(int argc, char **argv)
 	c = fvm_load(r, maps, nb, &lo, &st);
 	progress_done(&pg);
 	if (c) {
-		ret = cli_fail(in, c);
+		ret = cli_fail(name, c);
 		goto out;
 	}
 	for (i = 0; i < nb; i++) {
@@ -336,7 +347,7 @@ int cmd_unpack(int argc, char **argv)
 
 	/* A stream's device state and metadata are complete only now. */
 	if ((c = fvm_reader_info(r, &fi))) {
-		ret = cli_fail(in, c);
+		ret = cli_fail(name, c);
 		goto out;
 	}
 	nd = fi.devstate_count;
@@ -364,11 +375,11 @@ int cmd_unpack(int argc, char **argv)
 			ret = cli_fail_sys("list file", -c);
 	if (!ret && mode != PROGRESS_NEVER) {
 		char b1[32];
-		double secs = (double)(cli_now_ns() - t0) / 1e9;
+		double secs = (double)(util_now_ns() - t0) / 1e9;
 
 		printf("unpacked %u block%s (%s of data, %u device-state section%s) into %s in %.2f s (%s)\n",
 		       nb, nb == 1 ? "" : "s",
-		       cli_fmt_bytes(b1, sizeof(b1), st.bytes_read), nd,
+		       util_fmt_bytes(b1, sizeof(b1), st.bytes_read), nd,
 		       nd == 1 ? "" : "s", dir, secs,
 		       st.backend_name ? st.backend_name : "?");
 	}

@@ -1,5 +1,6 @@
 /*
- * fvmsnap verify: fvm_verify over the whole file. Exit 0 only when every
+ * fvmsnap verify: fvm_verify over the whole file, or over a snapshot on
+ * standard input ("-", a pipe read front to back). Exit 0 only when every
  * checksum and structural rule holds; a damaged file exits 2 with the
  * library's detail (structure and offset).
  */
@@ -7,7 +8,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "progress.h"
+#include "common/progress.h"
+#include "common/util.h"
 
 static void usage(FILE *f)
 {
@@ -16,6 +18,8 @@ static void usage(FILE *f)
 		"\n"
 		"Read the whole snapshot and check every checksum and structural rule\n"
 		"of doc/FORMAT.md. Exit status 0 only when all hold, 2 when not.\n"
+		"IN.fvm may be '-': a snapshot on standard input (a pipe is read once,\n"
+		"front to back).\n"
 		"\n"
 		"  -q, --quiet      no progress bar, no 'ok' line\n"
 		"      --progress   progress bar even when stderr is not a TTY\n"
@@ -23,6 +27,20 @@ static void usage(FILE *f)
 }
 
 enum { OPT_PROGRESS = 256 };
+
+/* The progress bar, and the payload bytes checked: a stream has no file size. */
+struct vprogress {
+	struct progress pg;
+	uint64_t done;
+};
+
+static int verify_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct vprogress *v = ctx;
+
+	v->done = done;
+	return progress_cb(&v->pg, done, total);
+}
 
 int cmd_verify(int argc, char **argv)
 {
@@ -32,10 +50,10 @@ int cmd_verify(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct progress pg;
-	fvm_file_info fi;
+	struct vprogress vp = { .done = 0 };
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	fvm_reader *r;
-	const char *in;
+	const char *in, *name;
 	uint64_t t0;
 	int c, mode = PROGRESS_AUTO;
 
@@ -47,31 +65,34 @@ int cmd_verify(int argc, char **argv)
 		default: return cli_try_help();
 		}
 	}
-	if ((c = cli_one_operand(argc, argv, "input file", &in)))
+	if ((c = cli_one_operand(argc, argv, "input file", &in)) ||
+	    (c = cli_refuse_terminal(in, "a snapshot")))
 		return c;
-	t0 = cli_now_ns();
-	if ((c = fvm_reader_open(&r, in)))
-		return cli_fail(in, c);
-	progress_init(&pg, "verifying", mode);
-	c = fvm_verify(r, progress_cb, &pg);
-	progress_done(&pg);
+	name = cli_input_name(in);
+	t0 = util_now_ns();
+	if ((c = cli_open_snapshot(in, &r)))
+		return cli_fail(name, c);
+	progress_init(&vp.pg, "verifying", mode);
+	c = fvm_verify(r, verify_progress, &vp);
+	progress_done(&vp.pg);
 	if (!c)
 		c = fvm_reader_info(r, &fi);
 	if (c) {
-		int ret = cli_fail(in, c);
+		int ret = cli_fail(name, c);
 
 		fvm_reader_free(r);
 		return ret;
 	}
 	if (mode != PROGRESS_NEVER)
 		printf("ok: %s: %u block%s, %llu data pages in %llu runs, %llu zero pages, "
-		       "%u device-state section%s, %llu bytes checked in %.2f s\n",
-		       in, fi.block_count, fi.block_count == 1 ? "" : "s",
+		       "%u device-state section%s, %llu %sbytes checked in %.2f s%s\n",
+		       name, fi.block_count, fi.block_count == 1 ? "" : "s",
 		       (unsigned long long)fi.data_pages, (unsigned long long)fi.data_runs,
 		       (unsigned long long)fi.zero_pages, fi.devstate_count,
 		       fi.devstate_count == 1 ? "" : "s",
-		       (unsigned long long)fi.file_size,
-		       (double)(cli_now_ns() - t0) / 1e9);
+		       (unsigned long long)(fi.streamed ? vp.done : fi.file_size),
+		       fi.streamed ? "payload " : "", (double)(util_now_ns() - t0) / 1e9,
+		       fi.streamed ? " (read as a stream)" : "");
 	fvm_reader_free(r);
 	return EXIT_OK;
 }

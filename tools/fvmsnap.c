@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "common/util.h"
 
 struct command {
 	const char *name;
@@ -65,7 +66,7 @@ int main(int argc, char **argv)
 			continue;
 		snprintf(prog, sizeof(prog), "fvmsnap %s", commands[i].name);
 		cli_prog = prog;
-		cli_install_signals();
+		util_install_signals();
 		/* getopt prefixes its messages with argv[0]: "fvmsnap pack". */
 		argv[1] = prog;
 		return commands[i].run(argc - 1, argv + 1);

@@ -11,8 +11,23 @@
  *    into caller memory, verify every checksum.
  *
  * Every function that can fail returns 0 or a negative FVM_E* code; the
- * calling thread's fvm_error_detail() then says what and where. The library
- * never prints and never exits.
+ * calling thread's fvm_error_detail() then says what and where, and
+ * fvm_error_errno() gives the errno of the system call that failed. Every
+ * function that can fail clears both first, and one that succeeds leaves
+ * them clear (the free functions, which cannot fail, leave them alone, so an
+ * error can still be reported after cleaning up).
+ * The library never prints, never exits and reads no environment variable.
+ * Man pages: fvm_reader_open(3), fvm_load(3), fvm_writer_open_path(3),
+ * fvm_verify(3), fvm_error_detail(3), ...
+ *
+ * ABI: structs that cross the API carry their size, set by the caller
+ * (FVM_*_INIT or fvm_*_init()), so that a caller built against an older,
+ * smaller struct keeps working with a newer library (the fields it lacks take
+ * their defaults, and output structs are written only as far as the caller's
+ * size), and a newer caller's larger struct is accepted when the tail this
+ * library does not know is zero. Symbols live in version nodes
+ * (lib/libfastvm.map). Tuning knobs that are not a stable promise live in
+ * <fastvm/experimental.h>.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -28,17 +43,22 @@ extern "C" {
 
 #if defined(__GNUC__) && __GNUC__ >= 4
 #define FVM_API __attribute__((visibility("default")))
+#define FVM_FORMAT_ATTR(a, b) __attribute__((format(printf, a, b)))
 #else
 #define FVM_API
+#define FVM_FORMAT_ATTR(a, b)
 #endif
 
 #define FVM_VERSION_MAJOR 0
-#define FVM_VERSION_MINOR 1
+#define FVM_VERSION_MINOR 2
 #define FVM_VERSION_PATCH 0
 #define FVM_VERSION_NUMBER \
 	(FVM_VERSION_MAJOR * 10000 + FVM_VERSION_MINOR * 100 + FVM_VERSION_PATCH)
 
-/* Runtime version of the library, as FVM_VERSION_NUMBER and as "0.1.0". */
+/*
+ * Runtime version of the library, as FVM_VERSION_NUMBER and as "0.2.0".
+ * Errors: none (they cannot fail).
+ */
 FVM_API unsigned fvm_version(void);
 FVM_API const char *fvm_version_string(void);
 
@@ -48,7 +68,7 @@ typedef enum fvm_error {
 	FVM_OK = 0,
 	FVM_EINVAL = -1,       /* bad argument from the caller */
 	FVM_ENOMEM = -2,       /* allocation failed */
-	FVM_EIO = -3,          /* system call failed (errno in the detail) */
+	FVM_EIO = -3,          /* system call failed (fvm_error_errno() says which errno) */
 	FVM_EMAGIC = -4,       /* not a libfastvm snapshot */
 	FVM_EVERSION = -5,     /* format version this library does not read */
 	FVM_EFEATURE = -6,     /* unknown incompatible feature bit */
@@ -57,28 +77,48 @@ typedef enum fvm_error {
 	FVM_ECORRUPT = -9,     /* a structure breaks a rule of FORMAT.md */
 	FVM_ERANGE = -10,      /* offset/length outside its container */
 	FVM_EMAPPING = -11,    /* caller's memory map does not fit the file */
-	FVM_ECANCELED = -12,   /* progress callback asked to stop */
+	FVM_ECANCELED = -12,   /* a callback asked to stop */
 	FVM_ESTATE = -13,      /* call not allowed in this state */
 	FVM_ENOTFOUND = -14,   /* no such block, section or key */
 	FVM_EUNSUPPORTED = -15 /* valid request this system cannot do */
 } fvm_error;
 
-/* Fixed text for a code ("checksum mismatch"); never NULL. */
+/* Fixed text for a code ("checksum mismatch"); never NULL. Errors: none. */
 FVM_API const char *fvm_strerror(int code);
 
 /*
  * Detail of the last error raised on this thread, e.g.
  * "snap.fvm: segment at offset 0x1000: entry 3: pages 510+4 past end of
  * block pc.ram (512 pages)". Empty string when there is none. Valid until
- * the next libfastvm call on this thread.
+ * the next libfastvm call on this thread. Errors: none.
  */
 FVM_API const char *fvm_error_detail(void);
+
+/*
+ * errno of the system call behind the last error on this thread (ENOSPC,
+ * EIO, EACCES, ...), or 0 when the error did not come from one (a corrupt
+ * file, a bad argument). A VMM returns -fvm_error_errno() when it is not 0.
+ * Errors: none.
+ */
+FVM_API int fvm_error_errno(void);
+
+/*
+ * Set this thread's error detail and errno, and return code: for callbacks
+ * (progress, device state) that stop an operation and want their reason,
+ * not "canceled", reported by the call that invoked them, and for programs
+ * layered on the library that report their own errors the same way. errnum
+ * is 0 or an errno value, appended to the detail as ": strerror(errnum)".
+ * Errors: none; returns code.
+ */
+FVM_API int fvm_error_set(int code, int errnum, const char *fmt, ...)
+	FVM_FORMAT_ATTR(3, 4);
 
 /* ---------------------------------------------------------------- common */
 
 /*
  * Progress: called with bytes done and total bytes of the operation.
- * Return non-zero to cancel; the operation then fails with FVM_ECANCELED.
+ * Return non-zero to cancel; the operation then fails with FVM_ECANCELED
+ * (or with the code and detail the callback set with fvm_error_set()).
  */
 typedef int (*fvm_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
@@ -107,17 +147,30 @@ typedef struct fvm_write_options {
 #define FVM_WRITE_OPTIONS_INIT { sizeof(fvm_write_options), 0, 0, 0, NULL, NULL }
 
 /*
+ * Fill *opts (size bytes, the caller's sizeof) with the defaults, as
+ * FVM_WRITE_OPTIONS_INIT does. FVM_EINVAL when size is too small.
+ * Errors: FVM_EINVAL (opts NULL or size < 8).
+ */
+FVM_API int fvm_write_options_init(fvm_write_options *opts, size_t size);
+
+/*
  * Create a writer. open_path writes to a temporary file beside path and
  * renames it over path in fvm_writer_finish() after fsync; until then an
  * existing file at path is untouched. open_fd writes sequentially to fd
  * (file, pipe or socket; never seeks, never closes it). opts may be NULL.
+ * Errors: FVM_EINVAL (NULL out or path, fd < 0, a directory, bad options),
+ * FVM_ENOMEM, FVM_EIO (creating the temporary file, writing the header).
  */
 FVM_API int fvm_writer_open_path(fvm_writer **out, const char *path,
 				 const fvm_write_options *opts);
 FVM_API int fvm_writer_open_fd(fvm_writer **out, int fd,
 			       const fvm_write_options *opts);
 
-/* Key/value metadata ("creator", "source", "machine", "created", ...). */
+/*
+ * Key/value metadata ("creator", "source", "machine", "created", ...).
+ * Errors: FVM_EINVAL (NULL w, bad key or value), FVM_ESTATE (writer failed or
+ * finished, a section open), FVM_ENOMEM, FVM_EIO.
+ */
 FVM_API int fvm_writer_add_meta(fvm_writer *w, const char *key,
 				const char *value);
 
@@ -125,6 +178,8 @@ FVM_API int fvm_writer_add_meta(fvm_writer *w, const char *key,
  * Declare a RAM block: unique name of 1..255 bytes, length a non-zero
  * multiple of page_size, page_size a power of two from 4 KiB to 1 GiB.
  * *block_id receives the id used by the calls below.
+ * Errors: FVM_EINVAL (NULL w; bad or duplicate name, bad length or page_size,
+ * 65536 blocks), FVM_ESTATE (as add_meta), FVM_ENOMEM, FVM_EIO.
  */
 FVM_API int fvm_writer_add_block(fvm_writer *w, const char *name,
 				 uint64_t length, uint64_t page_size,
@@ -134,6 +189,8 @@ FVM_API int fvm_writer_add_block(fvm_writer *w, const char *name,
  * Write a whole block from host memory (length bytes at mem, as declared).
  * Zero pages are found word-wise and cost no payload; non-zero pages are
  * written straight from mem, without a copy.
+ * Errors: FVM_EINVAL (NULL w or mem, undeclared block), FVM_ESTATE, FVM_ENOMEM,
+ * FVM_EIO, FVM_ECANCELED (progress callback).
  */
 FVM_API int fvm_writer_write_block(fvm_writer *w, uint32_t block_id,
 				   const void *mem);
@@ -143,6 +200,8 @@ FVM_API int fvm_writer_write_block(fvm_writer *w, uint32_t block_id,
  * order. Zero pages among them are detected. Pages delivered again replace
  * the earlier copy (the file then keeps both; the index points at the last).
  * put_zero records count zero pages without data.
+ * Errors: FVM_EINVAL (NULL w, undeclared block, pages outside it, NULL data),
+ * FVM_ESTATE (writer failed or finished, a section open), FVM_ENOMEM, FVM_EIO.
  */
 FVM_API int fvm_writer_put_pages(fvm_writer *w, uint32_t block_id,
 				 uint64_t first_page, uint64_t count,
@@ -150,21 +209,53 @@ FVM_API int fvm_writer_put_pages(fvm_writer *w, uint32_t block_id,
 FVM_API int fvm_writer_put_zero(fvm_writer *w, uint32_t block_id,
 				uint64_t first_page, uint64_t count);
 
-/* An opaque device-state section (kept and returned byte for byte, in order). */
+/*
+ * An opaque device-state section, kept and returned byte for byte. Sections
+ * keep their order. Names are 0..255 bytes and need not be unique.
+ * Errors: FVM_EINVAL (NULL w or name, name over 255 bytes, NULL data),
+ * FVM_ESTATE (writer failed or finished, a section open), FVM_ENOMEM, FVM_EIO.
+ */
 FVM_API int fvm_writer_add_devstate(fvm_writer *w, const char *name,
 				    const void *data, size_t len);
 
-/* Write index and footer; for open_path: fsync, rename, fsync directory. */
+/*
+ * The same, written in pieces of any size as they are produced (QEMU's
+ * vmstate is a stream of unknown length; a VFIO device's state can exceed
+ * 1 GiB): begin, then write any number of times, then end. The writer
+ * buffers at most 1 MiB and stores a section larger than that as several
+ * DEVS records (FORMAT.md 4.3); readers return it as one section. While a
+ * section is open, only devstate_write and devstate_end are allowed.
+ * Errors: FVM_EINVAL (NULL w, bad name, NULL data), FVM_ESTATE (writer failed
+ * or finished; begin: one open; write, end: none open), FVM_ENOMEM, FVM_EIO.
+ */
+FVM_API int fvm_writer_devstate_begin(fvm_writer *w, const char *name);
+FVM_API int fvm_writer_devstate_write(fvm_writer *w, const void *data,
+				      size_t len);
+FVM_API int fvm_writer_devstate_end(fvm_writer *w);
+
+/*
+ * Write index and footer; for open_path: fsync, rename, fsync directory.
+ * Errors: FVM_EINVAL (NULL w), FVM_ESTATE (writer failed or finished, a section
+ * open), FVM_ENOMEM, FVM_EIO (write, fsync, close, rename).
+ */
 FVM_API int fvm_writer_finish(fvm_writer *w);
 
-/* Free; an unfinished path writer removes its temporary file. NULL is ok. */
+/*
+ * Free; an unfinished path writer removes its temporary file. NULL is ok.
+ * Errors: none.
+ */
 FVM_API void fvm_writer_free(fvm_writer *w);
 
 /* ---------------------------------------------------------------- reader */
 
 typedef struct fvm_reader fvm_reader;
 
+/*
+ * Output structs: set size to sizeof(the struct) (FVM_*_INFO_INIT does) before
+ * the call; the library writes no byte past size.
+ */
 typedef struct fvm_file_info {
+	uint32_t size;           /* sizeof(fvm_file_info), set by the caller */
 	uint16_t version_major, version_minor;
 	uint64_t incompat_features, compat_features;
 	uint64_t file_size;      /* 0 when read as a stream */
@@ -175,7 +266,10 @@ typedef struct fvm_file_info {
 	int streamed;            /* opened with fvm_reader_open_stream */
 } fvm_file_info;
 
+#define FVM_FILE_INFO_INIT { sizeof(fvm_file_info), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+
 typedef struct fvm_block_info {
+	uint32_t size;           /* sizeof(fvm_block_info), set by the caller */
 	const char *name;        /* NUL-terminated; owned by the reader */
 	uint64_t length;
 	uint64_t page_size;
@@ -183,9 +277,12 @@ typedef struct fvm_block_info {
 	uint64_t data_runs, zero_runs;
 } fvm_block_info;
 
+#define FVM_BLOCK_INFO_INIT { sizeof(fvm_block_info), NULL, 0, 0, 0, 0, 0, 0 }
+
 enum fvm_run_kind { FVM_RUN_ZERO = 0, FVM_RUN_DATA = 1 };
 
 typedef struct fvm_run_info {
+	uint32_t size;           /* sizeof(fvm_run_info), set by the caller */
 	uint32_t block_id;
 	int kind;                /* enum fvm_run_kind */
 	uint64_t first_page;
@@ -193,29 +290,44 @@ typedef struct fvm_run_info {
 	uint64_t file_offset;    /* of the payload; 0 for zero runs */
 } fvm_run_info;
 
+#define FVM_RUN_INFO_INIT { sizeof(fvm_run_info), 0, 0, 0, 0, 0 }
+
 typedef struct fvm_devstate_info {
-	const char *name;
-	uint64_t size;
-	uint64_t file_offset;    /* of the section's data */
+	uint32_t size;           /* sizeof(fvm_devstate_info), set by the caller */
+	const char *name;        /* NUL-terminated; owned by the reader */
+	uint64_t length;         /* bytes of the section (all its parts) */
+	uint64_t file_offset;    /* of the first part's data (in a stream: where it was) */
+	uint32_t parts;          /* DEVS records it is stored in (1 unless large) */
 } fvm_devstate_info;
+
+#define FVM_DEVSTATE_INFO_INIT { sizeof(fvm_devstate_info), NULL, 0, 0, 0 }
 
 /*
  * Open a seekable snapshot: header, footer and index are read and every
  * structural rule is checked before this returns, so a successful open
  * means every run lies inside its block and inside the file.
+ * Errors: FVM_EINVAL (NULL out or path), FVM_ENOMEM, FVM_EIO (open, read), and
+ * for a bad file FVM_EMAGIC to FVM_ERANGE (codes -4..-10, fvm_reader_open(3)).
  */
 FVM_API int fvm_reader_open(fvm_reader **out, const char *path);
 
 /*
  * Open from an fd. Seekable fds are read like fvm_reader_open (fd is not
  * closed by the reader). open_stream reads fd sequentially (a pipe): records
- * up to the first RAM segment are read now; fvm_load() reads the rest, and
- * run listings are available only after it.
+ * up to the first RAM segment or device-state section are read now;
+ * fvm_load() (or fvm_verify()) reads the rest, and run and device-state
+ * listings are complete only after it.
+ * Errors: as fvm_reader_open (fd < 0 is FVM_EINVAL); fvm_reader_free: none.
  */
 FVM_API int fvm_reader_open_fd(fvm_reader **out, int fd, const char *name);
 FVM_API int fvm_reader_open_stream(fvm_reader **out, int fd, const char *name);
 FVM_API void fvm_reader_free(fvm_reader *r);
 
+/*
+ * Listings, no I/O. Errors: FVM_EINVAL (NULL argument, output size < 4),
+ * FVM_ENOTFOUND (no such i or name), FVM_ESTATE (fvm_reader_run: a stream not
+ * read to its end yet); run_count and meta_get cannot fail (0 or NULL).
+ */
 FVM_API int fvm_reader_info(const fvm_reader *r, fvm_file_info *info);
 FVM_API int fvm_reader_block(const fvm_reader *r, uint32_t i,
 			     fvm_block_info *info);
@@ -229,32 +341,73 @@ FVM_API int fvm_reader_meta(const fvm_reader *r, uint32_t i, const char **key,
 FVM_API const char *fvm_reader_meta_get(const fvm_reader *r, const char *key);
 FVM_API int fvm_reader_devstate(const fvm_reader *r, uint32_t i,
 				fvm_devstate_info *info);
+/* The first section named name (the empty name included). */
+FVM_API int fvm_reader_find_devstate(const fvm_reader *r, const char *name,
+				     uint32_t *index);
 /*
  * Read count pages of a block from first_page into buf (count * page_size
  * bytes): data pages from the file, pages without data as zeros. Payload
  * CRCs are checked. For exporters and tools that walk a snapshot piecewise.
+ * Errors: FVM_EINVAL, FVM_ESTATE (a stream), FVM_ENOTFOUND (block), FVM_ERANGE
+ * (pages outside it), FVM_EIO, FVM_ETRUNCATED, FVM_ECHECKSUM.
  */
 FVM_API int fvm_reader_read_pages(fvm_reader *r, uint32_t block_id,
 				  uint64_t first_page, uint64_t count, void *buf);
-/* Copy section i (info.size bytes) into buf after checking its CRC. */
+/*
+ * Copy section i (info.length bytes) into buf after checking its CRCs.
+ * Errors: FVM_EINVAL (NULL, buf_len short), FVM_ENOTFOUND, FVM_ESTATE (given to
+ * a load callback), FVM_EIO, FVM_ETRUNCATED, FVM_ECORRUPT, FVM_ECHECKSUM.
+ */
 FVM_API int fvm_reader_devstate_read(fvm_reader *r, uint32_t i, void *buf,
 				     size_t buf_len);
+/*
+ * Read up to len bytes of section i from offset on; *got receives how many
+ * (fewer only at the section's end: 0 at or past it). Every byte returned
+ * was checked against its record's CRC first, whatever the range: a part is
+ * read whole (at most 1 MiB for parts this library writes) and the last one
+ * is kept for the next call, so reading a section front to back in small
+ * pieces reads each byte once. For a VMM's device-state loader. Not for a
+ * stream reader whose sections went to a load callback.
+ * Errors: as devstate_read (got NULL is FVM_EINVAL), and FVM_ENOMEM.
+ */
+FVM_API int fvm_reader_devstate_pread(fvm_reader *r, uint32_t i, void *buf,
+				      size_t len, uint64_t offset, size_t *got);
 
 /* ---------------------------------------------------------------- loading */
 
 /*
  * Where a block goes: length must equal the block's length; page_size, when
- * not 0, must equal the block's page size (e.g. a hugetlbfs mapping).
+ * not 0, must equal the block's page size (e.g. a hugetlbfs mapping). The
+ * array passed to fvm_load has elements of maps[0].size bytes, all the same.
  */
+enum fvm_mapping_flags {
+	/*
+	 * Shared or file-backed memory (memory-backend-file share=on, memfd,
+	 * vhost-user, a device): never mapped over (FVM_BACKEND_MMAP copies
+	 * into it instead, saying why) and zero pages are written as zeros
+	 * (MADV_DONTNEED would drop them back to the file's contents).
+	 */
+	FVM_MAP_SHARED = 1u << 0,
+	/* hugetlbfs memory: handled like SHARED (no map over, zeros written). */
+	FVM_MAP_HUGETLB = 1u << 1,
+	/* The destination is known to read as zero: no zero work for it,
+	 * whatever the zero policy (a fresh anonymous mapping, a new file). */
+	FVM_MAP_ZERO = 1u << 2
+};
+
 typedef struct fvm_mapping {
+	uint32_t size;           /* sizeof(fvm_mapping), set by INIT */
+	uint32_t flags;          /* FVM_MAP_* */
 	const char *name;
 	void *addr;
 	uint64_t length;
 	uint64_t page_size;
 } fvm_mapping;
 
+#define FVM_MAPPING_INIT { sizeof(fvm_mapping), 0, NULL, NULL, 0, 0 }
+
 enum fvm_backend {
-	FVM_BACKEND_AUTO = 0,  /* io_uring, else pread; env FVM_BACKEND=pread|uring */
+	FVM_BACKEND_AUTO = 0,  /* io_uring, else pread */
 	FVM_BACKEND_URING = 1,
 	FVM_BACKEND_PREAD = 2,
 	/*
@@ -263,9 +416,8 @@ enum fvm_backend {
 	 * return, and copied only when written (FVM_LOAD_LAZY: not populated,
 	 * each page read when first touched). The file must not change while
 	 * mapped, and destinations must be private anonymous memory, 4 KiB-
-	 * aligned. Falls back to copying (io_uring, else pread) when refused.
-	 * Only the caller can choose it (never FVM_BACKEND from the
-	 * environment): it is wrong for a shared or file-backed destination.
+	 * aligned (mappings flagged SHARED or HUGETLB are copied into).
+	 * Falls back to copying (io_uring, else pread) when refused.
 	 */
 	FVM_BACKEND_MMAP = 3
 };
@@ -273,21 +425,15 @@ enum fvm_backend {
 enum fvm_zero_policy {
 	FVM_ZERO_LEAVE = 0,    /* destination is known zero (fresh mapping) */
 	FVM_ZERO_MEMSET = 1,   /* write zeros over pages without data */
-	FVM_ZERO_DONTNEED = 2  /* madvise(MADV_DONTNEED): private anonymous only */
+	FVM_ZERO_DONTNEED = 2  /* madvise(MADV_DONTNEED) for private anonymous
+				  memory, zeros written elsewhere */
 };
 
 enum fvm_load_flags {
 	FVM_LOAD_VERIFY = 1u << 0,  /* check payload CRCs while loading */
 	FVM_LOAD_DIRECT = 1u << 1,  /* O_DIRECT reads (falls back if refused; not mmap) */
 	FVM_LOAD_PARTIAL = 1u << 2, /* blocks without a mapping are skipped */
-	/*
-	 * io_uring: let reads that the page cache can serve complete in the
-	 * calling thread. By default every buffered read is handed to
-	 * io_uring's kernel workers (IOSQE_ASYNC), so that copies out of the
-	 * page cache run on all CPUs at once (1.7x faster warm on 2 cores,
-	 * doc/BENCHMARKS.md); this flag keeps the load on one CPU.
-	 */
-	FVM_LOAD_INLINE = 1u << 3,
+	/* 1u << 3 was FVM_LOAD_INLINE in 0.1: now in <fastvm/experimental.h> */
 	/*
 	 * With FVM_BACKEND_MMAP only: map the runs without populating them,
 	 * so fvm_load returns once every run is mapped and each page is read
@@ -299,30 +445,47 @@ enum fvm_load_flags {
 	FVM_LOAD_LAZY = 1u << 4
 };
 
+/*
+ * Device state of a stream load, handed over as it arrives instead of kept
+ * (fvm_load_options.devstate): len bytes of section `section` (its name)
+ * from offset on, checked against their record's CRC; last is non-zero on
+ * the section's final piece. Return non-zero to stop the load.
+ */
+typedef int (*fvm_devstate_fn)(void *ctx, uint32_t section, const char *name,
+			       uint64_t offset, const void *data, size_t len,
+			       int last);
+
+struct fvm_load_tuning; /* <fastvm/experimental.h> */
+
 typedef struct fvm_load_options {
 	uint32_t size;           /* sizeof(fvm_load_options), set by INIT */
 	uint32_t flags;          /* FVM_LOAD_* */
 	int backend;             /* enum fvm_backend */
 	int zero_policy;         /* enum fvm_zero_policy */
-	unsigned queue_depth;    /* reads in flight; 0 = default (16) */
-	uint64_t chunk_bytes;    /* bytes per read; 0 = default (256 KiB) */
 	fvm_progress_fn progress;
 	void *progress_ctx;
 	/*
-	 * POSIX_FADV_WILLNEED this many units of queue_depth x chunk_bytes
-	 * ahead of the reads; 0 = none (the default: on the devices measured it
-	 * slowed cold loads, see doc/BENCHMARKS.md). Env FVM_WILLNEED=N sets it
-	 * when this is 0.
+	 * Stream readers only: device-state sections met during the load go
+	 * to this callback, piece by piece, and are not kept (so no section
+	 * is held in memory beyond one record); NULL keeps them for
+	 * fvm_reader_devstate_read() after the load.
 	 */
-	unsigned willneed_window;
+	fvm_devstate_fn devstate;
+	void *devstate_ctx;
+	/* Experimental knobs (queue depth, read size, ...); NULL = defaults. */
+	const struct fvm_load_tuning *tuning;
 } fvm_load_options;
 
 #define FVM_LOAD_OPTIONS_INIT \
-	{ sizeof(fvm_load_options), 0, FVM_BACKEND_AUTO, FVM_ZERO_LEAVE, 0, 0, NULL, NULL, 0 }
+	{ sizeof(fvm_load_options), 0, FVM_BACKEND_AUTO, FVM_ZERO_LEAVE, NULL, NULL, NULL, NULL, NULL }
+
+/* Defaults into size bytes at opts. Errors: FVM_EINVAL (NULL, size < 8). */
+FVM_API int fvm_load_options_init(fvm_load_options *opts, size_t size);
 
 typedef struct fvm_load_stats {
+	uint32_t size;           /* sizeof(fvm_load_stats), set by the caller */
 	int backend;             /* the path actually used */
-	const char *backend_name; /* "io_uring", "pread", "mmap" */
+	const char *backend_name; /* "io_uring", "pread", "mmap" (static strings) */
 	const char *fallback_reason; /* why mmap or io_uring was not used, or NULL */
 	int direct;              /* O_DIRECT was used */
 	uint64_t bytes_read;     /* payload bytes read (for mmap: mapped and
@@ -331,13 +494,18 @@ typedef struct fvm_load_stats {
 	uint64_t extents;        /* data extents loaded */
 	uint64_t zero_bytes;     /* bytes handled by the zero policy */
 	uint64_t elapsed_ns;
+	uint64_t mapped_bytes;   /* bytes mapped over the destination (mmap) */
 } fvm_load_stats;
+
+#define FVM_LOAD_STATS_INIT { sizeof(fvm_load_stats), 0, NULL, NULL, 0, 0, 0, 0, 0, 0, 0 }
 
 /*
  * Load every block's pages into the caller's memory. The whole plan is built
  * and checked against the mappings before the first byte is written; no
  * file can make the loader write outside [addr, addr + length) of a mapping.
- * opts and stats may be NULL.
+ * opts and stats may be NULL. On failure the destination is incomplete.
+ * Errors: FVM_EINVAL, FVM_EMAPPING, FVM_ENOMEM, FVM_EIO, FVM_ETRUNCATED,
+ * FVM_ECHECKSUM, FVM_ECANCELED; streams: FVM_ECORRUPT, FVM_ERANGE, FVM_ESTATE.
  */
 FVM_API int fvm_load(fvm_reader *r, const fvm_mapping *maps, size_t n_maps,
 		     const fvm_load_options *opts, fvm_load_stats *stats);
@@ -345,6 +513,10 @@ FVM_API int fvm_load(fvm_reader *r, const fvm_mapping *maps, size_t n_maps,
 /*
  * Check every checksum and structural rule by reading the whole file
  * (header, records, payload chunks, index, footer). progress may be NULL.
+ * On a stream reader this reads the rest of the stream, after which the
+ * reader lists every record.
+ * Errors: FVM_EINVAL, FVM_ESTATE (stream already read), FVM_ENOMEM, FVM_EIO,
+ * FVM_ECANCELED, and for a bad file FVM_EMAGIC to FVM_ERANGE (-4..-10).
  */
 FVM_API int fvm_verify(fvm_reader *r, fvm_progress_fn progress, void *ctx);
 

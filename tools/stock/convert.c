@@ -14,7 +14,6 @@
 
 #include "input.h"
 #include "stock.h"
-#include "stock_error.h"
 #include "stream.h"
 
 /*
@@ -36,12 +35,6 @@ struct cctx {
 	struct stock_convert_result *res;
 };
 
-/* A failed libfastvm call: its detail becomes the stock detail. */
-static int lib_fail(int code, const char *what)
-{
-	return stock_err(code, "%s: %s", what, fvm_error_detail());
-}
-
 static int cv_block(void *ctx, uint32_t index, const struct stock_ram_block *b)
 {
 	struct cctx *c = ctx;
@@ -50,7 +43,7 @@ static int cv_block(void *ctx, uint32_t index, const struct stock_ram_block *b)
 	err = fvm_writer_add_block(c->w, b->name, b->length, STOCK_PAGE_SIZE,
 				   &c->ids[index]);
 	if (err)
-		return lib_fail(err, "adding a RAM block");
+		return err;
 	c->res->blocks++;
 	c->res->ram_bytes += b->length;
 	return 0;
@@ -63,7 +56,7 @@ static int cv_pages(void *ctx, uint32_t block, uint64_t first, uint64_t count,
 	int err = fvm_writer_put_pages(c->w, c->ids[block], first, count, data);
 
 	if (err)
-		return lib_fail(err, "writing pages");
+		return err;
 	c->res->data_pages += count;
 	return 0;
 }
@@ -74,7 +67,7 @@ static int cv_zero(void *ctx, uint32_t block, uint64_t first, uint64_t count)
 	int err = fvm_writer_put_zero(c->w, c->ids[block], first, count);
 
 	if (err)
-		return lib_fail(err, "writing zero pages");
+		return err;
 	c->res->zero_pages += count;
 	return 0;
 }
@@ -86,7 +79,7 @@ static int cv_progress(void *ctx, uint64_t offset, uint64_t size)
 	c->res->input_bytes = offset;
 	if (c->o->progress &&
 	    c->o->progress(c->o->progress_ctx, offset, size == UINT64_MAX ? 0 : size))
-		return stock_err(FVM_ECANCELED, "conversion canceled");
+		return fvm_error_set(FVM_ECANCELED, 0, "conversion canceled");
 	return 0;
 }
 
@@ -95,7 +88,7 @@ static int add_dev(struct cctx *c, const char *name, const void *data, size_t le
 	int err = fvm_writer_add_devstate(c->w, name, data, len);
 
 	if (err)
-		return lib_fail(err, name);
+		return err;
 	c->res->devstate_bytes += len;
 	return 0;
 }
@@ -107,7 +100,7 @@ static int add_meta(struct cctx *c, const char *key, const char *value)
 	if (!value || !*value)
 		return 0;
 	if ((err = fvm_writer_add_meta(c->w, key, value)))
-		return lib_fail(err, key);
+		return err;
 	return 0;
 }
 
@@ -174,7 +167,7 @@ int stock_convert(const struct stock_convert_opts *o, struct stock_convert_resul
 	memset(&st, 0, sizeof(st));
 	c = calloc(1, sizeof(*c));
 	if (!c)
-		return stock_err(FVM_ENOMEM, "conversion state");
+		return fvm_error_set(FVM_ENOMEM, 0, "conversion state");
 	c->o = o;
 	c->res = res;
 	ops = (struct stock_stream_ops){ c, cv_block, cv_pages, cv_zero, cv_progress };
@@ -186,17 +179,14 @@ int stock_convert(const struct stock_convert_opts *o, struct stock_convert_resul
 		goto out;
 	err = o->out_fd >= 0 ? fvm_writer_open_fd(&c->w, o->out_fd, &wo)
 			     : fvm_writer_open_path(&c->w, o->output, &wo);
-	if (err) {
-		err = lib_fail(err, o->output);
+	if (err)
 		goto out;
-	}
 	if ((err = stock_stream_parse(in.src, &ops, &st)) ||
 	    (err = write_meta(c, &in, &st)) ||
 	    (err = write_devstate(c, &st)))
 		goto out;
 	res->input_bytes = stock_source_offset(in.src);
-	if ((err = fvm_writer_finish(c->w)))
-		err = lib_fail(err, o->output);
+	err = fvm_writer_finish(c->w);
 out:
 	/* An unfinished path writer removes its temporary file. */
 	fvm_writer_free(c->w);

@@ -37,9 +37,12 @@ static int out_flush(struct out *o)
 		n = write(o->fd, o->buf + done, o->len - done);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return stock_err_sys(n < 0 ? errno : EIO, "%s: write at offset %llu",
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+
+			return fvm_error_set(stock_sys_code(e), e, "%s: write at offset %llu",
 					     o->name, (unsigned long long)(o->total + done));
+		}
 		done += (size_t)n;
 	}
 	o->total += o->len;
@@ -77,42 +80,32 @@ static int out_be(struct out *o, uint64_t v, int n)
 	return out_put(o, t, (size_t)n);
 }
 
-static int lib_fail(int code, const char *what)
-{
-	return stock_err(code, "%s: %s", what, fvm_error_detail());
-}
-
 struct kept {
 	uint8_t *data;
 	size_t len;
 	int found;
 };
 
+/* The first device-state section called name, if the file has one. */
 static int read_dev(fvm_reader *r, const char *in, const char *name, struct kept *k)
 {
-	fvm_devstate_info di;
+	fvm_devstate_info di = FVM_DEVSTATE_INFO_INIT;
 	uint32_t i;
-	fvm_file_info fi;
 	int err;
 
-	if ((err = fvm_reader_info(r, &fi)))
-		return lib_fail(err, in);
-	for (i = 0; i < fi.devstate_count; i++) {
-		if ((err = fvm_reader_devstate(r, i, &di)))
-			return lib_fail(err, in);
-		if (strcmp(di.name, name))
-			continue;
-		if (di.size > SIZE_MAX)
-			return stock_err(FVM_ERANGE, "%s: device state %s too large", in, name);
-		k->data = malloc(di.size ? (size_t)di.size : 1);
-		if (!k->data)
-			return stock_err_sys(ENOMEM, "%s: device state %s", in, name);
-		k->len = (size_t)di.size;
-		if ((err = fvm_reader_devstate_read(r, i, k->data, k->len)))
-			return lib_fail(err, in);
-		k->found = 1;
+	if ((err = fvm_reader_find_devstate(r, name, &i)) == FVM_ENOTFOUND)
 		return 0;
-	}
+	if (err || (err = fvm_reader_devstate(r, i, &di)))
+		return err;
+	if (di.length > SIZE_MAX)
+		return fvm_error_set(FVM_ERANGE, 0, "%s: device state %s too large", in, name);
+	k->data = malloc(di.length ? (size_t)di.length : 1);
+	if (!k->data)
+		return fvm_error_set(FVM_ENOMEM, ENOMEM, "%s: device state %s", in, name);
+	k->len = (size_t)di.length;
+	if ((err = fvm_reader_devstate_read(r, i, k->data, k->len)))
+		return err;
+	k->found = 1;
 	return 0;
 }
 
@@ -133,12 +126,12 @@ static int put_pre_ram(struct out *o, const struct kept *pre,
 		return out_put(o, pre->data, pre->len);
 	if (c + 4 > pre->len || m < c + 4 || m > pre->len || l > pre->len - m ||
 	    d[m] + 1u != l || memcmp(d + m + 1, "mapped-ram", 10))
-		return stock_err(FVM_ECORRUPT,
-				 "%s: qemu.ram-section: mapped-ram capability at %llu+%llu not inside qemu.pre-ram (%zu bytes)",
-				 in, (unsigned long long)m, (unsigned long long)l, pre->len);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: qemu.ram-section: mapped-ram capability at %llu+%llu not inside qemu.pre-ram (%zu bytes)",
+				     in, (unsigned long long)m, (unsigned long long)l, pre->len);
 	count = (uint32_t)d[c] << 24 | (uint32_t)d[c + 1] << 16 | (uint32_t)d[c + 2] << 8 | d[c + 3];
 	if (count == 0)
-		return stock_err(FVM_ECORRUPT, "%s: qemu.pre-ram: capability count 0", in);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qemu.pre-ram: capability count 0", in);
 	if ((err = out_put(o, d, c)) || (err = out_be(o, count - 1, 4)) ||
 	    (err = out_put(o, d + c + 4, m - c - 4)) ||
 	    (err = out_put(o, d + m + l, pre->len - m - l)))
@@ -244,7 +237,7 @@ static int put_run(struct pagew *w, const fvm_run_info *run, const char *name)
 			n = w->batch_pages;
 		if ((err = fvm_reader_read_pages(w->r, run->block_id, run->first_page + p,
 						 n, w->batch)))
-			return lib_fail(err, w->in);
+			return err;
 		for (i = 0; i < n; i++) {
 			if ((err = record_header(w, run->block_id, name,
 						 run->first_page + p + i, RAM_SAVE_FLAG_PAGE)) ||
@@ -254,7 +247,7 @@ static int put_run(struct pagew *w, const fvm_run_info *run, const char *name)
 		w->res->data_pages += n;
 		w->done += n * STOCK_PAGE_SIZE;
 		if (w->eo->progress && w->eo->progress(w->eo->progress_ctx, w->done, w->total))
-			return stock_err(FVM_ECANCELED, "export canceled");
+			return fvm_error_set(FVM_ECANCELED, 0, "export canceled");
 	}
 	return 0;
 }
@@ -263,30 +256,30 @@ static int put_run(struct pagew *w, const fvm_run_info *run, const char *name)
 static int match_blocks(fvm_reader *r, const char *in, const struct stock_stream *st,
 			uint64_t *payload)
 {
-	fvm_file_info fi;
-	fvm_block_info bi;
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
+	fvm_block_info bi = FVM_BLOCK_INFO_INIT;
 	uint32_t i, id;
 	int err;
 
 	if ((err = fvm_reader_info(r, &fi)))
-		return lib_fail(err, in);
+		return err;
 	if (fi.block_count != st->nblocks)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: %u RAM blocks but qemu.ram-section lists %u",
-				 in, fi.block_count, st->nblocks);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: %u RAM blocks but qemu.ram-section lists %u",
+				     in, fi.block_count, st->nblocks);
 	for (i = 0; i < st->nblocks; i++) {
 		if ((err = fvm_reader_find_block(r, st->blocks[i].name, &id)))
-			return stock_err(FVM_ECORRUPT,
-					 "%s: block %s of qemu.ram-section is not in the file",
-					 in, st->blocks[i].name);
+			return fvm_error_set(FVM_ECORRUPT, 0,
+					     "%s: block %s of qemu.ram-section is not in the file",
+					     in, st->blocks[i].name);
 		if ((err = fvm_reader_block(r, id, &bi)))
-			return lib_fail(err, in);
+			return err;
 		if (bi.length != st->blocks[i].length || bi.page_size != STOCK_PAGE_SIZE)
-			return stock_err(FVM_ECORRUPT,
-					 "%s: block %s: length %llu page size %llu, qemu.ram-section says %llu and 4096",
-					 in, bi.name, (unsigned long long)bi.length,
-					 (unsigned long long)bi.page_size,
-					 (unsigned long long)st->blocks[i].length);
+			return fvm_error_set(FVM_ECORRUPT, 0,
+					     "%s: block %s: length %llu page size %llu, qemu.ram-section says %llu and 4096",
+					     in, bi.name, (unsigned long long)bi.length,
+					     (unsigned long long)bi.page_size,
+					     (unsigned long long)st->blocks[i].length);
 	}
 	*payload = fi.data_pages * STOCK_PAGE_SIZE;
 	return 0;
@@ -295,14 +288,14 @@ static int match_blocks(fvm_reader *r, const char *in, const struct stock_stream
 static int put_pages(struct pagew *w)
 {
 	uint64_t i, n = fvm_reader_run_count(w->r);
-	fvm_run_info run;
-	fvm_block_info bi;
+	fvm_run_info run = FVM_RUN_INFO_INIT;
+	fvm_block_info bi = FVM_BLOCK_INFO_INIT;
 	int err;
 
 	for (i = 0; i < n; i++) {
 		if ((err = fvm_reader_run(w->r, i, &run)) ||
 		    (err = fvm_reader_block(w->r, run.block_id, &bi)))
-			return lib_fail(err, w->in);
+			return err;
 		if ((err = put_run(w, &run, bi.name)))
 			return err;
 	}
@@ -315,25 +308,23 @@ int stock_export(const struct stock_export_opts *eo, struct stock_export_result 
 	struct stock_stream st;
 	struct out o = { .fd = eo->out_fd, .name = eo->out_name };
 	struct pagew w = { 0 };
-	fvm_reader *r = NULL;
+	fvm_reader *r = eo->reader;
 	const char *in = eo->input;
 	int err;
 
 	memset(res, 0, sizeof(*res));
 	memset(&st, 0, sizeof(st));
-	if ((err = fvm_reader_open(&r, in))) {
-		err = lib_fail(err, in);
+	if (!r && (err = fvm_reader_open(&r, in)))
 		goto out;
-	}
 	if ((err = read_dev(r, in, "qemu.pre-ram", &pre)) ||
 	    (err = read_dev(r, in, "qemu.ram-section", &desc)) ||
 	    (err = read_dev(r, in, "qemu.ram-mid", &mid)) ||
 	    (err = read_dev(r, in, "qemu.post-ram", &post)))
 		goto out;
 	if (!pre.found || !desc.found || !post.found) {
-		err = stock_err(FVM_ENOTFOUND,
-				"%s: no QEMU device state (qemu.pre-ram, qemu.ram-section, qemu.post-ram): not converted from QEMU",
-				in);
+		err = fvm_error_set(FVM_ENOTFOUND, 0,
+				    "%s: no QEMU device state (qemu.pre-ram, qemu.ram-section, qemu.post-ram): not converted from QEMU",
+				    in);
 		goto out;
 	}
 	if ((err = stock_ram_desc_decode(desc.data, desc.len, in, &st)) ||
@@ -345,7 +336,7 @@ int stock_export(const struct stock_export_opts *eo, struct stock_export_result 
 	o.buf = malloc(OUT_BUF_SIZE);
 	w.batch = malloc((size_t)w.batch_pages * STOCK_PAGE_SIZE);
 	if (!o.buf || !w.batch) {
-		err = stock_err_sys(ENOMEM, "export buffers");
+		err = fvm_error_set(FVM_ENOMEM, ENOMEM, "export buffers");
 		goto out;
 	}
 	w.o = &o;
@@ -373,6 +364,7 @@ out:
 	free(mid.data);
 	free(post.data);
 	stock_stream_release(&st);
-	fvm_reader_free(r);
+	if (r != eo->reader)
+		fvm_reader_free(r);
 	return err;
 }

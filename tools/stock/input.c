@@ -24,22 +24,22 @@ static int open_qcow2(struct stock_input *in, const char *path,
 	n = stock_qcow2_snapshot_count(in->q);
 	if (snapshot) {
 		if ((err = stock_qcow2_find_snapshot(in->q, snapshot, &in->snapshot)))
-			return stock_err(FVM_ENOTFOUND, "%s: no snapshot with id or name '%s'",
-					 path, snapshot);
+			return fvm_error_set(FVM_ENOTFOUND, 0, "%s: no snapshot with id or name '%s'",
+					     path, snapshot);
 	} else if (n == 1) {
 		in->snapshot = 0;
 	} else if (n == 0) {
-		return stock_err(FVM_ENOTFOUND, "%s: the image has no internal snapshots", path);
+		return fvm_error_set(FVM_ENOTFOUND, 0, "%s: the image has no internal snapshots", path);
 	} else {
-		return stock_err(FVM_EINVAL,
-				 "%s: the image has %zu internal snapshots: choose one with --snapshot NAME|ID",
-				 path, n);
+		return fvm_error_set(FVM_EINVAL, 0,
+				     "%s: the image has %zu internal snapshots: choose one with --snapshot NAME|ID",
+				     path, n);
 	}
 	sn = stock_qcow2_snapshot(in->q, in->snapshot);
 	if (!sn || sn->vm_state_size == 0)
-		return stock_err(FVM_ENOTFOUND,
-				 "%s: snapshot '%s' has no VM state (a disk-only snapshot)",
-				 path, sn ? sn->name : "?");
+		return fvm_error_set(FVM_ENOTFOUND, 0,
+				     "%s: snapshot '%s' has no VM state (a disk-only snapshot)",
+				     path, sn ? sn->name : "?");
 	snprintf(in->name, sizeof(in->name), "%s snapshot '%s' vmstate", path, sn->name);
 	return stock_source_open_qcow2(&in->src, in->q, in->snapshot, in->name);
 }
@@ -53,14 +53,14 @@ int stock_input_open(struct stock_input *in, const char *path,
 	memset(in, 0, sizeof(*in));
 	in->fd = -1;
 	if (!strcmp(path, "-")) {
-		snprintf(in->name, sizeof(in->name), "(stdin)");
+		snprintf(in->name, sizeof(in->name), "standard input");
 		if ((err = stock_source_open_fd(&in->src, STDIN_FILENO, in->name)))
 			return err;
 	} else {
 		snprintf(in->name, sizeof(in->name), "%s", path);
 		in->fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (in->fd < 0)
-			return stock_err_sys(errno, "%s: open", path);
+			return fvm_error_set(stock_sys_code(errno), errno, "%s: open", path);
 		if ((err = stock_source_open_fd(&in->src, in->fd, in->name)))
 			return err;
 	}
@@ -69,15 +69,15 @@ int stock_input_open(struct stock_input *in, const char *path,
 		return err;
 	if (memcmp(magic, "QFI\xfb", 4)) {
 		if (snapshot)
-			return stock_err(FVM_EINVAL,
-					 "%s: --snapshot applies to qcow2 images; this is not one",
-					 in->name);
+			return fvm_error_set(FVM_EINVAL, 0,
+					     "%s: --snapshot applies to qcow2 images; this is not one",
+					     in->name);
 		in->kind = STOCK_INPUT_STREAM;
 		return 0;
 	}
 	if (!strcmp(path, "-"))
-		return stock_err(FVM_EUNSUPPORTED,
-				 "(stdin): a qcow2 image must be a file, not a pipe");
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "standard input: a qcow2 image must be a file, not a pipe");
 	stock_source_free(in->src);
 	in->src = NULL;
 	close(in->fd);

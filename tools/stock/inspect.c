@@ -5,18 +5,18 @@
  * loader) and report what conversion would produce: blocks, data and zero
  * pages, runs and their length histogram (the buckets of the fvm inspect),
  * the kept device state and the stream's records. Names from the input go
- * through the fvmsnap escapers of tools/cli.c (JSON strings, text names),
- * the same as for every other fvmsnap output.
+ * through the escapers of tools/common/ (JSON strings, text names), the
+ * same as for every other fvmsnap output; the buckets are common/hist.h's.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../cli.h"
+#include "escape.h"
+#include "hist.h"
 #include "input.h"
 #include "stock.h"
-#include "stock_error.h"
 #include "stream.h"
 
 
@@ -30,7 +30,7 @@ struct iblock {
 struct ictx {
 	struct iblock *b;
 	uint32_t n;
-	uint64_t runs[CLI_RUN_BUCKETS][2], rpages[CLI_RUN_BUCKETS][2];
+	uint64_t runs[HIST_BUCKETS][2], rpages[HIST_BUCKETS][2];
 };
 
 static int ib_block(void *ctx, uint32_t index, const struct stock_ram_block *b)
@@ -40,16 +40,16 @@ static int ib_block(void *ctx, uint32_t index, const struct stock_ram_block *b)
 
 	nb = realloc(c->b, (index + 1) * sizeof(*nb));
 	if (!nb)
-		return stock_err_sys(ENOMEM, "inspect: block list");
+		return fvm_error_set(FVM_ENOMEM, ENOMEM, "inspect: block list");
 	c->b = nb;
 	memset(&nb[index], 0, sizeof(*nb));
 	nb[index].pages = b->length / STOCK_PAGE_SIZE;
 	c->n = index + 1;
 	if (nb[index].pages > SIZE_MAX)
-		return stock_err(FVM_ENOMEM, "inspect: block %s too large", b->name);
+		return fvm_error_set(FVM_ENOMEM, 0, "inspect: block %s too large", b->name);
 	nb[index].state = calloc((size_t)nb[index].pages, 1);
 	if (!nb[index].state)
-		return stock_err_sys(ENOMEM, "inspect: page map of block %s (%llu pages)",
+		return fvm_error_set(FVM_ENOMEM, ENOMEM, "inspect: page map of block %s (%llu pages)",
 				     b->name, (unsigned long long)nb[index].pages);
 	return 0;
 }
@@ -101,7 +101,7 @@ static void tally(struct ictx *c)
 				;
 			if (s == PG_ABSENT)
 				continue;
-			k = cli_run_bucket(q - p);
+			k = hist_bucket(q - p);
 			c->runs[k][s == PG_DATA]++;
 			c->rpages[k][s == PG_DATA] += q - p;
 			if (s == PG_DATA) {
@@ -120,7 +120,7 @@ static void tally(struct ictx *c)
 /* Names from the input, in text output: never raw bytes to the terminal. */
 static void text_name(FILE *out, const char *s, int width)
 {
-	cli_print_safe(out, s, width);
+	text_safe(out, s, width);
 }
 
 /* The source format, as convert records it in source.format. */
@@ -259,10 +259,10 @@ static void each_device(const struct stock_stream *st, FILE *out, int json)
 		nlen += (size_t)snprintf(name + nlen, sizeof(name) - nlen, "/%llu", id);
 		if (json) {
 			fputs(n ? ", " : "", out);
-			cli_json_mem(out, name, nlen);
+			json_mem(out, name, nlen);
 		} else {
 			fputs(n % 6 ? ", " : "\n    ", out);
-			cli_print_safe_mem(out, name, nlen, 0);
+			text_safe_mem(out, name, nlen, 0);
 		}
 		n++;
 		i = j;
@@ -286,7 +286,7 @@ static void print_text(FILE *out, const char *path, const struct stock_input *in
 		zr += c->b[i].zero_runs;
 	}
 	fputs("input:        ", out);
-	text_name(out, strcmp(path, "-") ? path : "(stdin)", 0);
+	text_name(out, strcmp(path, "-") ? path : "standard input", 0);
 	fprintf(out, " (%s)\n", in->kind == STOCK_INPUT_QCOW2 ? "qcow2 internal snapshot" :
 		st->mapped_ram ? "QEMU mapped-ram file" : "QEMU migration stream");
 	if (sn) {
@@ -327,12 +327,12 @@ static void print_text(FILE *out, const char *path, const struct stock_input *in
 	fprintf(out, "\nrun lengths (pages; power-of-two buckets):\n");
 	fprintf(out, "  %-23s %9s %10s %9s %10s\n", "pages", "data runs", "data pages",
 		"zero runs", "zero pages");
-	for (k = 0; k < CLI_RUN_BUCKETS; k++) {
+	for (k = 0; k < HIST_BUCKETS; k++) {
 		char range[48];
 
 		if (!c->runs[k][0] && !c->runs[k][1])
 			continue;
-		cli_run_bucket_label(range, sizeof(range), k);
+		hist_bucket_label(range, sizeof(range), k);
 		fprintf(out, "  %-23s %9llu %10llu %9llu %10llu\n", range,
 			U(c->runs[k][1]), U(c->rpages[k][1]), U(c->runs[k][0]),
 			U(c->rpages[k][0]));
@@ -361,7 +361,7 @@ static void json_caps(FILE *out, const char *caps)
 		if (!e)
 			e = p + strlen(p);
 		fputs(p == caps ? "" : ", ", out);
-		cli_json_mem(out, p, (size_t)(e - p));
+		json_mem(out, p, (size_t)(e - p));
 		p = *e ? e + 1 : e;
 	}
 	fputc(']', out);
@@ -381,19 +381,19 @@ static void print_json(FILE *out, const char *path, const struct stock_input *in
 		zero += c->b[i].zero;
 	}
 	fprintf(out, "{\n  \"schema\": \"fvmsnap-inspect-stock/1\",\n  \"input\": ");
-	cli_json_str(out, path);
+	json_str(out, path);
 	fprintf(out, ",\n  \"snapshot\": ");
 	if (sn) {
 		fprintf(out, "{\"id\": ");
-		cli_json_str(out, sn->id);
+		json_str(out, sn->id);
 		fprintf(out, ", \"name\": ");
-		cli_json_str(out, sn->name);
+		json_str(out, sn->name);
 		fprintf(out, "}");
 	} else {
 		fprintf(out, "null");
 	}
 	fprintf(out, ",\n  \"format\": \"%s\",\n  \"machine\": ", format_name(in, st));
-	cli_json_str(out, st->machine);
+	json_str(out, st->machine);
 	fprintf(out, ",\n  \"capabilities\": ");
 	json_caps(out, st->caps);
 	fprintf(out, ",\n  \"ram_section\": {\"id\": %u, \"instance\": %u, \"version\": %u, "
@@ -414,7 +414,7 @@ static void print_json(FILE *out, const char *path, const struct stock_input *in
 	fprintf(out, "  \"blocks\": [");
 	for (i = 0; i < c->n; i++) {
 		fprintf(out, "%s\n    {\"id\": %u, \"name\": ", i ? "," : "", i);
-		cli_json_str(out, st->blocks[i].name);
+		json_str(out, st->blocks[i].name);
 		fprintf(out, ", \"length\": %llu, \"page_size\": %u, \"pages\": %llu, "
 			"\"data_pages\": %llu, \"zero_pages\": %llu, \"absent_pages\": %llu, "
 			"\"data_runs\": %llu, \"zero_runs\": %llu}",
@@ -424,13 +424,13 @@ static void print_json(FILE *out, const char *path, const struct stock_input *in
 			U(c->b[i].data_runs), U(c->b[i].zero_runs));
 	}
 	fprintf(out, "%s],\n  \"run_histogram\": [", c->n ? "\n  " : "");
-	for (k = 0; k < CLI_RUN_BUCKETS; k++) {
+	for (k = 0; k < HIST_BUCKETS; k++) {
 		if (!c->runs[k][0] && !c->runs[k][1])
 			continue;
 		fprintf(out, "%s\n    {\"min_pages\": %llu, \"max_pages\": %llu, "
 			"\"data_runs\": %llu, \"data_pages\": %llu, "
 			"\"zero_runs\": %llu, \"zero_pages\": %llu}",
-			first ? "" : ",", 1ull << k, U(cli_run_bucket_max(k)),
+			first ? "" : ",", 1ull << k, U(hist_bucket_max(k)),
 			U(c->runs[k][1]), U(c->rpages[k][1]),
 			U(c->runs[k][0]), U(c->rpages[k][0]));
 		first = 0;

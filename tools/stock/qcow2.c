@@ -146,21 +146,21 @@ static int read_at(struct stock_qcow2 *q, void *buf, size_t len, uint64_t off,
 	uint8_t *p = buf;
 
 	if (off > q->file_size || len > q->file_size - off)
-		return stock_err(FVM_ETRUNCATED,
-				 "%s: %s at offset 0x%" PRIx64 " (+%zu bytes) past end of file (size 0x%" PRIx64 ")",
-				 q->path, what, off, len, q->file_size);
+		return fvm_error_set(FVM_ETRUNCATED, 0,
+				     "%s: %s at offset 0x%" PRIx64 " (+%zu bytes) past end of file (size 0x%" PRIx64 ")",
+				     q->path, what, off, len, q->file_size);
 	while (len) {
 		ssize_t n = pread(q->fd, p, len, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return stock_err_sys(errno, "%s: reading %s at offset 0x%" PRIx64,
+			return fvm_error_set(stock_sys_code(errno), errno, "%s: reading %s at offset 0x%" PRIx64,
 					     q->path, what, off);
 		if (n == 0)
-			return stock_err(FVM_ETRUNCATED,
-					 "%s: %s at offset 0x%" PRIx64 ": file shrank while reading",
-					 q->path, what, off);
+			return fvm_error_set(FVM_ETRUNCATED, 0,
+					     "%s: %s at offset 0x%" PRIx64 ": file shrank while reading",
+					     q->path, what, off);
 		p += n;
 		off += (uint64_t)n;
 		len -= (size_t)n;
@@ -190,9 +190,9 @@ static int check_overlap(const struct stock_qcow2 *q, const struct map *m,
 	if (!hit && m && overlaps(&m->own_l1, start, start + len))
 		hit = &m->own_l1;
 	if (hit)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: %s at offset 0x%" PRIx64 " overlaps the %s at 0x%" PRIx64,
-				 q->path, what, start, hit->what, hit->start);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: %s at offset 0x%" PRIx64 " overlaps the %s at 0x%" PRIx64,
+				     q->path, what, start, hit->what, hit->start);
 	return 0;
 }
 
@@ -222,17 +222,17 @@ static int check_table(const struct stock_qcow2 *q, uint64_t off, uint64_t entri
 		       uint64_t entry_len, uint64_t max_bytes, const char *what)
 {
 	if (entries > max_bytes / entry_len)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: %s at offset 0x%" PRIx64 ": %" PRIu64 " entries exceed QEMU's limit of %" PRIu64 " bytes",
-				 q->path, what, off, entries, max_bytes);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: %s at offset 0x%" PRIx64 ": %" PRIu64 " entries exceed QEMU's limit of %" PRIu64 " bytes",
+				     q->path, what, off, entries, max_bytes);
 	if (off & (q->cluster_size - 1))
-		return stock_err(FVM_ECORRUPT,
-				 "%s: %s offset 0x%" PRIx64 " not aligned to the cluster size %" PRIu64,
-				 q->path, what, off, q->cluster_size);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: %s offset 0x%" PRIx64 " not aligned to the cluster size %" PRIu64,
+				     q->path, what, off, q->cluster_size);
 	if (entries && (off > q->file_size || entries * entry_len > q->file_size - off))
-		return stock_err(FVM_ERANGE,
-				 "%s: %s at offset 0x%" PRIx64 " (%" PRIu64 " bytes) runs past end of file (size 0x%" PRIx64 ")",
-				 q->path, what, off, entries * entry_len, q->file_size);
+		return fvm_error_set(FVM_ERANGE, 0,
+				     "%s: %s at offset 0x%" PRIx64 " (%" PRIu64 " bytes) runs past end of file (size 0x%" PRIx64 ")",
+				     q->path, what, off, entries * entry_len, q->file_size);
 	return 0;
 }
 
@@ -244,7 +244,7 @@ static int libqcow_fail(const char *path, libqcow_error_t **err, const char *wha
 		libqcow_error_sprint(*err, msg, sizeof(msg));
 		libqcow_error_free(err);
 	}
-	return stock_err(FVM_EIO, "%s: libqcow: %s: %s", path, what, msg);
+	return fvm_error_set(FVM_EIO, 0, "%s: libqcow: %s: %s", path, what, msg);
 }
 
 /* libqcow recognises the file; only a definite "not qcow" is EMAGIC. */
@@ -256,8 +256,8 @@ static int libqcow_signature(struct stock_qcow2 *q)
 	if (r == 1)
 		return 0;
 	if (r == 0)
-		return stock_err(FVM_EMAGIC, "%s: not a qcow image (no QFI\\xfb signature at offset 0)",
-				 q->path);
+		return fvm_error_set(FVM_EMAGIC, 0, "%s: not a qcow image (no QFI\\xfb signature at offset 0)",
+				     q->path);
 	return libqcow_fail(q->path, &err, "checking the file signature");
 }
 
@@ -291,13 +291,13 @@ static int libqcow_facts(struct stock_qcow2 *q, uint32_t crypt_method)
 	if (!method)
 		method = crypt_method;
 	if (method)
-		return stock_err(FVM_EUNSUPPORTED,
-				 "%s: qcow2 header at offset 32: encrypted image (%s) not supported",
-				 q->path, method < 3 ? methods[method] : "unknown method");
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "%s: qcow2 header at offset 32: encrypted image (%s) not supported",
+				     q->path, method < 3 ? methods[method] : "unknown method");
 	if (version != q->version)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: qcow2 header at offset 0: libqcow reads version %" PRIu32 ", this reader %" PRIu32,
-				 q->path, version, q->version);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: qcow2 header at offset 0: libqcow reads version %" PRIu32 ", this reader %" PRIu32,
+				     q->path, version, q->version);
 	return 0;
 }
 
@@ -309,25 +309,25 @@ static int parse_header(struct stock_qcow2 *q)
 	int ret;
 
 	if (q->file_size < V2_HEADER_LEN)
-		return stock_err(FVM_ETRUNCATED, "%s: qcow2 header at offset 0: file has only %" PRIu64 " bytes, the header needs 72",
-				 q->path, q->file_size);
+		return fvm_error_set(FVM_ETRUNCATED, 0, "%s: qcow2 header at offset 0: file has only %" PRIu64 " bytes, the header needs 72",
+				     q->path, q->file_size);
 	ret = read_at(q, h, V2_HEADER_LEN, 0, "qcow2 header");
 	if (ret)
 		return ret;
 	if (be32(h) != QCOW2_MAGIC)
-		return stock_err(FVM_EMAGIC, "%s: qcow2 header at offset 0: bad magic 0x%08" PRIx32,
-				 q->path, be32(h));
+		return fvm_error_set(FVM_EMAGIC, 0, "%s: qcow2 header at offset 0: bad magic 0x%08" PRIx32,
+				     q->path, be32(h));
 	q->version = be32(h + 4);
 	if (q->version != 2 && q->version != 3)
-		return stock_err(FVM_EVERSION, "%s: qcow2 header at offset 4: version %" PRIu32 " (only 2 and 3 are qcow2)",
-				 q->path, q->version);
+		return fvm_error_set(FVM_EVERSION, 0, "%s: qcow2 header at offset 4: version %" PRIu32 " (only 2 and 3 are qcow2)",
+				     q->path, q->version);
 	q->cluster_bits = be32(h + 20);
 	if (q->cluster_bits < MIN_CLUSTER_BITS)
-		return stock_err(FVM_ECORRUPT, "%s: qcow2 header at offset 20: cluster_bits %" PRIu32 " below 9",
-				 q->path, q->cluster_bits);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qcow2 header at offset 20: cluster_bits %" PRIu32 " below 9",
+				     q->path, q->cluster_bits);
 	if (q->cluster_bits > MAX_CLUSTER_BITS)
-		return stock_err(FVM_EUNSUPPORTED, "%s: qcow2 header at offset 20: cluster_bits %" PRIu32 " above QEMU's limit 21 (2 MiB)",
-				 q->path, q->cluster_bits);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0, "%s: qcow2 header at offset 20: cluster_bits %" PRIu32 " above QEMU's limit 21 (2 MiB)",
+				     q->path, q->cluster_bits);
 	q->cluster_size = 1ull << q->cluster_bits;
 	q->disk_size = be64(h + 24);
 	crypt = be32(h + 32);
@@ -346,11 +346,11 @@ static int parse_header(struct stock_qcow2 *q)
 		incompat = be64(h + 72);
 		hlen = be32(h + 100);
 		if (hlen < V3_HEADER_LEN)
-			return stock_err(FVM_ECORRUPT, "%s: qcow2 header at offset 100: header_length %" PRIu64 " below 104",
-					 q->path, hlen);
+			return fvm_error_set(FVM_ECORRUPT, 0, "%s: qcow2 header at offset 100: header_length %" PRIu64 " below 104",
+					     q->path, hlen);
 		if (hlen > q->cluster_size)
-			return stock_err(FVM_ECORRUPT, "%s: qcow2 header at offset 100: header_length %" PRIu64 " exceeds the cluster size",
-					 q->path, hlen);
+			return fvm_error_set(FVM_ECORRUPT, 0, "%s: qcow2 header at offset 100: header_length %" PRIu64 " exceeds the cluster size",
+					     q->path, hlen);
 		if (hlen > V3_HEADER_LEN) {
 			ret = read_at(q, h + V3_HEADER_LEN, 1, V3_HEADER_LEN, "qcow2 compression_type");
 			if (ret)
@@ -360,41 +360,41 @@ static int parse_header(struct stock_qcow2 *q)
 	}
 
 	if (incompat & ~INCOMPAT_KNOWN)
-		return stock_err(FVM_EFEATURE, "%s: qcow2 header at offset 72: unknown incompatible feature bits 0x%" PRIx64,
-				 q->path, (uint64_t)(incompat & ~INCOMPAT_KNOWN));
+		return fvm_error_set(FVM_EFEATURE, 0, "%s: qcow2 header at offset 72: unknown incompatible feature bits 0x%" PRIx64,
+				     q->path, (uint64_t)(incompat & ~INCOMPAT_KNOWN));
 	if (incompat & INCOMPAT_DATA_FILE)
-		return stock_err(FVM_EUNSUPPORTED, "%s: qcow2 header at offset 72: external data file not supported (no internal snapshots there)",
-				 q->path);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0, "%s: qcow2 header at offset 72: external data file not supported (no internal snapshots there)",
+				     q->path);
 	if (ctype == 1 && (incompat & INCOMPAT_COMPRESSION))
-		return stock_err(FVM_EUNSUPPORTED, "%s: qcow2 header at offset 104: zstd-compressed image not supported",
-				 q->path);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0, "%s: qcow2 header at offset 104: zstd-compressed image not supported",
+				     q->path);
 	if (ctype > 1)
-		return stock_err(FVM_EFEATURE, "%s: qcow2 header at offset 104: unknown compression type %" PRIu32,
-				 q->path, ctype);
+		return fvm_error_set(FVM_EFEATURE, 0, "%s: qcow2 header at offset 104: unknown compression type %" PRIu32,
+				     q->path, ctype);
 	if (!ctype != !(incompat & INCOMPAT_COMPRESSION))
-		return stock_err(FVM_ECORRUPT, "%s: qcow2 header at offset 72: compression type bit %s but compression_type is %" PRIu32,
-				 q->path, ctype ? "clear" : "set", ctype);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qcow2 header at offset 72: compression type bit %s but compression_type is %" PRIu32,
+				     q->path, ctype ? "clear" : "set", ctype);
 	/* Dirty and corrupt images are read, as QEMU opens them read-only. */
 	q->extl2 = incompat & INCOMPAT_EXTL2;
 	q->l2e_size = q->extl2 ? 16 : 8;
 	q->l2_bits = q->cluster_bits - (q->extl2 ? 4 : 3);
 	q->sc_bits = q->extl2 ? q->cluster_bits - 5 : q->cluster_bits;
 	if (q->sc_bits < MIN_CLUSTER_BITS)
-		return stock_err(FVM_ECORRUPT, "%s: qcow2 header at offset 20: extended L2 entries need cluster_bits >= 14, got %" PRIu32,
-				 q->path, q->cluster_bits);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qcow2 header at offset 20: extended L2 entries need cluster_bits >= 14, got %" PRIu32,
+				     q->path, q->cluster_bits);
 	q->csize_shift = 62 - (q->cluster_bits - 8);
 	q->csize_mask = (1ull << (q->cluster_bits - 8)) - 1;
 	q->coff_mask = (1ull << q->csize_shift) - 1;
 
 	if (crypt > 2)
-		return stock_err(FVM_EUNSUPPORTED, "%s: qcow2 header at offset 32: unknown encryption method %" PRIu32,
-				 q->path, crypt);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0, "%s: qcow2 header at offset 32: unknown encryption method %" PRIu32,
+				     q->path, crypt);
 	ret = libqcow_facts(q, crypt);
 	if (ret)
 		return ret;
 
 	if (reftable_clusters == 0)
-		return stock_err(FVM_ECORRUPT, "%s: qcow2 header at offset 56: no refcount table", q->path);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qcow2 header at offset 56: no refcount table", q->path);
 	ret = check_table(q, reftable_off, reftable_clusters, q->cluster_size, MAX_REFTABLE_BYTES,
 			  "refcount table");
 	if (ret)
@@ -403,11 +403,11 @@ static int parse_header(struct stock_qcow2 *q)
 	if (ret)
 		return ret;
 	if (size_to_l1(q, q->disk_size) > q->l1_size)
-		return stock_err(FVM_ECORRUPT, "%s: active L1 table at offset 0x%" PRIx64 ": %" PRIu32 " entries cannot map the disk size %" PRIu64,
-				 q->path, q->l1_off, q->l1_size, q->disk_size);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: active L1 table at offset 0x%" PRIx64 ": %" PRIu32 " entries cannot map the disk size %" PRIu64,
+				     q->path, q->l1_off, q->l1_size, q->disk_size);
 	if (q->nb_snapshots > MAX_SNAPSHOTS)
-		return stock_err(FVM_ECORRUPT, "%s: qcow2 header at offset 60: %" PRIu32 " snapshots exceed QEMU's limit of 65536",
-				 q->path, q->nb_snapshots);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qcow2 header at offset 60: %" PRIu32 " snapshots exceed QEMU's limit of 65536",
+				     q->path, q->nb_snapshots);
 	ret = check_table(q, q->snap_off, q->nb_snapshots, SNAP_HEADER_LEN, MAX_SNAP_TABLE,
 			  "snapshot table");
 	if (ret)
@@ -417,11 +417,11 @@ static int parse_header(struct stock_qcow2 *q)
 	add_meta(q, q->l1_off, (uint64_t)q->l1_size * 8, "active L1 table");
 	add_meta(q, reftable_off, (uint64_t)reftable_clusters << q->cluster_bits, "refcount table");
 	if (q->l1_size && q->l1_off < q->cluster_size)
-		return stock_err(FVM_ECORRUPT, "%s: active L1 table at offset 0x%" PRIx64 " overlaps the image header",
-				 q->path, q->l1_off);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: active L1 table at offset 0x%" PRIx64 " overlaps the image header",
+				     q->path, q->l1_off);
 	if (reftable_off < q->cluster_size)
-		return stock_err(FVM_ECORRUPT, "%s: refcount table at offset 0x%" PRIx64 " overlaps the image header",
-				 q->path, reftable_off);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: refcount table at offset 0x%" PRIx64 " overlaps the image header",
+				     q->path, reftable_off);
 	return 0;
 }
 
@@ -435,8 +435,8 @@ static int read_one_snapshot(struct stock_qcow2 *q, uint32_t i, uint64_t *offp)
 	int ret;
 
 	if (off - q->snap_off > MAX_SNAP_TABLE)
-		return stock_err(FVM_ECORRUPT, "%s: snapshot table at offset 0x%" PRIx64 ": entry %" PRIu32 " beyond QEMU's 64 MiB table limit",
-				 q->path, q->snap_off, i);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: snapshot table at offset 0x%" PRIx64 ": entry %" PRIu32 " beyond QEMU's 64 MiB table limit",
+				     q->path, q->snap_off, i);
 	ret = read_at(q, h, sizeof(h), off, "snapshot table entry");
 	if (ret)
 		return ret;
@@ -451,8 +451,8 @@ static int read_one_snapshot(struct stock_qcow2 *q, uint32_t i, uint64_t *offp)
 	sn->vm_state_size = be32(h + 32);
 	extra_size = be32(h + 36);
 	if (extra_size > MAX_SNAP_EXTRA)
-		return stock_err(FVM_ECORRUPT, "%s: snapshot table entry %" PRIu32 " at offset 0x%" PRIx64 ": %" PRIu32 " bytes of extra data exceed QEMU's limit of 1024",
-				 q->path, i, entry, extra_size);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: snapshot table entry %" PRIu32 " at offset 0x%" PRIx64 ": %" PRIu32 " bytes of extra data exceed QEMU's limit of 1024",
+				     q->path, i, entry, extra_size);
 	known = extra_size < SNAP_EXTRA_KNOWN ? extra_size : SNAP_EXTRA_KNOWN;
 	memset(extra, 0, sizeof(extra));
 	ret = read_at(q, extra, known, off, "snapshot extra data");
@@ -468,7 +468,7 @@ static int read_one_snapshot(struct stock_qcow2 *q, uint32_t i, uint64_t *offp)
 	sn->id = malloc((size_t)id_len + 1);
 	sn->name = malloc((size_t)name_len + 1);
 	if (!sn->id || !sn->name)
-		return stock_err(FVM_ENOMEM, "%s: snapshot table entry %" PRIu32 ": out of memory", q->path, i);
+		return fvm_error_set(FVM_ENOMEM, 0, "%s: snapshot table entry %" PRIu32 ": out of memory", q->path, i);
 	ret = read_at(q, sn->id, id_len, off, "snapshot id string");
 	if (ret)
 		return ret;
@@ -492,20 +492,20 @@ static int read_snapshots(struct stock_qcow2 *q)
 	if (!q->nb_snapshots)
 		return 0;
 	if (q->snap_off < q->cluster_size)
-		return stock_err(FVM_ECORRUPT, "%s: snapshot table at offset 0x%" PRIx64 " overlaps the image header",
-				 q->path, q->snap_off);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: snapshot table at offset 0x%" PRIx64 " overlaps the image header",
+				     q->path, q->snap_off);
 	q->snaps = calloc(q->nb_snapshots, sizeof(*q->snaps));
 	if (!q->snaps)
-		return stock_err(FVM_ENOMEM, "%s: snapshot table: out of memory for %" PRIu32 " entries",
-				 q->path, q->nb_snapshots);
+		return fvm_error_set(FVM_ENOMEM, 0, "%s: snapshot table: out of memory for %" PRIu32 " entries",
+				     q->path, q->nb_snapshots);
 	for (i = 0; i < q->nb_snapshots; i++) {
 		ret = read_one_snapshot(q, i, &off);
 		if (ret)
 			return ret;
 	}
 	if (off - q->snap_off > MAX_SNAP_TABLE)
-		return stock_err(FVM_ECORRUPT, "%s: snapshot table at offset 0x%" PRIx64 ": %" PRIu64 " bytes exceed QEMU's 64 MiB limit",
-				 q->path, q->snap_off, off - q->snap_off);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: snapshot table at offset 0x%" PRIx64 ": %" PRIu64 " bytes exceed QEMU's 64 MiB limit",
+				     q->path, q->snap_off, off - q->snap_off);
 	ret = check_overlap(q, NULL, q->snap_off, off - q->snap_off, "snapshot table");
 	if (ret)
 		return ret;
@@ -522,24 +522,24 @@ int stock_qcow2_open(struct stock_qcow2 **out, const char *path)
 	*out = NULL;
 	q = calloc(1, sizeof(*q));
 	if (!q)
-		return stock_err(FVM_ENOMEM, "%s: out of memory", path);
+		return fvm_error_set(FVM_ENOMEM, 0, "%s: out of memory", path);
 	q->fd = -1;
 	q->path = strdup(path);
 	if (!q->path) {
 		free(q);
-		return stock_err(FVM_ENOMEM, "%s: out of memory", path);
+		return fvm_error_set(FVM_ENOMEM, 0, "%s: out of memory", path);
 	}
 	q->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (q->fd < 0) {
-		ret = stock_err_sys(errno, "%s: open", path);
+		ret = fvm_error_set(stock_sys_code(errno), errno, "%s: open", path);
 		goto fail;
 	}
 	if (fstat(q->fd, &st) < 0) {
-		ret = stock_err_sys(errno, "%s: fstat", path);
+		ret = fvm_error_set(stock_sys_code(errno), errno, "%s: fstat", path);
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		ret = stock_err(FVM_EINVAL, "%s: not a regular file or block device", path);
+		ret = fvm_error_set(FVM_EINVAL, 0, "%s: not a regular file or block device", path);
 		goto fail;
 	}
 	q->file_size = (uint64_t)st.st_size;
@@ -547,14 +547,14 @@ int stock_qcow2_open(struct stock_qcow2 **out, const char *path)
 		off_t end = lseek(q->fd, 0, SEEK_END);
 
 		if (end < 0) {
-			ret = stock_err_sys(errno, "%s: lseek", path);
+			ret = fvm_error_set(stock_sys_code(errno), errno, "%s: lseek", path);
 			goto fail;
 		}
 		q->file_size = (uint64_t)end;
 	}
 	if (q->file_size < V2_HEADER_LEN) {
-		ret = stock_err(FVM_ETRUNCATED, "%s: qcow2 header at offset 0: file has only %" PRIu64 " bytes, the header needs 72",
-				path, q->file_size);
+		ret = fvm_error_set(FVM_ETRUNCATED, 0, "%s: qcow2 header at offset 0: file has only %" PRIu64 " bytes, the header needs 72",
+				    path, q->file_size);
 		goto fail;
 	}
 	ret = libqcow_signature(q);
@@ -630,7 +630,7 @@ int stock_qcow2_find_snapshot(const struct stock_qcow2 *q, const char *id_or_nam
 	for (i = 0; i < q->nb_snapshots; i++)
 		if (!strcmp(q->snaps[i].name, id_or_name))
 			goto found;
-	return stock_err(FVM_ENOTFOUND, "%s: no snapshot with id or name '%s'", q->path, id_or_name);
+	return fvm_error_set(FVM_ENOTFOUND, 0, "%s: no snapshot with id or name '%s'", q->path, id_or_name);
 found:
 	*index = i;
 	return 0;
@@ -657,15 +657,15 @@ static int l1_entry(struct stock_qcow2 *q, const struct map *m, uint64_t idx, ui
 		q->l1c_valid = true;
 	}
 	if (e & L1E_RESERVED_MASK)
-		return stock_err(FVM_ECORRUPT, "%s: %s entry %" PRIu64 " at offset 0x%" PRIx64 ": reserved bits set (0x%016" PRIx64 ")",
-				 q->path, m->what, idx, at, e);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: %s entry %" PRIu64 " at offset 0x%" PRIx64 ": reserved bits set (0x%016" PRIx64 ")",
+				     q->path, m->what, idx, at, e);
 	*l2_off = e & L1E_OFFSET_MASK;
 	if (*l2_off & (q->cluster_size - 1))
-		return stock_err(FVM_ECORRUPT, "%s: %s entry %" PRIu64 " at offset 0x%" PRIx64 ": L2 table offset 0x%" PRIx64 " not cluster aligned",
-				 q->path, m->what, idx, at, *l2_off);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: %s entry %" PRIu64 " at offset 0x%" PRIx64 ": L2 table offset 0x%" PRIx64 " not cluster aligned",
+				     q->path, m->what, idx, at, *l2_off);
 	if (*l2_off && (*l2_off > q->file_size || q->cluster_size > q->file_size - *l2_off))
-		return stock_err(FVM_ERANGE, "%s: %s entry %" PRIu64 " at offset 0x%" PRIx64 ": L2 table at 0x%" PRIx64 " past end of file (size 0x%" PRIx64 ")",
-				 q->path, m->what, idx, at, *l2_off, q->file_size);
+		return fvm_error_set(FVM_ERANGE, 0, "%s: %s entry %" PRIu64 " at offset 0x%" PRIx64 ": L2 table at 0x%" PRIx64 " past end of file (size 0x%" PRIx64 ")",
+				     q->path, m->what, idx, at, *l2_off, q->file_size);
 	return 0;
 }
 
@@ -695,8 +695,8 @@ static int l2_table(struct stock_qcow2 *q, const struct map *m, uint64_t off, co
 	if (!victim->tab) {
 		victim->tab = malloc(q->cluster_size);
 		if (!victim->tab)
-			return stock_err(FVM_ENOMEM, "%s: L2 table at offset 0x%" PRIx64 ": out of memory",
-					 q->path, off);
+			return fvm_error_set(FVM_ENOMEM, 0, "%s: L2 table at offset 0x%" PRIx64 ": out of memory",
+					     q->path, off);
 	}
 	victim->off = 0;
 	ret = read_at(q, victim->tab, q->cluster_size, off, "L2 table");
@@ -719,11 +719,11 @@ static int inflate_cluster(struct stock_qcow2 *q, const struct map *m, uint64_t 
 	int ret, zr;
 
 	if (coff >> 56)
-		return stock_err(FVM_ECORRUPT, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": compressed cluster offset 0x%" PRIx64 " has bits above 55 set",
-				 q->path, l2_off, l2_idx, coff);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": compressed cluster offset 0x%" PRIx64 " has bits above 55 set",
+				     q->path, l2_off, l2_idx, coff);
 	if (coff >= q->file_size)
-		return stock_err(FVM_ERANGE, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": compressed cluster at 0x%" PRIx64 " past end of file (size 0x%" PRIx64 ")",
-				 q->path, l2_off, l2_idx, coff, q->file_size);
+		return fvm_error_set(FVM_ERANGE, 0, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": compressed cluster at 0x%" PRIx64 " past end of file (size 0x%" PRIx64 ")",
+				     q->path, l2_off, l2_idx, coff, q->file_size);
 	/* The last sector may be cut short by the end of the file; QEMU reads zeros there. */
 	avail = q->file_size - coff < csize ? q->file_size - coff : csize;
 	ret = check_overlap(q, m, coff, avail, "compressed cluster");
@@ -734,8 +734,8 @@ static int inflate_cluster(struct stock_qcow2 *q, const struct map *m, uint64_t 
 		q->z_in = malloc(2 * q->cluster_size);
 		q->z_out = malloc(q->cluster_size);
 		if (!q->z_in || !q->z_out)
-			return stock_err(FVM_ENOMEM, "%s: compressed cluster at 0x%" PRIx64 ": out of memory",
-					 q->path, coff);
+			return fvm_error_set(FVM_ENOMEM, 0, "%s: compressed cluster at 0x%" PRIx64 ": out of memory",
+					     q->path, coff);
 	}
 	q->z_valid = false;
 	ret = read_at(q, q->z_in, (size_t)avail, coff, "compressed cluster");
@@ -744,10 +744,10 @@ static int inflate_cluster(struct stock_qcow2 *q, const struct map *m, uint64_t 
 	if (!q->zs_init) {
 		memset(&q->zs, 0, sizeof(q->zs));
 		if (inflateInit2(&q->zs, -12) != Z_OK)
-			return stock_err(FVM_ENOMEM, "%s: inflateInit2 failed", q->path);
+			return fvm_error_set(FVM_ENOMEM, 0, "%s: inflateInit2 failed", q->path);
 		q->zs_init = true;
 	} else if (inflateReset(&q->zs) != Z_OK) {
-		return stock_err(FVM_ENOMEM, "%s: inflateReset failed", q->path);
+		return fvm_error_set(FVM_ENOMEM, 0, "%s: inflateReset failed", q->path);
 	}
 	q->zs.next_in = q->z_in;
 	q->zs.avail_in = (uInt)avail;
@@ -756,9 +756,9 @@ static int inflate_cluster(struct stock_qcow2 *q, const struct map *m, uint64_t 
 	zr = inflate(&q->zs, Z_FINISH);
 	/* Like QEMU: the output must be one full cluster; input may be left over. */
 	if (!((zr == Z_STREAM_END || zr == Z_BUF_ERROR) && q->zs.avail_out == 0))
-		return stock_err(FVM_ECORRUPT, "%s: compressed cluster at 0x%" PRIx64 " (%" PRIu64 " bytes, L2 table 0x%" PRIx64 " entry %" PRIu64 "): does not inflate to one %" PRIu64 "-byte cluster (%s)",
-				 q->path, coff, csize, l2_off, l2_idx, q->cluster_size,
-				 q->zs.msg ? q->zs.msg : "short output");
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: compressed cluster at 0x%" PRIx64 " (%" PRIu64 " bytes, L2 table 0x%" PRIx64 " entry %" PRIu64 "): does not inflate to one %" PRIu64 "-byte cluster (%s)",
+				     q->path, coff, csize, l2_off, l2_idx, q->cluster_size,
+				     q->zs.msg ? q->zs.msg : "short output");
 	q->z_entry = e;
 	q->z_valid = true;
 	return 0;
@@ -821,8 +821,8 @@ static int map_read(struct stock_qcow2 *q, const struct map *m, uint8_t *dst, si
 		const uint8_t *tab = NULL;
 
 		if (l1i >= m->l1_size) {
-			ret = stock_err(FVM_ERANGE, "%s: guest offset 0x%" PRIx64 " lies beyond the %s at 0x%" PRIx64 " (%" PRIu32 " entries)",
-					q->path, goff, m->what, m->l1_off, m->l1_size);
+			ret = fvm_error_set(FVM_ERANGE, 0, "%s: guest offset 0x%" PRIx64 " lies beyond the %s at 0x%" PRIx64 " (%" PRIu32 " entries)",
+					    q->path, goff, m->what, m->l1_off, m->l1_size);
 			break;
 		}
 		ret = l1_entry(q, m, l1i, &l2_off);
@@ -841,8 +841,8 @@ static int map_read(struct stock_qcow2 *q, const struct map *m, uint8_t *dst, si
 
 		if (e & OFLAG_COMPRESSED) {
 			if (bitmap) {
-				ret = stock_err(FVM_ECORRUPT, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": compressed cluster with a subcluster bitmap 0x%016" PRIx64,
-						q->path, l2_off, l2i, bitmap);
+				ret = fvm_error_set(FVM_ECORRUPT, 0, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": compressed cluster with a subcluster bitmap 0x%016" PRIx64,
+						    q->path, l2_off, l2i, bitmap);
 				break;
 			}
 			ret = inflate_cluster(q, m, e, l2_off, l2i);
@@ -852,8 +852,8 @@ static int map_read(struct stock_qcow2 *q, const struct map *m, uint8_t *dst, si
 			goto next;
 		}
 		if (e & L2E_STD_RESERVED_MASK || (q->extl2 && (e & OFLAG_ZERO))) {
-			ret = stock_err(FVM_ECORRUPT, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": reserved bits set (0x%016" PRIx64 ")",
-					q->path, l2_off, l2i, e);
+			ret = fvm_error_set(FVM_ECORRUPT, 0, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": reserved bits set (0x%016" PRIx64 ")",
+					    q->path, l2_off, l2i, e);
 			break;
 		}
 		host = e & L2E_OFFSET_MASK;
@@ -862,8 +862,8 @@ static int map_read(struct stock_qcow2 *q, const struct map *m, uint8_t *dst, si
 			unsigned sc = (unsigned)(in_cl >> q->sc_bits);
 
 			if ((host && (alloc & zero)) || (!host && alloc)) {
-				ret = stock_err(FVM_ECORRUPT, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": invalid subcluster bitmap 0x%016" PRIx64 " for offset 0x%" PRIx64,
-						q->path, l2_off, l2i, bitmap, host);
+				ret = fvm_error_set(FVM_ECORRUPT, 0, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": invalid subcluster bitmap 0x%016" PRIx64 " for offset 0x%" PRIx64,
+						    q->path, l2_off, l2i, bitmap, host);
 				break;
 			}
 			if (!(alloc & (1u << sc))) {
@@ -873,8 +873,8 @@ static int map_read(struct stock_qcow2 *q, const struct map *m, uint8_t *dst, si
 			}
 		} else if (e & OFLAG_ZERO) {
 			if (q->version < 3) {
-				ret = stock_err(FVM_ECORRUPT, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": zero flag in a version 2 image",
-						q->path, l2_off, l2i);
+				ret = fvm_error_set(FVM_ECORRUPT, 0, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": zero flag in a version 2 image",
+						    q->path, l2_off, l2i);
 				break;
 			}
 			memset(dst, 0, n);
@@ -884,19 +884,19 @@ static int map_read(struct stock_qcow2 *q, const struct map *m, uint8_t *dst, si
 			goto next;
 		}
 		if (host & (q->cluster_size - 1)) {
-			ret = stock_err(FVM_ECORRUPT, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": data cluster offset 0x%" PRIx64 " not cluster aligned",
-					q->path, l2_off, l2i, host);
+			ret = fvm_error_set(FVM_ECORRUPT, 0, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": data cluster offset 0x%" PRIx64 " not cluster aligned",
+					    q->path, l2_off, l2i, host);
 			break;
 		}
 		if (host > q->file_size || in_cl + n > q->file_size - host) {
-			ret = stock_err(FVM_ERANGE, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": data cluster at 0x%" PRIx64 " past end of file (size 0x%" PRIx64 ")",
-					q->path, l2_off, l2i, host, q->file_size);
+			ret = fvm_error_set(FVM_ERANGE, 0, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": data cluster at 0x%" PRIx64 " past end of file (size 0x%" PRIx64 ")",
+					    q->path, l2_off, l2i, host, q->file_size);
 			break;
 		}
 		ret = check_overlap(q, m, host, q->cluster_size, "data cluster");
 		if (!ret && host == l2_off)
-			ret = stock_err(FVM_ECORRUPT, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": maps a data cluster onto its own L2 table",
-					q->path, l2_off, l2i);
+			ret = fvm_error_set(FVM_ECORRUPT, 0, "%s: L2 table at 0x%" PRIx64 " entry %" PRIu64 ": maps a data cluster onto its own L2 table",
+					    q->path, l2_off, l2i);
 		if (!ret)
 			ret = queue(q, &p, dst, host + in_cl, n);
 		if (ret)
@@ -922,8 +922,8 @@ int stock_qcow2_active_pread(struct stock_qcow2 *q, void *buf, size_t len, uint6
 	};
 
 	if (off > q->disk_size || len > q->disk_size - off)
-		return stock_err(FVM_ERANGE, "%s: read of %zu bytes at guest offset 0x%" PRIx64 " past the disk size %" PRIu64,
-				 q->path, len, off, q->disk_size);
+		return fvm_error_set(FVM_ERANGE, 0, "%s: read of %zu bytes at guest offset 0x%" PRIx64 " past the disk size %" PRIu64,
+				     q->path, len, off, q->disk_size);
 	return map_read(q, &m, buf, len, off);
 }
 
@@ -937,26 +937,26 @@ int stock_qcow2_vmstate_pread(struct stock_qcow2 *q, size_t i, void *buf, size_t
 	int ret;
 
 	if (i >= q->nb_snapshots)
-		return stock_err(FVM_EINVAL, "%s: snapshot index %zu out of range (%" PRIu32 " snapshots)",
-				 q->path, i, q->nb_snapshots);
+		return fvm_error_set(FVM_EINVAL, 0, "%s: snapshot index %zu out of range (%" PRIu32 " snapshots)",
+				     q->path, i, q->nb_snapshots);
 	sn = &q->snaps[i];
 	snprintf(what, sizeof(what), "L1 table of snapshot %zu", i + 1);
 	ret = check_table(q, sn->l1_table_offset, sn->l1_size, 8, MAX_L1_BYTES, what);
 	if (ret)
 		return ret;
 	if (sn->l1_size && sn->l1_table_offset < q->cluster_size)
-		return stock_err(FVM_ECORRUPT, "%s: %s at offset 0x%" PRIx64 " overlaps the image header",
-				 q->path, what, sn->l1_table_offset);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: %s at offset 0x%" PRIx64 " overlaps the image header",
+				     q->path, what, sn->l1_table_offset);
 	if (off > sn->vm_state_size || len > sn->vm_state_size - off)
-		return stock_err(FVM_ERANGE, "%s: snapshot %zu ('%s'): read of %zu bytes at vmstate offset 0x%" PRIx64 " past vm_state_size %" PRIu64,
-				 q->path, i + 1, sn->id, len, off, sn->vm_state_size);
+		return fvm_error_set(FVM_ERANGE, 0, "%s: snapshot %zu ('%s'): read of %zu bytes at vmstate offset 0x%" PRIx64 " past vm_state_size %" PRIu64,
+				     q->path, i + 1, sn->id, len, off, sn->vm_state_size);
 	/* QEMU: l1_vm_state_index = size_to_l1(disk size); the state follows the disk. */
 	base = size_to_l1(q, sn->disk_size);
 	end = base + ((sn->vm_state_size >> shift) + ((sn->vm_state_size & ((1ull << shift) - 1)) != 0));
 	if (base > sn->l1_size || end > sn->l1_size)
-		return stock_err(FVM_ECORRUPT, "%s: snapshot %zu ('%s'): %" PRIu64 " bytes of vmstate after a %" PRIu64 "-byte disk need L1 entries up to %" PRIu64 ", its L1 table at 0x%" PRIx64 " has %" PRIu32,
-				 q->path, i + 1, sn->id, sn->vm_state_size, sn->disk_size, end,
-				 sn->l1_table_offset, sn->l1_size);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: snapshot %zu ('%s'): %" PRIu64 " bytes of vmstate after a %" PRIu64 "-byte disk need L1 entries up to %" PRIu64 ", its L1 table at 0x%" PRIx64 " has %" PRIu32,
+				     q->path, i + 1, sn->id, sn->vm_state_size, sn->disk_size, end,
+				     sn->l1_table_offset, sn->l1_size);
 	m.what = what;
 	m.l1_off = sn->l1_table_offset;
 	m.l1_size = sn->l1_size;

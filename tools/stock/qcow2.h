@@ -7,7 +7,7 @@
  * snapshot's own L1/L2 tables, with bounded memory: a few L2 tables and one
  * inflated cluster are cached, never the VM state itself.
  *
- * Errors are FVM_E* codes with a detail in stock_error_detail() naming the
+ * Errors are FVM_E* codes with a detail in fvm_error_detail() naming the
  * file, the structure and its offset. Every offset in the image is checked
  * against the file size and against the metadata it must not overlap.
  */

@@ -44,8 +44,8 @@ int stock_buf_append(struct stock_buf *b, const void *data, size_t len)
 	if (len == 0)
 		return 0;
 	if (len > b->max || b->len > b->max - len)
-		return stock_err(FVM_ERANGE, "kept bytes exceed the limit of %zu bytes",
-				 b->max);
+		return fvm_error_set(FVM_ERANGE, 0, "kept bytes exceed the limit of %zu bytes",
+				     b->max);
 	need = b->len + len;
 	if (need > b->cap) {
 		cap = b->cap ? b->cap : 4096;
@@ -53,7 +53,7 @@ int stock_buf_append(struct stock_buf *b, const void *data, size_t len)
 			cap = cap > SIZE_MAX / 2 ? need : cap * 2;
 		p = realloc(b->data, cap);
 		if (!p)
-			return stock_err_sys(ENOMEM, "buffer of %zu bytes", cap);
+			return fvm_error_set(FVM_ENOMEM, ENOMEM, "buffer of %zu bytes", cap);
 		b->data = p;
 		b->cap = cap;
 	}
@@ -75,11 +75,11 @@ static int src_new(struct stock_source **out, enum src_kind kind,
 	struct stock_source *s = calloc(1, sizeof(*s) + bufsize);
 
 	if (!s)
-		return stock_err_sys(ENOMEM, "%s: source buffer", name);
+		return fvm_error_set(FVM_ENOMEM, ENOMEM, "%s: source buffer", name);
 	s->name = strdup(name ? name : "(input)");
 	if (!s->name) {
 		free(s);
-		return stock_err_sys(ENOMEM, "%s: source name", name);
+		return fvm_error_set(FVM_ENOMEM, ENOMEM, "%s: source name", name);
 	}
 	s->kind = kind;
 	s->fd = -1;
@@ -93,12 +93,12 @@ int stock_source_open_fd(struct stock_source **out, int fd, const char *name)
 	int err;
 
 	if (fstat(fd, &st) < 0)
-		return stock_err_sys(errno, "%s: fstat", name);
+		return fvm_error_set(stock_sys_code(errno), errno, "%s: fstat", name);
 	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
 		off_t end = lseek(fd, 0, SEEK_END);
 
 		if (end < 0)
-			return stock_err_sys(errno, "%s: lseek", name);
+			return fvm_error_set(stock_sys_code(errno), errno, "%s: lseek", name);
 		if ((err = src_new(out, SRC_FD_SEEK, name, SRC_BUF_SIZE)))
 			return err;
 		(*out)->size = (uint64_t)end;
@@ -131,7 +131,7 @@ int stock_source_open_qcow2(struct stock_source **out, struct stock_qcow2 *q,
 	int err;
 
 	if (!sn)
-		return stock_err(FVM_ENOTFOUND, "%s: no snapshot %zu", name, index);
+		return fvm_error_set(FVM_ENOTFOUND, 0, "%s: no snapshot %zu", name, index);
 	if ((err = src_new(out, SRC_QCOW2, name, SRC_BUF_SIZE)))
 		return err;
 	(*out)->q = q;
@@ -213,7 +213,7 @@ static int raw_read(struct stock_source *s, void *buf, size_t len,
 		break;
 	}
 	if (n < 0)
-		return stock_err_sys(errno, "%s: read at offset %llu", s->name,
+		return fvm_error_set(stock_sys_code(errno), errno, "%s: read at offset %llu", s->name,
 				     (unsigned long long)off);
 	*got = (size_t)n;
 	return 0;
@@ -234,10 +234,10 @@ static int refill(struct stock_source *s, size_t *got)
 
 static int truncated(struct stock_source *s, const char *what, size_t len)
 {
-	return stock_err(FVM_ETRUNCATED,
-			 "%s: offset %llu: input ends inside %s (%zu bytes needed)",
-			 s->name, (unsigned long long)stock_source_offset(s),
-			 what ? what : "a read", len);
+	return fvm_error_set(FVM_ETRUNCATED, 0,
+			     "%s: offset %llu: input ends inside %s (%zu bytes needed)",
+			     s->name, (unsigned long long)stock_source_offset(s),
+			     what ? what : "a read", len);
 }
 
 int stock_source_read(struct stock_source *s, void *buf, size_t len,
@@ -308,7 +308,7 @@ int stock_source_peek_bytes(struct stock_source *s, void *buf, size_t len,
 	int err;
 
 	if (len > 16)
-		return stock_err(FVM_EINVAL, "%s: peek of %zu bytes", s->name, len);
+		return fvm_error_set(FVM_EINVAL, 0, "%s: peek of %zu bytes", s->name, len);
 	while ((have = s->blen - s->bpos) < len) {
 		/* Move the unread tail to the front and read behind it. */
 		memmove(s->buf, s->buf + s->bpos, have);
@@ -394,11 +394,11 @@ void stock_source_capture(struct stock_source *s, struct stock_buf *b)
 int stock_source_seek(struct stock_source *s, uint64_t off)
 {
 	if (!stock_source_seekable(s))
-		return stock_err(FVM_EUNSUPPORTED, "%s: cannot seek a pipe", s->name);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0, "%s: cannot seek a pipe", s->name);
 	if (off > s->size)
-		return stock_err(FVM_ERANGE, "%s: seek to offset %llu past the end (%llu)",
-				 s->name, (unsigned long long)off,
-				 (unsigned long long)s->size);
+		return fvm_error_set(FVM_ERANGE, 0, "%s: seek to offset %llu past the end (%llu)",
+				     s->name, (unsigned long long)off,
+				     (unsigned long long)s->size);
 	s->base = off;
 	s->bpos = s->blen = 0;
 	return 0;
@@ -412,19 +412,19 @@ int stock_source_pread(struct stock_source *s, void *buf, size_t len,
 	int err;
 
 	if (!stock_source_seekable(s))
-		return stock_err(FVM_EUNSUPPORTED, "%s: %s needs a seekable input",
-				 s->name, what);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0, "%s: %s needs a seekable input",
+				     s->name, what);
 	if (off > s->size || len > s->size - off)
-		return stock_err(FVM_ETRUNCATED,
-				 "%s: %s at offset %llu+%zu past the end (%llu)",
-				 s->name, what, (unsigned long long)off, len,
-				 (unsigned long long)s->size);
+		return fvm_error_set(FVM_ETRUNCATED, 0,
+				     "%s: %s at offset %llu+%zu past the end (%llu)",
+				     s->name, what, (unsigned long long)off, len,
+				     (unsigned long long)s->size);
 	while (len) {
 		if ((err = raw_read(s, dst, len, off, &got)))
 			return err;
 		if (!got)
-			return stock_err(FVM_ETRUNCATED, "%s: %s at offset %llu: file shrank",
-					 s->name, what, (unsigned long long)off);
+			return fvm_error_set(FVM_ETRUNCATED, 0, "%s: %s at offset %llu: file shrank",
+					     s->name, what, (unsigned long long)off);
 		dst += got;
 		off += got;
 		len -= got;

@@ -6,7 +6,7 @@
  * the next byte is kept for error messages. Seekable sources (files, qcow2,
  * memory) also offer pread and seek, which mapped-ram files need.
  *
- * Errors are FVM_E* codes with a stock_error_detail() naming the source and
+ * Errors are FVM_E* codes with a fvm_error_detail() naming the source and
  * the offset: FVM_ETRUNCATED when the source ends inside a requested read.
  */
 #ifndef STOCK_SOURCE_H

@@ -1,8 +1,9 @@
 /*
  * Entry points of the stock QEMU conversions used by the fvmsnap
  * subcommands (convert, export, inspect on stock inputs). They return 0 or
- * a negative FVM_E* code with the detail in stock_error_detail(), also for
- * failures of libfastvm calls (their fvm_error_detail() is copied there).
+ * a negative FVM_E* code with the detail in fvm_error_detail(): the stock
+ * code sets it with fvm_error_set(), and a failed libfastvm call leaves its
+ * own detail and errno as they are.
  */
 #ifndef STOCK_STOCK_H
 #define STOCK_STOCK_H
@@ -13,7 +14,7 @@
 #include "fastvm/fastvm.h"
 
 struct stock_convert_opts {
-	const char *input;        /* path, or "-" for stdin */
+	const char *input;        /* path, or "-" for standard input */
 	const char *snapshot;     /* qcow2: id or name; NULL = the only one */
 	const char *output;       /* .fvm path, written atomically... */
 	int out_fd;               /* ...unless this is >= 0: written to it */
@@ -35,7 +36,10 @@ struct stock_convert_result {
 int stock_convert(const struct stock_convert_opts *o, struct stock_convert_result *res);
 
 struct stock_export_opts {
-	const char *input;        /* .fvm path */
+	const char *input;        /* .fvm path (or the name of reader) */
+	fvm_reader *reader;       /* NULL: open input; else this seekable
+	                             reader (not freed), e.g. of a copy of
+	                             standard input */
 	int out_fd;               /* written sequentially, not closed */
 	const char *out_name;     /* for messages */
 	uint64_t batch_bytes;     /* pages read per fvm_reader_read_pages; 0 = 4 MiB */

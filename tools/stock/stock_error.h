@@ -1,23 +1,23 @@
 /*
- * Error detail for the tool-side stock QEMU code. Codes are the public
- * FVM_E* values so that fvmsnap reports every error the same way; the
- * detail says file, structure and offset, like the library's.
+ * Errors of the stock QEMU code go through libfastvm's one error module:
+ * a failure returns fvm_error_set(FVM_E..., errnum, "file: structure at
+ * offset: what is wrong"), which sets this thread's detail
+ * (fvm_error_detail()) and errno (fvm_error_errno()), so that fvmsnap
+ * reports the library's errors and the stock code's the same way. A failed
+ * libfastvm call's detail and errno are passed on as they are. This header
+ * only names the code of a failed system call.
  */
 #ifndef STOCK_ERROR_H
 #define STOCK_ERROR_H
 
+#include <errno.h>
+
 #include "fastvm/fastvm.h"
 
-#if defined(__GNUC__)
-#define STOCK_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#else
-#define STOCK_PRINTF(a, b)
-#endif
-
-/* Set the detail and return code: `return stock_err(FVM_ECORRUPT, ...)`. */
-int stock_err(int code, const char *fmt, ...) STOCK_PRINTF(2, 3);
-/* FVM_EIO (FVM_ENOMEM for ENOMEM) with ": strerror(err)" appended. */
-int stock_err_sys(int err, const char *fmt, ...) STOCK_PRINTF(2, 3);
-const char *stock_error_detail(void);
+/* For fvm_error_set(stock_sys_code(err), err, ...): ENOMEM or any other. */
+static inline int stock_sys_code(int err)
+{
+	return err == ENOMEM ? FVM_ENOMEM : FVM_EIO;
+}
 
 #endif

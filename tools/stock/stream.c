@@ -11,7 +11,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "stock_error.h"
+#include "fastvm/fastvm.h"
 #include "stream.h"
 
 #define DEFAULT_BATCH_PAGES 1024          /* 4 MiB per writer call */
@@ -103,14 +103,14 @@ static int read_idstr(struct parser *p, char out[256], const char *what)
 	if ((err = stock_source_u8(p->src, &len, what)))
 		return err;
 	if (len == 0)
-		return stock_err(FVM_ECORRUPT, "%s: offset %llu: %s: idstr length 0",
-				 p->name, OFF(p) - 1, what);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: offset %llu: %s: idstr length 0",
+				     p->name, OFF(p) - 1, what);
 	if ((err = stock_source_read(p->src, out, len, what)))
 		return err;
 	out[len] = 0;
 	if (memchr(out, 0, len))
-		return stock_err(FVM_ECORRUPT, "%s: offset %llu: %s: idstr contains NUL",
-				 p->name, OFF(p) - len, what);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: offset %llu: %s: idstr contains NUL",
+				     p->name, OFF(p) - len, what);
 	return 0;
 }
 
@@ -134,9 +134,9 @@ static int parse_capabilities(struct parser *p)
 		return err;
 	/* QEMU 7.2 validates 1 capability, master 2; 64 is generous. */
 	if (count > 64)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: offset %llu: configuration/capabilities: count %u",
-				 p->name, (unsigned long long)st->caps_count_off, count);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: offset %llu: configuration/capabilities: count %u",
+				     p->name, (unsigned long long)st->caps_count_off, count);
 	for (i = 0; i < count; i++) {
 		off = stock_source_offset(p->src);
 		if ((err = read_idstr(p, name, "configuration capability")))
@@ -171,9 +171,9 @@ static int parse_configuration(struct parser *p)
 	    (err = stock_source_be32(p->src, &len, "configuration section")))
 		return err;
 	if (len == 0 || len >= sizeof(st->machine))
-		return stock_err(FVM_ECORRUPT,
-				 "%s: offset %llu: configuration section: machine name length %u",
-				 p->name, OFF(p) - 4, len);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: offset %llu: configuration section: machine name length %u",
+				     p->name, OFF(p) - 4, len);
 	if ((err = stock_source_read(p->src, st->machine, len, "machine name")))
 		return err;
 	st->machine[len] = 0;
@@ -197,13 +197,13 @@ static int parse_configuration(struct parser *p)
 				return err;
 			st->target_page_bits = bits;
 			if (bits != STOCK_PAGE_SHIFT)
-				return stock_err(FVM_EUNSUPPORTED,
-						 "%s: offset %llu: target page bits %u: only 4 KiB target pages are supported",
-						 p->name, OFF(p) - 4, bits);
+				return fvm_error_set(FVM_EUNSUPPORTED, 0,
+						     "%s: offset %llu: target page bits %u: only 4 KiB target pages are supported",
+						     p->name, OFF(p) - 4, bits);
 		} else {
-			return stock_err(FVM_EUNSUPPORTED,
-					 "%s: offset %llu: unknown configuration subsection '%s': its end cannot be found",
-					 p->name, (unsigned long long)off, name);
+			return fvm_error_set(FVM_EUNSUPPORTED, 0,
+					     "%s: offset %llu: unknown configuration subsection '%s': its end cannot be found",
+					     p->name, (unsigned long long)off, name);
 		}
 		if (err)
 			return err;
@@ -228,16 +228,16 @@ static int parse_command(struct parser *p)
 	    (err = stock_source_be16(p->src, &len, "command")))
 		return err;
 	if (cmd == 0 || cmd > MIG_CMD_MAX_KNOWN)
-		return stock_err(FVM_ECORRUPT, "%s: offset %llu: command %u unknown",
-				 p->name, (unsigned long long)off, cmd);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: offset %llu: command %u unknown",
+				     p->name, (unsigned long long)off, cmd);
 	if (fixed_len[cmd] >= 0 && len != fixed_len[cmd])
-		return stock_err(FVM_ECORRUPT,
-				 "%s: offset %llu: command %u: length %u, expected %d",
-				 p->name, (unsigned long long)off, cmd, len, fixed_len[cmd]);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: offset %llu: command %u: length %u, expected %d",
+				     p->name, (unsigned long long)off, cmd, len, fixed_len[cmd]);
 	if (cmd == 7)
-		return stock_err(FVM_EUNSUPPORTED,
-				 "%s: offset %llu: command PACKAGED (postcopy): not supported",
-				 p->name, (unsigned long long)off);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "%s: offset %llu: command PACKAGED (postcopy): not supported",
+				     p->name, (unsigned long long)off);
 	if (cmd == 3)
 		p->st->postcopy_advised = 1;
 	p->st->commands++;
@@ -292,23 +292,23 @@ static int footer(struct parser *p, const struct section *sec, int first)
 		return err;
 	if (next != QEMU_VM_SECTION_FOOTER) {
 		if (p->st->footers)
-			return stock_err(FVM_ECORRUPT,
-					 "%s: offset %llu: ram %s section %u has no footer (byte 0x%02x)",
-					 p->name, OFF(p), type_name(sec->type), sec->id,
-					 next < 0 ? 0 : next);
+			return fvm_error_set(FVM_ECORRUPT, 0,
+					     "%s: offset %llu: ram %s section %u has no footer (byte 0x%02x)",
+					     p->name, OFF(p), type_name(sec->type), sec->id,
+					     next < 0 ? 0 : next);
 		return 0;
 	}
 	if (!first && !p->st->footers)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: offset %llu: footer after a ram %s section although the START had none",
-				 p->name, OFF(p), type_name(sec->type));
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: offset %llu: footer after a ram %s section although the START had none",
+				     p->name, OFF(p), type_name(sec->type));
 	if ((err = stock_source_u8(p->src, &type, "section footer")) ||
 	    (err = stock_source_be32(p->src, &id, "section footer")))
 		return err;
 	if (id != sec->id)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: offset %llu: footer of section %u follows section %u",
-				 p->name, OFF(p) - 5, id, sec->id);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: offset %llu: footer of section %u follows section %u",
+				     p->name, OFF(p) - 5, id, sec->id);
 	p->st->footers = 1;
 	return 0;
 }
@@ -339,11 +339,11 @@ static int block_entry(struct parser *p, uint64_t *remaining)
 	int err;
 
 	if (st->nblocks >= STOCK_MAX_BLOCKS)
-		return stock_err(FVM_ERANGE, "%s: offset %llu: more than %u RAM blocks",
-				 p->name, (unsigned long long)off, STOCK_MAX_BLOCKS);
+		return fvm_error_set(FVM_ERANGE, 0, "%s: offset %llu: more than %u RAM blocks",
+				     p->name, (unsigned long long)off, STOCK_MAX_BLOCKS);
 	nb = realloc(st->blocks, (st->nblocks + 1) * sizeof(*nb));
 	if (!nb)
-		return stock_err_sys(ENOMEM, "%s: block list", p->name);
+		return fvm_error_set(FVM_ENOMEM, ENOMEM, "%s: block list", p->name);
 	st->blocks = nb;
 	b = &nb[st->nblocks];
 	memset(b, 0, sizeof(*b));
@@ -351,14 +351,14 @@ static int block_entry(struct parser *p, uint64_t *remaining)
 	    (err = stock_source_be64(p->src, &b->length, "MEM_SIZE block length")))
 		return err;
 	if (!find_block(p, b->name, &dummy))
-		return stock_err(FVM_ECORRUPT, "%s: offset %llu: block %s listed twice",
-				 p->name, (unsigned long long)off, b->name);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: offset %llu: block %s listed twice",
+				     p->name, (unsigned long long)off, b->name);
 	if (b->length == 0 || b->length % STOCK_PAGE_SIZE || b->length > *remaining)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: offset %llu: block %s: length %llu (not a non-zero multiple of 4 KiB within the %llu bytes left of the MEM_SIZE total)",
-				 p->name, (unsigned long long)off, b->name,
-				 (unsigned long long)b->length,
-				 (unsigned long long)*remaining);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: offset %llu: block %s: length %llu (not a non-zero multiple of 4 KiB within the %llu bytes left of the MEM_SIZE total)",
+				     p->name, (unsigned long long)off, b->name,
+				     (unsigned long long)b->length,
+				     (unsigned long long)*remaining);
 	/*
 	 * Postcopy's page-size field is written only for blocks whose page
 	 * size differs from the host's, and nothing in the stream says which
@@ -400,17 +400,17 @@ static int mem_size(struct parser *p, uint64_t total, uint64_t off)
 	int err;
 
 	if (!p->in_start || p->st->nblocks)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: offset %llu: MEM_SIZE record outside the ram START section",
-				 p->name, (unsigned long long)off);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: offset %llu: MEM_SIZE record outside the ram START section",
+				     p->name, (unsigned long long)off);
 	if (total == 0)
-		return stock_err(FVM_ECORRUPT, "%s: offset %llu: MEM_SIZE total 0",
-				 p->name, (unsigned long long)off);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: offset %llu: MEM_SIZE total 0",
+				     p->name, (unsigned long long)off);
 	/* Both optional fields would make the page-size field ambiguous. */
 	if (p->st->postcopy_advised && p->st->ignore_shared)
-		return stock_err(FVM_EUNSUPPORTED,
-				 "%s: offset %llu: postcopy stream with x-ignore-shared: the block list cannot be read unambiguously",
-				 p->name, (unsigned long long)off);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "%s: offset %llu: postcopy stream with x-ignore-shared: the block list cannot be read unambiguously",
+				     p->name, (unsigned long long)off);
 	p->st->total_bytes = total;
 	while (remaining)
 		if ((err = block_entry(p, &remaining)))
@@ -427,25 +427,25 @@ static int page_block(struct parser *p, uint64_t flags, uint64_t addr,
 
 	if (flags & RAM_SAVE_FLAG_CONTINUE) {
 		if (p->last_block < 0)
-			return stock_err(FVM_ECORRUPT,
-					 "%s: offset %llu: ram record with CONTINUE but no previous block",
-					 p->name, (unsigned long long)off);
+			return fvm_error_set(FVM_ECORRUPT, 0,
+					     "%s: offset %llu: ram record with CONTINUE but no previous block",
+					     p->name, (unsigned long long)off);
 		i = (uint32_t)p->last_block;
 	} else {
 		if ((err = read_idstr(p, name, "ram record block")))
 			return err;
 		if (find_block(p, name, &i))
-			return stock_err(FVM_ECORRUPT,
-					 "%s: offset %llu: ram record for unknown block '%s'",
-					 p->name, (unsigned long long)off, name);
+			return fvm_error_set(FVM_ECORRUPT, 0,
+					     "%s: offset %llu: ram record for unknown block '%s'",
+					     p->name, (unsigned long long)off, name);
 		p->last_block = i;
 	}
 	if (addr >= p->st->blocks[i].length)
-		return stock_err(FVM_ERANGE,
-				 "%s: offset %llu: ram record at offset 0x%llx past the end of block %s (0x%llx bytes)",
-				 p->name, (unsigned long long)off, (unsigned long long)addr,
-				 p->st->blocks[i].name,
-				 (unsigned long long)p->st->blocks[i].length);
+		return fvm_error_set(FVM_ERANGE, 0,
+				     "%s: offset %llu: ram record at offset 0x%llx past the end of block %s (0x%llx bytes)",
+				     p->name, (unsigned long long)off, (unsigned long long)addr,
+				     p->st->blocks[i].name,
+				     (unsigned long long)p->st->blocks[i].length);
 	*index = i;
 	*page = addr >> STOCK_PAGE_SHIFT;
 	return 0;
@@ -461,17 +461,17 @@ static int compressed_page(struct parser *p, uint8_t *slot, uint64_t off)
 	if ((err = stock_source_be32(p->src, &len, "COMPRESS_PAGE length")))
 		return err;
 	if (len == 0 || len > COMPRESS_MAX)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: offset %llu: COMPRESS_PAGE length %u (1..%u allowed)",
-				 p->name, (unsigned long long)off, len, COMPRESS_MAX);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: offset %llu: COMPRESS_PAGE length %u (1..%u allowed)",
+				     p->name, (unsigned long long)off, len, COMPRESS_MAX);
 	if ((err = stock_source_read(p->src, in, len, "COMPRESS_PAGE data")))
 		return err;
 	zr = uncompress(slot, &out_len, in, len);
 	if (zr != Z_OK || out_len != STOCK_PAGE_SIZE)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: offset %llu: COMPRESS_PAGE does not inflate to one 4096-byte page (zlib %d, %lu bytes)",
-				 p->name, (unsigned long long)off, zr,
-				 (unsigned long)(zr == Z_OK ? out_len : 0));
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: offset %llu: COMPRESS_PAGE does not inflate to one 4096-byte page (zlib %d, %lu bytes)",
+				     p->name, (unsigned long long)off, zr,
+				     (unsigned long)(zr == Z_OK ? out_len : 0));
 	return 0;
 }
 
@@ -490,18 +490,18 @@ static int ram_records(struct parser *p)
 		flags = hdr & (STOCK_PAGE_SIZE - 1);
 		addr = hdr & ~(uint64_t)(STOCK_PAGE_SIZE - 1);
 		if (flags & ~(uint64_t)RAM_KNOWN_FLAGS)
-			return stock_err(FVM_ECORRUPT,
-					 "%s: offset %llu: ram record with unknown flags 0x%llx",
-					 p->name, (unsigned long long)off,
-					 (unsigned long long)flags);
+			return fvm_error_set(FVM_ECORRUPT, 0,
+					     "%s: offset %llu: ram record with unknown flags 0x%llx",
+					     p->name, (unsigned long long)off,
+					     (unsigned long long)flags);
 		if (flags & RAM_SAVE_FLAG_XBZRLE)
-			return stock_err(FVM_EUNSUPPORTED,
-					 "%s: offset %llu: XBZRLE ram record (a delta against a page of a live migration): cannot be converted",
-					 p->name, (unsigned long long)off);
+			return fvm_error_set(FVM_EUNSUPPORTED, 0,
+					     "%s: offset %llu: XBZRLE ram record (a delta against a page of a live migration): cannot be converted",
+					     p->name, (unsigned long long)off);
 		if (flags & RAM_SAVE_FLAG_HOOK)
-			return stock_err(FVM_EUNSUPPORTED,
-					 "%s: offset %llu: RDMA hook ram record: cannot be converted",
-					 p->name, (unsigned long long)off);
+			return fvm_error_set(FVM_EUNSUPPORTED, 0,
+					     "%s: offset %llu: RDMA hook ram record: cannot be converted",
+					     p->name, (unsigned long long)off);
 		switch (flags & ~(uint64_t)RAM_SAVE_FLAG_CONTINUE) {
 		case RAM_SAVE_FLAG_MEM_SIZE:
 			if ((err = mem_size(p, addr, off)))
@@ -512,9 +512,9 @@ static int ram_records(struct parser *p)
 			    (err = stock_source_u8(p->src, &ch, "ZERO record")))
 				return err;
 			if (ch)
-				return stock_err(FVM_ECORRUPT,
-						 "%s: offset %llu: ZERO record with fill byte 0x%02x (QEMU writes 0)",
-						 p->name, (unsigned long long)off, ch);
+				return fvm_error_set(FVM_ECORRUPT, 0,
+						     "%s: offset %llu: ZERO record with fill byte 0x%02x (QEMU writes 0)",
+						     p->name, (unsigned long long)off, ch);
 			p->st->zero_records++;
 			if ((err = add_zero(p, b, page, 1)))
 				return err;
@@ -540,10 +540,10 @@ static int ram_records(struct parser *p)
 		case RAM_SAVE_FLAG_MULTIFD_FLUSH:
 			break;
 		default:
-			return stock_err(FVM_ECORRUPT,
-					 "%s: offset %llu: ram record with flags 0x%llx",
-					 p->name, (unsigned long long)off,
-					 (unsigned long long)flags);
+			return fvm_error_set(FVM_ECORRUPT, 0,
+					     "%s: offset %llu: ram record with flags 0x%llx",
+					     p->name, (unsigned long long)off,
+					     (unsigned long long)flags);
 		}
 	}
 }
@@ -608,39 +608,39 @@ static int mapped_block(struct parser *p, uint32_t index)
 	b->bitmap_offset = get_be(hdr + 12, 8);
 	b->pages_offset = get_be(hdr + 20, 8);
 	if (b->mr_version != 1)
-		return stock_err(FVM_EVERSION,
-				 "%s: offset %llu: block %s: mapped-ram header version %u (1 supported)",
-				 p->name, (unsigned long long)off, b->name, b->mr_version);
+		return fvm_error_set(FVM_EVERSION, 0,
+				     "%s: offset %llu: block %s: mapped-ram header version %u (1 supported)",
+				     p->name, (unsigned long long)off, b->name, b->mr_version);
 	if (b->mr_page_size != STOCK_PAGE_SIZE)
-		return stock_err(FVM_EUNSUPPORTED,
-				 "%s: offset %llu: block %s: mapped-ram page size %llu (4096 supported)",
-				 p->name, (unsigned long long)off, b->name,
-				 (unsigned long long)b->mr_page_size);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "%s: offset %llu: block %s: mapped-ram page size %llu (4096 supported)",
+				     p->name, (unsigned long long)off, b->name,
+				     (unsigned long long)b->mr_page_size);
 	/* QEMU 11 marks blocks it skipped (x-ignore-shared) with offsets 0. */
 	if (b->bitmap_offset == 0 && b->pages_offset == 0)
 		return 0;
 	if (!stock_source_seekable(p->src))
-		return stock_err(FVM_EUNSUPPORTED,
-				 "%s: mapped-ram stream: its pages lie at fixed file offsets, a seekable input is needed (not a pipe)",
-				 p->name);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "%s: mapped-ram stream: its pages lie at fixed file offsets, a seekable input is needed (not a pipe)",
+				     p->name);
 	size = stock_source_size(p->src);
 	pages = b->length / STOCK_PAGE_SIZE;
 	bmsize = (pages + 63) / 64 * 8;
 	if (b->bitmap_offset > size || bmsize > size - b->bitmap_offset ||
 	    b->pages_offset > size || b->length > size - b->pages_offset)
-		return stock_err(FVM_ETRUNCATED,
-				 "%s: offset %llu: block %s: mapped-ram bitmap at %llu (+%llu) or pages at %llu (+%llu) past the end of the file (%llu)",
-				 p->name, (unsigned long long)off, b->name,
-				 (unsigned long long)b->bitmap_offset, (unsigned long long)bmsize,
-				 (unsigned long long)b->pages_offset, (unsigned long long)b->length,
-				 (unsigned long long)size);
+		return fvm_error_set(FVM_ETRUNCATED, 0,
+				     "%s: offset %llu: block %s: mapped-ram bitmap at %llu (+%llu) or pages at %llu (+%llu) past the end of the file (%llu)",
+				     p->name, (unsigned long long)off, b->name,
+				     (unsigned long long)b->bitmap_offset, (unsigned long long)bmsize,
+				     (unsigned long long)b->pages_offset, (unsigned long long)b->length,
+				     (unsigned long long)size);
 	if (b->pages_offset < b->bitmap_offset + bmsize && b->bitmap_offset < b->pages_offset + b->length)
-		return stock_err(FVM_ECORRUPT,
-				 "%s: offset %llu: block %s: mapped-ram bitmap overlaps the pages",
-				 p->name, (unsigned long long)off, b->name);
+		return fvm_error_set(FVM_ECORRUPT, 0,
+				     "%s: offset %llu: block %s: mapped-ram bitmap overlaps the pages",
+				     p->name, (unsigned long long)off, b->name);
 	bm = malloc(bmsize ? bmsize : 1);
 	if (!bm)
-		return stock_err_sys(ENOMEM, "%s: mapped-ram bitmap of %llu bytes",
+		return fvm_error_set(FVM_ENOMEM, ENOMEM, "%s: mapped-ram bitmap of %llu bytes",
 				     p->name, (unsigned long long)bmsize);
 	if ((err = stock_source_pread(p->src, bm, bmsize, b->bitmap_offset,
 				      "mapped-ram bitmap")))
@@ -680,9 +680,9 @@ static int check_tail(struct parser *p)
 	size_t len = p->st->post_ram.len, q;
 
 	if (len == 0)
-		return stock_err(FVM_ETRUNCATED,
-				 "%s: offset %llu: stream ends after the ram END section (no device state, no EOF)",
-				 p->name, OFF(p));
+		return fvm_error_set(FVM_ETRUNCATED, 0,
+				     "%s: offset %llu: stream ends after the ram END section (no device state, no EOF)",
+				     p->name, OFF(p));
 	if (d[len - 1] == '}') {
 		for (q = len - 1; q-- > 1;) {
 			if (d[q] != QEMU_VM_VMDESCRIPTION || q + 5 >= len || d[q - 1] != QEMU_VM_EOF ||
@@ -695,9 +695,9 @@ static int check_tail(struct parser *p)
 	}
 	if (d[len - 1] == QEMU_VM_EOF)
 		return 0;
-	return stock_err(FVM_ETRUNCATED,
-			 "%s: offset %llu: stream does not end with EOF (0x00) or EOF and the device description: truncated?",
-			 p->name, OFF(p));
+	return fvm_error_set(FVM_ETRUNCATED, 0,
+			     "%s: offset %llu: stream does not end with EOF (0x00) or EOF and the device description: truncated?",
+			     p->name, OFF(p));
 }
 
 static int keep_rest(struct parser *p)
@@ -720,29 +720,29 @@ static int keep_rest(struct parser *p)
 static int refuse_section(struct parser *p, const struct section *sec, const char *where)
 {
 	if (sec->type == QEMU_VM_SECTION_START)
-		return stock_err(FVM_EUNSUPPORTED,
-				 "%s: offset %llu: iterable section '%s' (START, id %u) %s: only \"ram\" can be delimited, its end cannot be found",
-				 p->name, (unsigned long long)sec->off, sec->idstr, sec->id, where);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "%s: offset %llu: iterable section '%s' (START, id %u) %s: only \"ram\" can be delimited, its end cannot be found",
+				     p->name, (unsigned long long)sec->off, sec->idstr, sec->id, where);
 	if (sec->type == QEMU_VM_SECTION_FULL)
-		return stock_err(FVM_EUNSUPPORTED,
-				 "%s: offset %llu: device section '%s' (FULL, id %u) %s: device sections have no length, only those after the ram END can be kept",
-				 p->name, (unsigned long long)sec->off, sec->idstr, sec->id, where);
-	return stock_err(FVM_EUNSUPPORTED,
-			 "%s: offset %llu: %s section id %u is not the ram section (id %u): other iterable sections cannot be delimited",
-			 p->name, (unsigned long long)sec->off, type_name(sec->type),
-			 sec->id, p->st->section_id);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "%s: offset %llu: device section '%s' (FULL, id %u) %s: device sections have no length, only those after the ram END can be kept",
+				     p->name, (unsigned long long)sec->off, sec->idstr, sec->id, where);
+	return fvm_error_set(FVM_EUNSUPPORTED, 0,
+			     "%s: offset %llu: %s section id %u is not the ram section (id %u): other iterable sections cannot be delimited",
+			     p->name, (unsigned long long)sec->off, type_name(sec->type),
+			     sec->id, p->st->section_id);
 }
 
 static int unknown_type(struct parser *p, int type, const char *where)
 {
 	if (type < 0)
-		return stock_err(FVM_ETRUNCATED, "%s: offset %llu: stream ends %s",
-				 p->name, OFF(p), where);
+		return fvm_error_set(FVM_ETRUNCATED, 0, "%s: offset %llu: stream ends %s",
+				     p->name, OFF(p), where);
 	if (type == QEMU_VM_EOF)
-		return stock_err(FVM_ECORRUPT, "%s: offset %llu: EOF section %s",
-				 p->name, OFF(p), where);
-	return stock_err(FVM_ECORRUPT, "%s: offset %llu: unknown section type 0x%02x %s",
-			 p->name, OFF(p), type, where);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: offset %llu: EOF section %s",
+				     p->name, OFF(p), where);
+	return fvm_error_set(FVM_ECORRUPT, 0, "%s: offset %llu: unknown section type 0x%02x %s",
+			     p->name, OFF(p), type, where);
 }
 
 /* From the file header up to (not including) the ram START section. */
@@ -757,15 +757,15 @@ static int pre_ram(struct parser *p, struct section *sec)
 	if ((err = stock_source_be32(p->src, &magic, "file header")))
 		return err;
 	if (magic != STOCK_QEVM_MAGIC)
-		return stock_err(FVM_EMAGIC,
-				 "%s: offset 0: magic 0x%08x is not a QEMU migration stream (QEVM)",
-				 p->name, magic);
+		return fvm_error_set(FVM_EMAGIC, 0,
+				     "%s: offset 0: magic 0x%08x is not a QEMU migration stream (QEVM)",
+				     p->name, magic);
 	if ((err = stock_source_be32(p->src, &version, "file header")))
 		return err;
 	if (version != 3)
-		return stock_err(FVM_EVERSION,
-				 "%s: offset 4: migration stream version %u (only 3 is read; QEMU refuses 2 too)",
-				 p->name, version);
+		return fvm_error_set(FVM_EVERSION, 0,
+				     "%s: offset 4: migration stream version %u (only 3 is read; QEMU refuses 2 too)",
+				     p->name, version);
 	if ((err = stock_source_peek(p->src, &type)))
 		return err;
 	if (type == QEMU_VM_CONFIGURATION && (err = parse_configuration(p)))
@@ -790,9 +790,9 @@ static int pre_ram(struct parser *p, struct section *sec)
 	st->pre_ram.len = mark;
 	stock_source_capture(p->src, NULL);
 	if (sec->version != 4)
-		return stock_err(FVM_EUNSUPPORTED,
-				 "%s: offset %llu: ram section version %u (4 supported)",
-				 p->name, (unsigned long long)sec->off, sec->version);
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "%s: offset %llu: ram section version %u (4 supported)",
+				     p->name, (unsigned long long)sec->off, sec->version);
 	st->section_id = sec->id;
 	st->instance_id = sec->instance;
 	st->version_id = sec->version;
@@ -815,7 +815,7 @@ int stock_stream_parse(struct stock_source *src,
 	st->pre_ram.max = st->mid_ram.max = st->post_ram.max = st->keep_max;
 	p.buf = malloc((size_t)st->batch_pages * STOCK_PAGE_SIZE);
 	if (!p.buf)
-		return stock_err_sys(ENOMEM, "%s: page batch", p.name);
+		return fvm_error_set(FVM_ENOMEM, ENOMEM, "%s: page batch", p.name);
 
 	if ((err = pre_ram(&p, &sec)))
 		goto out;
@@ -825,8 +825,8 @@ int stock_stream_parse(struct stock_source *src,
 	p.in_start = 0;
 	st->ram_sections++;
 	if (!st->nblocks) {
-		err = stock_err(FVM_ECORRUPT, "%s: offset %llu: ram START section without a MEM_SIZE block list",
-				p.name, (unsigned long long)sec.off);
+		err = fvm_error_set(FVM_ECORRUPT, 0, "%s: offset %llu: ram START section without a MEM_SIZE block list",
+				    p.name, (unsigned long long)sec.off);
 		goto out;
 	}
 	if ((err = footer(&p, &sec, 1)))
@@ -947,11 +947,11 @@ int stock_ram_desc_decode(const void *data, size_t len, const char *name,
 	uint32_t flags, n, i;
 
 	if (len < 48 || memcmp(d, DESC_MAGIC, 4))
-		return stock_err(FVM_ECORRUPT, "%s: device state qemu.ram-section: bad magic or size %zu",
-				 name, len);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: device state qemu.ram-section: bad magic or size %zu",
+				     name, len);
 	if (get_be(d + 4, 4) != DESC_VERSION)
-		return stock_err(FVM_EVERSION, "%s: qemu.ram-section version %llu (1 supported)",
-				 name, (unsigned long long)get_be(d + 4, 4));
+		return fvm_error_set(FVM_EVERSION, 0, "%s: qemu.ram-section version %llu (1 supported)",
+				     name, (unsigned long long)get_be(d + 4, 4));
 	st->section_id = (uint32_t)get_be(d + 8, 4);
 	st->instance_id = (uint32_t)get_be(d + 12, 4);
 	st->version_id = (uint32_t)get_be(d + 16, 4);
@@ -965,10 +965,10 @@ int stock_ram_desc_decode(const void *data, size_t len, const char *name,
 	st->mapped_cap_len = (uint32_t)get_be(d + 40, 4);
 	n = (uint32_t)get_be(d + 44, 4);
 	if (n == 0 || n > STOCK_MAX_BLOCKS)
-		return stock_err(FVM_ECORRUPT, "%s: qemu.ram-section: %u blocks", name, n);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qemu.ram-section: %u blocks", name, n);
 	st->blocks = calloc(n, sizeof(*st->blocks));
 	if (!st->blocks)
-		return stock_err_sys(ENOMEM, "%s: qemu.ram-section", name);
+		return fvm_error_set(FVM_ENOMEM, ENOMEM, "%s: qemu.ram-section", name);
 	st->nblocks = n;
 	st->total_bytes = 0;
 	for (i = 0; i < n; i++) {
@@ -976,9 +976,9 @@ int stock_ram_desc_decode(const void *data, size_t len, const char *name,
 		uint8_t l;
 
 		if (pos >= len || (l = d[pos]) == 0 || len - pos - 1 < (size_t)l + 25)
-			return stock_err(FVM_ECORRUPT,
-					 "%s: qemu.ram-section: block entry %u at byte %zu truncated",
-					 name, i, pos);
+			return fvm_error_set(FVM_ECORRUPT, 0,
+					     "%s: qemu.ram-section: block entry %u at byte %zu truncated",
+					     name, i, pos);
 		memcpy(b->name, d + pos + 1, l);
 		b->name[l] = 0;
 		pos += 1 + l;
@@ -990,13 +990,13 @@ int stock_ram_desc_decode(const void *data, size_t len, const char *name,
 		pos += 25;
 		if (b->length == 0 || b->length % STOCK_PAGE_SIZE ||
 		    st->total_bytes + b->length < st->total_bytes)
-			return stock_err(FVM_ECORRUPT,
-					 "%s: qemu.ram-section: block %s length %llu",
-					 name, b->name, (unsigned long long)b->length);
+			return fvm_error_set(FVM_ECORRUPT, 0,
+					     "%s: qemu.ram-section: block %s length %llu",
+					     name, b->name, (unsigned long long)b->length);
 		st->total_bytes += b->length;
 	}
 	if (pos != len)
-		return stock_err(FVM_ECORRUPT, "%s: qemu.ram-section: %zu trailing bytes",
-				 name, len - pos);
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qemu.ram-section: %zu trailing bytes",
+				     name, len - pos);
 	return 0;
 }

@@ -3,11 +3,11 @@
  * is a terminal (or --progress forces it), never when piped; with rate and
  * ETA, or with bytes done and rate only when the total is unknown (0, an
  * input from a pipe). progress_cb is an fvm_progress_fn: it also cancels the operation
- * when SIGINT/SIGTERM arrived (see cli_install_signals), whether or not a
+ * when SIGINT/SIGTERM arrived (see util_install_signals), whether or not a
  * bar is drawn.
  */
-#ifndef FVMSNAP_PROGRESS_H
-#define FVMSNAP_PROGRESS_H
+#ifndef FVMSNAP_COMMON_PROGRESS_H
+#define FVMSNAP_COMMON_PROGRESS_H
 
 #include <stdint.h>
 

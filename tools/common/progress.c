@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "progress.h"
+#include "util.h"
 
 #define REDRAW_NS 100000000ull
 #define BAR_WIDTH 30
@@ -26,7 +26,7 @@ void progress_init(struct progress *p, const char *label, int mode)
 		p->enabled = 1;
 	else if (mode == PROGRESS_AUTO)
 		p->enabled = isatty(STDERR_FILENO);
-	p->start_ns = cli_now_ns();
+	p->start_ns = util_now_ns();
 }
 
 static void fmt_eta(char *buf, size_t len, double secs)
@@ -64,7 +64,7 @@ static void draw(struct progress *p, uint64_t done, uint64_t total, uint64_t now
 		if (secs >= MIN_RATE_SECS)
 			snprintf(rs, sizeof(rs), "%8.1f", rate / 1e6);
 		fprintf(stderr, "\r%s %10s %s MB/s\033[K", p->label,
-			cli_fmt_bytes(bytes, sizeof(bytes), done), rs);
+			util_fmt_bytes(bytes, sizeof(bytes), done), rs);
 		fflush(stderr);
 		p->drawn = 1;
 		current = p;
@@ -89,10 +89,10 @@ int progress_cb(void *ctx, uint64_t done, uint64_t total)
 {
 	struct progress *p = ctx;
 
-	if (cli_interrupted())
+	if (util_interrupted())
 		return 1;
 	if (p && p->enabled) {
-		uint64_t now = cli_now_ns();
+		uint64_t now = util_now_ns();
 
 		if (!p->drawn || now - p->last_ns >= REDRAW_NS ||
 		    (done >= total && total)) {

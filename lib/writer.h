@@ -1,0 +1,16 @@
+/*
+ * Writer internals for tests and fuzz seeds only (not in the public API):
+ * the size of the DEVS parts a section written in pieces is cut into, so
+ * that a small file can hold a section of many parts.
+ */
+#ifndef FVM_WRITER_H
+#define FVM_WRITER_H
+
+#include <stddef.h>
+
+#include "fastvm/fastvm.h"
+
+/* Default 1 MiB; bytes from 1 to 1 MiB. Before the first devstate_begin. */
+int fvm_writer_set_devs_part(fvm_writer *w, size_t bytes);
+
+#endif

@@ -1,0 +1,59 @@
+#!/bin/bash
+# The library alone: `meson setup -Dtools=false -Dtests=false` configures,
+# builds and installs libfastvm with liburing (and libc) as its only
+# dependencies, no tool or test is built, and in the full build the
+# library's sources are compiled once for the shared object and the tests.
+# usage: lib-only.sh SOURCE_ROOT BUILD_ROOT
+set -euo pipefail
+src=$1
+build=$2
+command -v meson >/dev/null || { echo "meson not found"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+meson setup "$tmp/b" "$src" -Dtools=false -Dtests=false --prefix=/usr >"$tmp/setup.log" 2>&1 ||
+	{ cat "$tmp/setup.log"; fail "setup -Dtools=false -Dtests=false"; }
+# the configure step looked up no dependency but liburing and threads
+deps=$(grep -o 'Run-time dependency [^ ]*' "$tmp/setup.log" | awk '{print $3}' | sort -u | tr '\n' ' ')
+echo "dependencies looked up: $deps"
+for d in $deps; do
+	case $d in liburing|threads) ;; *) fail "the library alone looked up $d" ;; esac
+done
+ninja -C "$tmp/b" >"$tmp/ninja.log" 2>&1 || { cat "$tmp/ninja.log"; fail "build"; }
+[ ! -e "$tmp/b/tools/fvmsnap" ] || fail "fvmsnap was built"
+[ ! -d "$tmp/b/tests" ] || fail "tests were configured"
+DESTDIR="$tmp/dest" meson install -C "$tmp/b" >/dev/null || fail "install"
+so=$(find "$tmp/dest" -name 'libfastvm.so.0.*' -type f | head -1)
+[ -n "$so" ] || fail "no libfastvm.so.0.* installed"
+for h in fastvm.h experimental.h; do
+	[ -f "$tmp/dest/usr/include/fastvm/$h" ] || fail "header $h not installed"
+done
+needed=$(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+echo "NEEDED: $needed"
+for n in $needed; do
+	case $n in liburing.so.*|libc.so.*|libpthread.so.*|ld-linux*) ;;
+	*) fail "libfastvm needs $n" ;;
+	esac
+done
+pc=$(find "$tmp/dest" -name libfastvm.pc | head -1)
+if grep -E '^Requires' "$pc" | grep -vq 'liburing'; then
+	grep -E '^Requires' "$pc"
+	fail "pkg-config file requires more than liburing"
+fi
+
+# compiled once: one compile command per library source in the full build
+cc_json=$build/compile_commands.json
+[ -f "$cc_json" ] || fail "no $cc_json"
+for f in "$src"/lib/*.c; do
+	n=$(python3 - "$cc_json" "$(basename "$f")" <<'PY'
+import json, os, sys
+cmds = json.load(open(sys.argv[1]))
+print(sum(1 for c in cmds if os.path.basename(c["file"]) == sys.argv[2]
+          and "/lib/" in c["file"] and "fuzz" not in c["output"]))
+PY
+)
+	[ "$n" = 1 ] || fail "lib/$(basename "$f") is compiled $n times in $build"
+done
+echo "ok: library alone builds and installs with liburing only; lib/*.c compiled once"
