@@ -18,18 +18,23 @@
  * and gets its new one as the default at the new node. Both must be bound
  * explicitly, since the map lists the name in both nodes.
  */
+/*
+ * The .symver directive, not GCC's symver attribute: clang 14 (the fuzz
+ * build) ignores the attribute but assembles the directive.
+ */
 #if defined(__GNUC__) && !defined(FVM_NO_SYMVER)
-#define FVM_SYMVER(v) __attribute__((symver(v)))
+#define FVM_SYMVER(impl, versioned) __asm__(".symver " impl ", " versioned)
 /* The definition of the 0.2 default version of name, e.g.
  * FVM_DEFAULT_0_2(fvm_load)(fvm_reader *r, ...) { ... } */
 #define FVM_DEFAULT_0_2(name) \
-	FVM_API FVM_SYMVER(#name "@@LIBFASTVM_0.2") int name##_v02
+	FVM_SYMVER(#name "_v02", #name "@@LIBFASTVM_0.2"); \
+	FVM_API int name##_v02
 #define FVM_SAME_TYPE(name) \
 	_Static_assert(__builtin_types_compatible_p(__typeof__(name), \
 						    __typeof__(name##_v02)), \
 		       #name " differs from its declaration")
 #else
-#define FVM_SYMVER(v)
+#define FVM_SYMVER(impl, versioned) _Static_assert(1, "")
 #define FVM_DEFAULT_0_2(name) int name
 #define FVM_SAME_TYPE(name) _Static_assert(1, "")
 #endif

@@ -16,7 +16,8 @@
 #include "load.h"
 #include "reader.h"
 
-#define FVM_V01(name) __attribute__((visibility("default"))) FVM_SYMVER(name "@LIBFASTVM_0")
+/* The 0.1 version of name is name_v01 (exported only through the alias). */
+#define FVM_V01(name) FVM_SYMVER(#name "_v01", #name "@LIBFASTVM_0"); FVM_API
 
 /* ------------------------------------------------------------ 0.1 layouts */
 
@@ -103,7 +104,7 @@ static int v01_cfg(const struct v01_load_options *in, struct fvm_load_cfg *c)
 	return 0;
 }
 
-FVM_V01("fvm_load")
+FVM_V01(fvm_load)
 int fvm_load_v01(fvm_reader *r, const struct v01_mapping *maps, size_t n_maps,
 		 const struct v01_load_options *opts, struct v01_load_stats *stats);
 
@@ -140,7 +141,7 @@ int fvm_load_v01(fvm_reader *r, const struct v01_mapping *maps, size_t n_maps,
 
 /* ------------------------------------------------------------ listings */
 
-FVM_V01("fvm_reader_info")
+FVM_V01(fvm_reader_info)
 int fvm_reader_info_v01(const fvm_reader *r, struct v01_file_info *info);
 
 int fvm_reader_info_v01(const fvm_reader *r, struct v01_file_info *info)
@@ -159,7 +160,7 @@ int fvm_reader_info_v01(const fvm_reader *r, struct v01_file_info *info)
 	return fvm_api_end(0);
 }
 
-FVM_V01("fvm_reader_block")
+FVM_V01(fvm_reader_block)
 int fvm_reader_block_v01(const fvm_reader *r, uint32_t i, struct v01_block_info *info);
 
 int fvm_reader_block_v01(const fvm_reader *r, uint32_t i, struct v01_block_info *info)
@@ -177,7 +178,7 @@ int fvm_reader_block_v01(const fvm_reader *r, uint32_t i, struct v01_block_info 
 	return fvm_api_end(rc);
 }
 
-FVM_V01("fvm_reader_run")
+FVM_V01(fvm_reader_run)
 int fvm_reader_run_v01(const fvm_reader *r, uint64_t i, struct v01_run_info *run);
 
 int fvm_reader_run_v01(const fvm_reader *r, uint64_t i, struct v01_run_info *run)
@@ -195,7 +196,7 @@ int fvm_reader_run_v01(const fvm_reader *r, uint64_t i, struct v01_run_info *run
 	return fvm_api_end(rc);
 }
 
-FVM_V01("fvm_reader_devstate")
+FVM_V01(fvm_reader_devstate)
 int fvm_reader_devstate_v01(const fvm_reader *r, uint32_t i, struct v01_devstate_info *info);
 
 int fvm_reader_devstate_v01(const fvm_reader *r, uint32_t i, struct v01_devstate_info *info)

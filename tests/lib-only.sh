@@ -43,6 +43,28 @@ if grep -E '^Requires' "$pc" | grep -vq 'liburing'; then
 	fail "pkg-config file requires more than liburing"
 fi
 
+# symbol versions: the five functions whose structs changed have their 0.1
+# version and a 0.2 default, with this compiler and with clang (whose symver
+# support differs from gcc's)
+check_versions() {
+	local so=$1 t
+	t=$(objdump -T "$so")
+	for f in fvm_load fvm_reader_info fvm_reader_block fvm_reader_run fvm_reader_devstate; do
+		grep -qE "\(LIBFASTVM_0\) +$f\$" <<<"$t" || fail "$so: no $f@LIBFASTVM_0"
+		grep -qE " LIBFASTVM_0\.2 +$f\$" <<<"$t" || fail "$so: no $f@@LIBFASTVM_0.2"
+	done
+	grep -qE " LIBFASTVM_0 +fvm_verify\$" <<<"$t" || fail "$so: no fvm_verify@@LIBFASTVM_0"
+}
+check_versions "$so"
+if command -v clang >/dev/null; then
+	CC=clang meson setup "$tmp/c" "$src" -Dtools=false -Dtests=false >"$tmp/csetup.log" 2>&1 ||
+		{ cat "$tmp/csetup.log"; fail "clang setup"; }
+	ninja -C "$tmp/c" >"$tmp/cninja.log" 2>&1 || { cat "$tmp/cninja.log"; fail "clang build"; }
+	! grep -q "warning" "$tmp/cninja.log" || { cat "$tmp/cninja.log"; fail "clang warns"; }
+	check_versions "$(find "$tmp/c/lib" -name 'libfastvm.so.0.*' -type f | head -1)"
+	echo "clang build: symbol versions as with $(cc --version | head -1)"
+fi
+
 # compiled once: one compile command per library source in the full build
 cc_json=$build/compile_commands.json
 [ -f "$cc_json" ] || fail "no $cc_json"
