@@ -19,6 +19,7 @@ FVM_QEMU=${FVM_QEMU:-qemu-system-x86_64}
 FVM_QEMU_L=${FVM_QEMU_L:-}
 QEMU_PIDS=()
 VM_DIRS=()
+RESTORE_DIRS=()
 SKIP=77
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -40,6 +41,9 @@ fvm_cleanup() {
 		kill -TERM "$pid" 2>/dev/null && sleep 0.5
 		kill -KILL "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
+	done
+	for i in "${RESTORE_DIRS[@]}"; do
+		case "$i" in */fvmsnap-restore-*) rm -rf "$i" ;; esac
 	done
 	if [ "$rc" -eq 0 ] || [ "$rc" -eq $SKIP ]; then
 		[ "${FVM_KEEP:-0}" = 1 ] || rm -rf "${WORK:-/nonexistent}"
@@ -376,4 +380,64 @@ set_caps() {
 		out=$(hmp "$vm" "migrate_set_capability $c on" 10)
 		[ -z "$out" ] || die "capability $c: $out"
 	done
+}
+
+# ---- fvmsnap restore --------------------------------------------------------
+
+# qemu_cmd VMDIR: the test guest's QEMU command line as vm_start builds it,
+# without -m (restore adds it from the snapshot), one argument per line.
+qemu_cmd() {
+	local vm=$1 a
+	mkdir -p "$vm"
+	rm -f "$vm/serial.log" "$vm/mon.sock" "$vm/qemu.pid"
+	for a in "$FVM_QEMU" $FVM_QEMU_L -accel tcg -nodefaults -nographic \
+		-serial "file:$vm/serial.log" -monitor "unix:$vm/mon.sock,server,nowait" \
+		-kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.gz" \
+		-append "console=ttyS0 quiet panic=-1" -no-reboot -pidfile "$vm/qemu.pid"; do
+		printf '%s\n' "$a"
+	done
+}
+
+# fvm_restore VMDIR SNAP [restore options] -- [extra QEMU args]: fvmsnap
+# restore --detach of SNAP into a QEMU like vm_start's; the QEMU is
+# registered for cleanup. fvmsnap's stderr (its timing line) goes to
+# VMDIR/restore.err, its stdout to VMDIR/restore.out.
+fvm_restore() {
+	local vm=$1 snap=$2 rc=0 pid; shift 2
+	local ropts=()
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do ropts+=("$1"); shift; done
+	[ "${1:-}" = -- ] && shift
+	local cmd=()
+	mapfile -t cmd < <(qemu_cmd "$vm")
+	log "fvmsnap restore $(basename "$snap") ${ropts[*]}"
+	timeout 300 "$FVMSNAP" restore "$snap" --detach --json "${ropts[@]}" -- "${cmd[@]}" "$@" \
+		>"$vm/restore.out" 2>"$vm/restore.err" || rc=$?
+	local qmp
+	qmp=$(sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$vm/restore.out")
+	[ -n "$qmp" ] && RESTORE_DIRS+=("$(dirname "$qmp")")
+	[ $rc -eq 0 ] || { cat "$vm/restore.err" >&2; die "fvmsnap restore failed (exit $rc)"; }
+	pid=$(cat "$vm/qemu.pid" 2>/dev/null) || die "restore: no QEMU pid file"
+	QEMU_PIDS+=("$pid")
+	VM_DIRS+=("$vm")
+	log "$(tail -n 1 "$vm/restore.err")"
+}
+
+# restore_refused VMDIR SNAP PATTERN [restore options] -- [QEMU args]: the
+# restore must fail with a non-zero exit and a message matching PATTERN,
+# and leave no QEMU running.
+restore_refused() {
+	local vm=$1 snap=$2 pat=$3 rc=0; shift 3
+	local ropts=()
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do ropts+=("$1"); shift; done
+	[ "${1:-}" = -- ] && shift
+	local cmd=()
+	mapfile -t cmd < <(qemu_cmd "$vm")
+	timeout 300 "$FVMSNAP" restore "$snap" --detach "${ropts[@]}" -- "${cmd[@]}" "$@" \
+		>"$vm/restore.out" 2>"$vm/restore.err" || rc=$?
+	[ $rc -ne 0 ] || die "restore with $* succeeded; expected a refusal /$pat/"
+	grep -qE "$pat" "$vm/restore.err" || { cat "$vm/restore.err" >&2; die "restore refusal without /$pat/"; }
+	if [ -s "$vm/qemu.pid" ] && kill -0 "$(cat "$vm/qemu.pid")" 2>/dev/null; then
+		die "a refused restore left QEMU $(cat "$vm/qemu.pid") running"
+	fi
+	log "refused as expected (exit $rc): $(grep -E "$pat" "$vm/restore.err" | head -n 1)"
 }

@@ -7,6 +7,13 @@
  * zero runs, PAGE records for data runs read in large batches), then the
  * kept post-RAM bytes. Written sequentially to an fd (file or pipe) with
  * bounded memory: one page batch and one output buffer.
+ *
+ * With shared blocks (fvmsnap restore), the stream is the one a source
+ * with x-ignore-shared would send: the capability in the configuration
+ * section (added when the snapshot's source did not have it), an address
+ * field for every block in the MEM_SIZE list (a memory backend's region
+ * is at 0, which is what the destination compares for shared blocks), and
+ * no page of the shared blocks: the destination maps them from its file.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -139,6 +146,67 @@ static int put_pre_ram(struct out *o, const struct kept *pre,
 	return 0;
 }
 
+static int is_shared(const struct stock_export_opts *eo, const char *name)
+{
+	for (const char *const *s = eo->shared; s && *s; s++)
+		if (!strcmp(*s, name))
+			return 1;
+	return 0;
+}
+
+#define CAP_NAME "x-ignore-shared"
+#define CAPS_SUB "configuration/capabilities"
+
+/*
+ * pre-RAM bytes with the x-ignore-shared capability: one more entry when
+ * the configuration section lists capabilities, else a capabilities
+ * subsection right after the machine type (the loader finds subsections
+ * by name, in any order).
+ */
+static int put_pre_ram_shared(struct out *o, const struct kept *pre,
+			      const struct stock_stream *st, const char *in)
+{
+	static const uint8_t entry[] = { sizeof(CAP_NAME) - 1, 'x', '-', 'i', 'g', 'n', 'o', 'r',
+					 'e', '-', 's', 'h', 'a', 'r', 'e', 'd' };
+	const uint8_t *d = pre->data;
+	uint64_t c = st->caps_count_off;
+	uint32_t count, mlen;
+	size_t at;
+	int err;
+
+	if (st->mapped_ram)
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "%s: made from a mapped-ram file: restore it with fvmsnap export", in);
+	if (c) {
+		if (c + 4 > pre->len)
+			return fvm_error_set(FVM_ECORRUPT, 0, "%s: qemu.ram-section: capability count at %llu outside qemu.pre-ram",
+					     in, (unsigned long long)c);
+		count = (uint32_t)d[c] << 24 | (uint32_t)d[c + 1] << 16 | (uint32_t)d[c + 2] << 8 | d[c + 3];
+		if ((err = out_put(o, d, c)) || (err = out_be(o, count + 1, 4)) ||
+		    (err = out_put(o, entry, sizeof(entry))))
+			return err;
+		return out_put(o, d + c + 4, pre->len - c - 4);
+	}
+	/* "QEVM" be32 3, then 0x07 be32 len machine-type */
+	if (pre->len < 13 || d[8] != QEMU_VM_CONFIGURATION)
+		return fvm_error_set(FVM_EUNSUPPORTED, 0,
+				     "%s: the QEMU stream has no configuration section, so it cannot carry x-ignore-shared",
+				     in);
+	mlen = (uint32_t)d[9] << 24 | (uint32_t)d[10] << 16 | (uint32_t)d[11] << 8 | d[12];
+	at = 13 + (size_t)mlen;
+	if (mlen > 255 || at > pre->len)
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qemu.pre-ram: configuration section length %u",
+				     in, mlen);
+	if ((err = out_put(o, d, at)) || (err = out_be(o, QEMU_VM_SUBSECTION, 1)) ||
+	    (err = out_be(o, sizeof(CAPS_SUB) - 1, 1)) ||
+	    (err = out_put(o, CAPS_SUB, sizeof(CAPS_SUB) - 1)) ||
+	    (err = out_be(o, 1, 4)) || /* version */
+	    (err = out_be(o, 1, 4)) || /* count */
+	    (err = out_put(o, entry, sizeof(entry))))
+		return err;
+	return out_put(o, d + at, pre->len - at);
+}
+
 static int put_section_header(struct out *o, uint8_t type, const struct stock_stream *st)
 {
 	int err;
@@ -162,7 +230,7 @@ static int put_footer(struct out *o, const struct stock_stream *st)
 	return err;
 }
 
-static int put_start(struct out *o, const struct stock_stream *st)
+static int put_start(struct out *o, const struct stock_stream *st, int addr_fields)
 {
 	uint32_t i;
 	int err;
@@ -179,7 +247,8 @@ static int put_start(struct out *o, const struct stock_stream *st)
 			return err;
 		if (b->has_page_size && (err = out_be(o, b->page_size, 8)))
 			return err;
-		if (b->has_addr && (err = out_be(o, b->addr, 8)))
+		if ((b->has_addr || addr_fields) &&
+		    (err = out_be(o, b->has_addr ? b->addr : 0, 8)))
 			return err;
 	}
 	if ((err = out_be(o, RAM_SAVE_FLAG_EOS, 8)))
@@ -296,6 +365,8 @@ static int put_pages(struct pagew *w)
 		if ((err = fvm_reader_run(w->r, i, &run)) ||
 		    (err = fvm_reader_block(w->r, run.block_id, &bi)))
 			return err;
+		if (is_shared(w->eo, bi.name))
+			continue; /* the destination maps it from its file */
 		if ((err = put_run(w, &run, bi.name)))
 			return err;
 	}
@@ -345,8 +416,17 @@ int stock_export(const struct stock_export_opts *eo, struct stock_export_result 
 	w.last_block = -1;
 	w.res = res;
 	w.eo = eo;
-	if ((err = put_pre_ram(&o, &pre, &st, in)) ||
-	    (err = put_start(&o, &st)) ||
+	for (const char *const *s = eo->shared; s && *s; s++) {
+		uint32_t id;
+
+		if (fvm_reader_find_block(r, *s, &id)) {
+			err = fvm_error_set(FVM_ENOTFOUND, 0, "%s: no RAM block %s", in, *s);
+			goto out;
+		}
+	}
+	if ((err = (eo->shared && !st.ignore_shared ? put_pre_ram_shared(&o, &pre, &st, in)
+						       : put_pre_ram(&o, &pre, &st, in))) ||
+	    (err = put_start(&o, &st, eo->shared != NULL)) ||
 	    (err = out_put(&o, mid.data, mid.len)) ||
 	    (err = put_section_header(&o, QEMU_VM_SECTION_END, &st)) ||
 	    (err = put_pages(&w)) ||

@@ -43,6 +43,13 @@ struct stock_export_opts {
 	int out_fd;               /* written sequentially, not closed */
 	const char *out_name;     /* for messages */
 	uint64_t batch_bytes;     /* pages read per fvm_reader_read_pages; 0 = 4 MiB */
+	/*
+	 * Blocks the destination already holds in shared memory (fvmsnap
+	 * restore: memory-backend-file share=on): the stream then carries the
+	 * x-ignore-shared capability and every block's address field, and no
+	 * page of these blocks. NULL-terminated, or NULL for none.
+	 */
+	const char *const *shared;
 	fvm_progress_fn progress;
 	void *progress_ctx;
 };
