@@ -51,7 +51,7 @@ static void usage(FILE *f)
 		"  --block NAME      the RAM block QEMU maps from a file (default pc.ram)\n"
 		"  --paused          leave the VM paused once restored (default)\n"
 		"  --run             start the VM once restored\n"
-		"  --detach          return once restored, QEMU keeps running (its stderr\n"
+		"  --detach          return once restored, QEMU keeps running (its output\n"
 		"                    goes to DIR/qemu.log); else wait for QEMU to exit\n"
 		"  --keep-ram        keep the RAM file (default: removed once QEMU mapped it;\n"
 		"                    the memory is freed when QEMU exits)\n"
@@ -355,8 +355,16 @@ static int start_qemu(struct restore *rs, int state_fd, int has_mem, int has_mac
 
 		(void)fcntl(state_fd, F_SETFD, fl & ~FD_CLOEXEC);
 		dup2(rs->detach ? logfd : pfd[1], STDERR_FILENO);
-		if (rs->detach)
+		if (rs->detach) {
+			/* a daemon: nothing of the caller's terminal or pipes kept
+			 * open (a caller reading our output would wait for QEMU) */
+			int nul = open("/dev/null", O_RDONLY);
+
+			if (nul >= 0)
+				dup2(nul, STDIN_FILENO);
+			dup2(logfd, STDOUT_FILENO);
 			setsid();
+		}
 		signal(SIGPIPE, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Time to a restored, paused VM, for each way of restoring one snapshot.
+
+Run by bench/restore.sh (which boots the test guest and makes the snapshot
+files); this only times. Each contender is started N times, interleaved
+with the others, from a warm page cache; the clock runs from the launch of
+the command until QEMU's QMP says the VM is paused with its state loaded
+(for fvmsnap restore: until the command returns, which it does at exactly
+that point). The reference in the same run is QEMU started with no state.
+
+usage: restore_time.py N WORKDIR QEMU FVMSNAP -- QEMU_ARGS...
+writes a Markdown table to stdout and WORKDIR/restore.json
+"""
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+
+def qmp_connect(path, deadline):
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            break
+        except OSError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise TimeoutError("no QMP socket " + path)
+            time.sleep(0.001)
+    f = s.makefile("rwb", buffering=0)
+    f.readline()  # greeting
+    cmd(f, "qmp_capabilities")
+    return s, f
+
+
+def cmd(f, name, args=None):
+    msg = {"execute": name}
+    if args:
+        msg["arguments"] = args
+    f.write((json.dumps(msg) + "\n").encode())
+    while True:
+        line = json.loads(f.readline())
+        if "return" in line or "error" in line:
+            return line
+
+
+def wait_paused(sock, proc, deadline):
+    s, f = qmp_connect(sock, deadline)
+    while True:
+        st = cmd(f, "query-status")["return"]["status"]
+        if st != "inmigrate":
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("QEMU gave up: " + st)
+        time.sleep(0.001)
+    return s, f, st
+
+
+def run_qemu(qemu, args, sock, extra):
+    t0 = time.monotonic()
+    p = subprocess.Popen([qemu] + args + extra + ["-qmp", "unix:%s,server=on,wait=off" % sock],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    s, f, st = wait_paused(sock, p, t0 + 120)
+    t = time.monotonic() - t0
+    if st not in ("paused", "prelaunch"):
+        raise RuntimeError("status " + st)
+    cmd(f, "quit")
+    s.close()
+    p.wait(30)
+    return t
+
+
+def run_restore(fvmsnap, snap, qemu, args):
+    t0 = time.monotonic()
+    out = subprocess.run([fvmsnap, "restore", snap, "--detach", "--paused", "--json", "-q",
+                          "--", qemu] + args, capture_output=True, check=True, text=True)
+    t = time.monotonic() - t0
+    info = json.loads(out.stdout)
+    s, f = qmp_connect(info["qmp"], time.monotonic() + 10)
+    st = cmd(f, "query-status")["return"]["status"]
+    if st != "paused":
+        raise RuntimeError("restore left status " + st)
+    cmd(f, "quit")
+    s.close()
+    for _ in range(300):
+        try:
+            os.kill(info["pid"], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.01)
+    d = os.path.dirname(info["qmp"])
+    for name in os.listdir(d):
+        os.unlink(os.path.join(d, name))
+    os.rmdir(d)
+    return t, info
+
+
+def main():
+    n = int(sys.argv[1])
+    work, qemu, fvmsnap = sys.argv[2:5]
+    args = sys.argv[sys.argv.index("--") + 1:]
+    sock = os.path.join(work, "bench-qmp.sock")
+    snap = os.path.join(work, "s.fvm")
+    disk = os.path.join(work, "disk.qcow2")
+    mig = os.path.join(work, "vm.mig")
+    drive = ["-drive", "file=%s,if=virtio" % disk]
+    mem = ["-m", "512M"]
+    contenders = [
+        ("QEMU start, no state (-S)", lambda: run_qemu(qemu, args + mem + drive, sock, ["-S"])),
+        ("stock -loadvm (qcow2)", lambda: run_qemu(qemu, args + mem + drive, sock,
+                                                   ["-S", "-loadvm", "s1"])),
+        ("stock -incoming exec:cat vm.mig", lambda: run_qemu(
+            qemu, args + mem + drive, sock, ["-S", "-incoming", "exec:cat %s" % mig])),
+        ("-incoming exec:fvmsnap export", lambda: run_qemu(
+            qemu, args + mem + drive, sock, ["-S", "-incoming",
+                                             "exec:%s export %s" % (fvmsnap, snap)])),
+        ("fvmsnap restore --paused", lambda: run_restore(fvmsnap, snap, qemu, args + drive)[0]),
+    ]
+    times = {name: [] for name, _ in contenders}
+    for i in range(n):
+        for name, fn in contenders:
+            if os.path.exists(sock):
+                os.unlink(sock)
+            times[name].append(fn())
+        print("round %d/%d done" % (i + 1, n), file=sys.stderr)
+    _, info = run_restore(fvmsnap, snap, qemu, args + drive)
+    ref = statistics.median(times["stock -loadvm (qcow2)"])
+    base = statistics.median(times["QEMU start, no state (-S)"])
+    rows = []
+    print("| contender | median s | min-max s | speed-up vs -loadvm | vs QEMU start |")
+    print("|---|---|---|---|---|")
+    for name, _ in contenders:
+        v = times[name]
+        med = statistics.median(v)
+        rows.append({"contender": name, "median_s": med, "min_s": min(v), "max_s": max(v),
+                     "runs": v, "speedup_vs_loadvm": ref / med, "ratio_to_qemu_start": med / base})
+        print("| %s | %.3f | %.3f-%.3f | %.2fx | %.2fx |" % (name, med, min(v), max(v), ref / med,
+                                                            med / base))
+    print()
+    print("fvmsnap restore phases (one more run): stream %.3f s, RAM %.3f s (%d MiB) while QEMU "
+          "started, QMP up %.3f s after start, device state %.3f s, total %.3f s" % (
+              info["stream_seconds"], info["ram_seconds"], info["ram_bytes"] >> 20,
+              info["qemu_start_seconds"], info["device_state_seconds"], info["total_seconds"]))
+    with open(os.path.join(work, "restore.json"), "w") as f:
+        json.dump({"runs": n, "contenders": rows, "restore_phases": info}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
