@@ -1,5 +1,5 @@
 #!/bin/bash
-# Scenario 7: fvmsnap restore into an unmodified QEMU. savevm of the guest
+# Scenario 7: fvmsnap restore and save with an unmodified QEMU. savevm of the guest
 # into qcow2, convert, then restore: the main RAM mapped from a file in
 # /dev/shm, the rest as a migration stream without its pages. The restored
 # VM's RAM equals pmemsave of the original, the heartbeat goes on after cont
@@ -38,6 +38,41 @@ wait_serial "$W/r2" "HB $((hb + 1))" 60
 grep -qa 'FVM-READY' "$W/r2/serial.log" && die "r2 rebooted instead of resuming"
 vm_quit "$W/r2"
 log "r2 ran by itself from heartbeat $hb"
+
+# save: a restored, running VM snapshotted over QMP (its RAM read from the
+# backend file, whose name restore removed: through QEMU's open fd), left
+# stopped; restored again it has the RAM it had when saved and ticks on
+fvm_restore "$W/r3" "$W/s.fvm" --run -- -drive file="$W/disk.qcow2",if=virtio
+wait_serial "$W/r3" "HB $((hb + 2))" 60
+qmp3=$(sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$W/r3/restore.out")
+fvm save --qmp "$qmp3" -o "$W/s2.fvm" --stop
+log "$(cat "$WORK/fvmsnap.err" | tail -n 1)"
+case "$(vm_status "$W/r3")" in paused*) ;; *) die "r3 not stopped after save --stop" ;; esac
+hb2=$(last_hb "$W/r3")
+pmemsave "$W/r3" "$W/orig2.bin"
+vm_quit "$W/r3"
+fvm verify "$W/s2.fvm"
+fvm_restore "$W/r4" "$W/s2.fvm" --paused -- -drive file="$W/disk.qcow2",if=virtio
+check_ram "$W/r4" "$W/orig2.bin"
+check_alive "$W/r4" "$hb2"
+# without --stop the VM goes on running
+qmp4=$(sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$W/r4/restore.out")
+fvm save --qmp "$qmp4" -o "$W/s3.fvm"
+[ "$(vm_status "$W/r4")" = running ] || die "r4 not running after save"
+vm_quit "$W/r4"
+# a saved snapshot is a whole one: stock QEMU restores its exported stream
+fvm export "$W/s2.fvm" -o "$W/s2.mig"
+roundtrip_check "$W/r5" "$W/orig2.bin" "$hb2" "exec:cat $W/s2.mig" \
+	-drive file="$W/disk.qcow2",if=virtio
+# save refuses a QEMU without a shared backend
+vm_start "$W/e7" -S -qmp unix:"$W/e7/qmp.sock",server=on,wait=off
+rc=0
+"$FVMSNAP" save --qmp "$W/e7/qmp.sock" -o "$W/e7.fvm" 2>"$W/e7/save.err" || rc=$?
+[ $rc -eq 4 ] && grep -q 'no shared memory backend' "$W/e7/save.err" ||
+	{ cat "$W/e7/save.err" >&2; die "save without a shared backend: exit $rc"; }
+[ ! -e "$W/e7.fvm" ] || die "a refused save wrote $W/e7.fvm"
+vm_quit "$W/e7"
+log "save refused a QEMU without a shared backend"
 
 # refused, each with a clear reason
 restore_refused "$W/e1" "$W/s.fvm" 'block pc.ram .* has 536870912 bytes' -- -m 256M

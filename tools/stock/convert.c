@@ -31,6 +31,7 @@
 struct cctx {
 	fvm_writer *w;
 	uint32_t ids[STOCK_MAX_BLOCKS];
+	uint32_t nblocks;
 	const struct stock_convert_opts *o;
 	struct stock_convert_result *res;
 };
@@ -46,7 +47,40 @@ static int cv_block(void *ctx, uint32_t index, const struct stock_ram_block *b)
 		return err;
 	c->res->blocks++;
 	c->res->ram_bytes += b->length;
+	c->nblocks = index + 1;
 	return 0;
+}
+
+/* The shared blocks' RAM, from the source's memory (fvmsnap save). */
+static int write_shared(struct cctx *c, const struct stock_stream *st)
+{
+	char names[1024] = "";
+	size_t used = 0;
+	int err;
+
+	for (unsigned k = 0; k < c->o->nshared; k++) {
+		const struct stock_shared_ram *s = &c->o->shared[k];
+		uint32_t i;
+
+		for (i = 0; i < st->nblocks && strcmp(st->blocks[i].name, s->name); i++)
+			;
+		if (i == st->nblocks)
+			return fvm_error_set(FVM_ENOTFOUND, 0, "%s: the stream has no RAM block %s",
+					     c->o->input, s->name);
+		if (st->blocks[i].length != s->length)
+			return fvm_error_set(FVM_EINVAL, 0, "%s: block %s has %llu bytes in the stream, %llu in memory",
+					     c->o->input, s->name,
+					     (unsigned long long)st->blocks[i].length,
+					     (unsigned long long)s->length);
+		if ((err = fvm_writer_write_block(c->w, c->ids[i], s->mem)))
+			return err;
+		c->res->data_pages += s->length / STOCK_PAGE_SIZE; /* before zero detection */
+		used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", k ? "," : "",
+					 s->name);
+		if (used >= sizeof(names))
+			used = sizeof(names) - 1;
+	}
+	return c->o->nshared ? fvm_writer_add_meta(c->w, "qemu.shared-ram", names) : 0;
 }
 
 static int cv_pages(void *ctx, uint32_t block, uint64_t first, uint64_t count,
@@ -182,6 +216,7 @@ int stock_convert(const struct stock_convert_opts *o, struct stock_convert_resul
 	if (err)
 		goto out;
 	if ((err = stock_stream_parse(in.src, &ops, &st)) ||
+	    (err = write_shared(c, &st)) ||
 	    (err = write_meta(c, &in, &st)) ||
 	    (err = write_devstate(c, &st)))
 		goto out;

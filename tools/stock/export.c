@@ -116,36 +116,6 @@ static int read_dev(fvm_reader *r, const char *in, const char *name, struct kept
 	return 0;
 }
 
-/*
- * The pre-RAM bytes, minus the "mapped-ram" capability when the source was
- * a mapped-ram file: the exported stream is a plain one, and a destination
- * validates the capabilities listed in the configuration section.
- */
-static int put_pre_ram(struct out *o, const struct kept *pre,
-		       const struct stock_stream *st, const char *in)
-{
-	uint64_t c = st->caps_count_off, m = st->mapped_cap_off, l = st->mapped_cap_len;
-	const uint8_t *d = pre->data;
-	uint32_t count;
-	int err;
-
-	if (!st->mapped_ram || !l)
-		return out_put(o, pre->data, pre->len);
-	if (c + 4 > pre->len || m < c + 4 || m > pre->len || l > pre->len - m ||
-	    d[m] + 1u != l || memcmp(d + m + 1, "mapped-ram", 10))
-		return fvm_error_set(FVM_ECORRUPT, 0,
-				     "%s: qemu.ram-section: mapped-ram capability at %llu+%llu not inside qemu.pre-ram (%zu bytes)",
-				     in, (unsigned long long)m, (unsigned long long)l, pre->len);
-	count = (uint32_t)d[c] << 24 | (uint32_t)d[c + 1] << 16 | (uint32_t)d[c + 2] << 8 | d[c + 3];
-	if (count == 0)
-		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qemu.pre-ram: capability count 0", in);
-	if ((err = out_put(o, d, c)) || (err = out_be(o, count - 1, 4)) ||
-	    (err = out_put(o, d + c + 4, m - c - 4)) ||
-	    (err = out_put(o, d + m + l, pre->len - m - l)))
-		return err;
-	return 0;
-}
-
 static int is_shared(const struct stock_export_opts *eo, const char *name)
 {
 	for (const char *const *s = eo->shared; s && *s; s++)
@@ -157,42 +127,66 @@ static int is_shared(const struct stock_export_opts *eo, const char *name)
 #define CAP_NAME "x-ignore-shared"
 #define CAPS_SUB "configuration/capabilities"
 
+static uint32_t be32(const uint8_t *d)
+{
+	return (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+}
+
 /*
- * pre-RAM bytes with the x-ignore-shared capability: one more entry when
- * the configuration section lists capabilities, else a capabilities
- * subsection right after the machine type (the loader finds subsections
- * by name, in any order).
+ * The pre-RAM bytes with the capabilities of the exported stream, which a
+ * destination validates against its own: never "mapped-ram" (the export is
+ * a plain stream), "x-ignore-shared" exactly when ignore is set. The saved
+ * list is rewritten in place; without one, a capabilities subsection goes
+ * right after the machine type (the loader finds subsections by name, in
+ * any order).
  */
-static int put_pre_ram_shared(struct out *o, const struct kept *pre,
-			      const struct stock_stream *st, const char *in)
+static int put_pre_ram(struct out *o, const struct kept *pre, const struct stock_stream *st,
+		       const char *in, int ignore)
 {
 	static const uint8_t entry[] = { sizeof(CAP_NAME) - 1, 'x', '-', 'i', 'g', 'n', 'o', 'r',
 					 'e', '-', 's', 'h', 'a', 'r', 'e', 'd' };
 	const uint8_t *d = pre->data;
-	uint64_t c = st->caps_count_off;
-	uint32_t count, mlen;
+	uint64_t c = st->caps_count_off, p;
+	uint32_t count, kept = 0, mlen;
 	size_t at;
 	int err;
 
-	if (st->mapped_ram)
-		return fvm_error_set(FVM_EUNSUPPORTED, 0,
-				     "%s: made from a mapped-ram file: restore it with fvmsnap export", in);
 	if (c) {
 		if (c + 4 > pre->len)
-			return fvm_error_set(FVM_ECORRUPT, 0, "%s: qemu.ram-section: capability count at %llu outside qemu.pre-ram",
+			return fvm_error_set(FVM_ECORRUPT, 0, "%s: qemu.ram-section: capability count at %llu outside qemu.pre-ram (%zu bytes)",
+					     in, (unsigned long long)c, pre->len);
+		count = be32(d + c);
+		/* the entries: u8 length, name; checked before anything is written */
+		for (p = c + 4; count && p < pre->len; count--) {
+			if (p + 1 + d[p] > pre->len)
+				break;
+			if (!((d[p] == 10 && !memcmp(d + p + 1, "mapped-ram", 10)) ||
+			      (d[p] == sizeof(CAP_NAME) - 1 && !memcmp(d + p + 1, CAP_NAME, d[p]))))
+				kept++;
+			p += 1 + d[p];
+		}
+		if (count)
+			return fvm_error_set(FVM_ECORRUPT, 0, "%s: qemu.pre-ram: capability list at %llu runs past its end",
 					     in, (unsigned long long)c);
-		count = (uint32_t)d[c] << 24 | (uint32_t)d[c + 1] << 16 | (uint32_t)d[c + 2] << 8 | d[c + 3];
-		if ((err = out_put(o, d, c)) || (err = out_be(o, count + 1, 4)) ||
-		    (err = out_put(o, entry, sizeof(entry))))
+		if ((err = out_put(o, d, c)) || (err = out_be(o, kept + (ignore ? 1 : 0), 4)))
 			return err;
-		return out_put(o, d + c + 4, pre->len - c - 4);
+		for (uint64_t q = c + 4; q < p; q += 1 + d[q])
+			if (!((d[q] == 10 && !memcmp(d + q + 1, "mapped-ram", 10)) ||
+			      (d[q] == sizeof(CAP_NAME) - 1 && !memcmp(d + q + 1, CAP_NAME, d[q]))) &&
+			    (err = out_put(o, d + q, 1 + (size_t)d[q])))
+				return err;
+		if (ignore && (err = out_put(o, entry, sizeof(entry))))
+			return err;
+		return out_put(o, d + p, pre->len - p);
 	}
+	if (!ignore)
+		return out_put(o, pre->data, pre->len);
 	/* "QEVM" be32 3, then 0x07 be32 len machine-type */
 	if (pre->len < 13 || d[8] != QEMU_VM_CONFIGURATION)
 		return fvm_error_set(FVM_EUNSUPPORTED, 0,
 				     "%s: the QEMU stream has no configuration section, so it cannot carry x-ignore-shared",
 				     in);
-	mlen = (uint32_t)d[9] << 24 | (uint32_t)d[10] << 16 | (uint32_t)d[11] << 8 | d[12];
+	mlen = be32(d + 9);
 	at = 13 + (size_t)mlen;
 	if (mlen > 255 || at > pre->len)
 		return fvm_error_set(FVM_ECORRUPT, 0, "%s: qemu.pre-ram: configuration section length %u",
@@ -247,8 +241,7 @@ static int put_start(struct out *o, const struct stock_stream *st, int addr_fiel
 			return err;
 		if (b->has_page_size && (err = out_be(o, b->page_size, 8)))
 			return err;
-		if ((b->has_addr || addr_fields) &&
-		    (err = out_be(o, b->has_addr ? b->addr : 0, 8)))
+		if (addr_fields && (err = out_be(o, b->has_addr ? b->addr : 0, 8)))
 			return err;
 	}
 	if ((err = out_be(o, RAM_SAVE_FLAG_EOS, 8)))
@@ -381,7 +374,7 @@ int stock_export(const struct stock_export_opts *eo, struct stock_export_result 
 	struct pagew w = { 0 };
 	fvm_reader *r = eo->reader;
 	const char *in = eo->input;
-	int err;
+	int err, ignore;
 
 	memset(res, 0, sizeof(*res));
 	memset(&st, 0, sizeof(st));
@@ -424,9 +417,21 @@ int stock_export(const struct stock_export_opts *eo, struct stock_export_result 
 			goto out;
 		}
 	}
-	if ((err = (eo->shared && !st.ignore_shared ? put_pre_ram_shared(&o, &pre, &st, in)
-						       : put_pre_ram(&o, &pre, &st, in))) ||
-	    (err = put_start(&o, &st, eo->shared != NULL)) ||
+	/*
+	 * x-ignore-shared: when the destination maps blocks (restore); and for
+	 * a snapshot converted from such a stream, whose shared blocks have no
+	 * pages, the destination must have them too. A snapshot saved with its
+	 * shared RAM (fvmsnap save: metadata qemu.shared-ram) is a whole one.
+	 */
+	ignore = eo->shared || (st.ignore_shared && !fvm_reader_meta_get(r, "qemu.shared-ram"));
+	if (st.mapped_ram && eo->shared) {
+		err = fvm_error_set(FVM_EUNSUPPORTED, 0,
+				    "%s: converted from a mapped-ram file: restore it through fvmsnap export",
+				    in);
+		goto out;
+	}
+	if ((err = put_pre_ram(&o, &pre, &st, in, ignore)) ||
+	    (err = put_start(&o, &st, ignore)) ||
 	    (err = out_put(&o, mid.data, mid.len)) ||
 	    (err = put_section_header(&o, QEMU_VM_SECTION_END, &st)) ||
 	    (err = put_pages(&w)) ||

@@ -23,6 +23,20 @@ struct stock_convert_opts {
 	uint32_t write_flags;     /* FVM_WRITE_* */
 	fvm_progress_fn progress; /* (input bytes done, input size or 0) */
 	void *progress_ctx;
+	/*
+	 * Blocks the stream has no pages of because the source QEMU had them
+	 * in shared memory (x-ignore-shared; fvmsnap save): their whole
+	 * contents from that memory, written after the stream's pages, zero
+	 * pages found. The snapshot then records metadata qemu.shared-ram.
+	 */
+	const struct stock_shared_ram *shared;
+	unsigned nshared;
+};
+
+struct stock_shared_ram {
+	const char *name;
+	const void *mem;
+	uint64_t length;
 };
 
 struct stock_convert_result {
