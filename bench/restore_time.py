@@ -99,6 +99,58 @@ def run_restore(fvmsnap, snap, qemu, args):
     return t, info
 
 
+def save_times(n, work, qemu, fvmsnap, args, sock):
+    """Save time of the VM running: stock savevm into qcow2, stock migrate to a
+    file, fvmsnap save (RAM from the backend file), each from a running VM."""
+    snap = os.path.join(work, "s.fvm")
+    disk = os.path.join(work, "disk.qcow2")
+    drive = ["-drive", "file=%s,if=virtio" % disk]
+    times = {"stock savevm (qcow2)": [], "stock migrate to a file": [], "fvmsnap save": []}
+    # a stock VM, running, restored from the snapshot: savevm, then migrate
+    p = subprocess.Popen([qemu] + args + ["-m", "512M"] + drive +
+                         ["-loadvm", "s1", "-qmp", "unix:%s,server=on,wait=off" % sock],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s, f = qmp_connect(sock, time.monotonic() + 60)
+    for i in range(n):
+        t0 = time.monotonic()
+        r = cmd(f, "human-monitor-command", {"command-line": "savevm bench%d" % i})
+        times["stock savevm (qcow2)"].append(time.monotonic() - t0)
+        if r.get("return"):
+            raise RuntimeError("savevm: " + r["return"])
+        cmd(f, "human-monitor-command", {"command-line": "delvm bench%d" % i})
+        out = os.path.join(work, "bench-save.mig")
+        t0 = time.monotonic()
+        cmd(f, "stop")
+        cmd(f, "migrate", {"uri": "exec:cat > %s" % out})
+        while cmd(f, "query-migrate")["return"].get("status") != "completed":
+            time.sleep(0.002)
+        times["stock migrate to a file"].append(time.monotonic() - t0)
+        cmd(f, "cont")
+        os.unlink(out)
+    cmd(f, "quit")
+    s.close()
+    p.wait(30)
+    # fvmsnap: a VM restored by fvmsnap, running, saved n times
+    out = subprocess.run([fvmsnap, "restore", snap, "--detach", "--run", "--json", "-q", "--",
+                          qemu] + args + drive, capture_output=True, check=True, text=True)
+    info = json.loads(out.stdout)
+    for i in range(n):
+        dst = os.path.join(work, "bench-save.fvm")
+        t0 = time.monotonic()
+        subprocess.run([fvmsnap, "save", "--qmp", info["qmp"], "-o", dst, "-q"], check=True)
+        times["fvmsnap save"].append(time.monotonic() - t0)
+        os.unlink(dst)
+    s, f = qmp_connect(info["qmp"], time.monotonic() + 10)
+    cmd(f, "quit")
+    s.close()
+    time.sleep(0.5)
+    d = os.path.dirname(info["qmp"])
+    for name in os.listdir(d):
+        os.unlink(os.path.join(d, name))
+    os.rmdir(d)
+    return times
+
+
 def main():
     n = int(sys.argv[1])
     work, qemu, fvmsnap = sys.argv[2:5]
@@ -145,8 +197,19 @@ def main():
           "started, QMP up %.3f s after start, device state %.3f s, total %.3f s" % (
               info["stream_seconds"], info["ram_seconds"], info["ram_bytes"] >> 20,
               info["qemu_start_seconds"], info["device_state_seconds"], info["total_seconds"]))
+    saves = save_times(n, work, qemu, fvmsnap, args, sock)
+    ref = statistics.median(saves["stock savevm (qcow2)"])
+    print()
+    print("| save, VM running | median s | min-max s | speed-up vs savevm |")
+    print("|---|---|---|---|")
+    srows = []
+    for name, v in saves.items():
+        med = statistics.median(v)
+        srows.append({"contender": name, "median_s": med, "runs": v, "speedup_vs_savevm": ref / med})
+        print("| %s | %.3f | %.3f-%.3f | %.2fx |" % (name, med, min(v), max(v), ref / med))
     with open(os.path.join(work, "restore.json"), "w") as f:
-        json.dump({"runs": n, "contenders": rows, "restore_phases": info}, f, indent=1)
+        json.dump({"runs": n, "contenders": rows, "restore_phases": info, "save": srows}, f,
+                  indent=1)
 
 
 if __name__ == "__main__":
