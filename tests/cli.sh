@@ -398,6 +398,29 @@ python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["results"] and "wa
 	fail "bench --json output"
 ok "bench"
 
+# ---- restore and save: the command line (tests/qemu/s7-restore.sh runs them with QEMU)
+expect 0 fs restore --help
+expect 0 fs save --help
+expect 1 fs restore
+expect 1 fs restore snap.fvm
+expect 1 fs restore snap.fvm --
+expect 1 fs restore a.fvm b.fvm -- qemu-system-x86_64
+expect 1 fs restore - -- qemu-system-x86_64
+expect 1 fs restore --timeout 0 snap.fvm -- qemu-system-x86_64
+expect 1 fs restore --ram-dir /a/directory/name/far/longer/than/sixty/four/bytes/for/the/qmp/socket snap.fvm -- true
+grep -q 'longer than 64 bytes' err.log || fail "restore: long --ram-dir not explained"
+# a snapshot that is not from QEMU: no pc.ram block
+expect 3 fs restore nosuch.fvm -- qemu-system-x86_64
+expect 4 fs restore snap.fvm --block no.such.block -- qemu-system-x86_64
+grep -q 'no.such.block' err.log || fail "restore: the missing block is not named"
+expect 1 fs save
+expect 1 fs save --qmp x.sock
+expect 1 fs save -o y.fvm extra
+expect 3 fs save --qmp "$PWD/no-such.sock" -o y.fvm
+[ ! -e y.fvm ] || fail "a failed save wrote y.fvm"
+ls -A | grep -q '^y\.fvm\..*\.mig$' && fail "a failed save left its temporary stream"
+ok "restore and save usage"
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails check(s) failed"
 	exit 1

@@ -122,9 +122,9 @@ int qmp_connect(struct qmp *q, const char *path, long deadline,
 		err = errno;
 		close(q->fd);
 		q->fd = -1;
-		if (err != ENOENT && err != ECONNREFUSED)
+		if ((err != ENOENT && err != ECONNREFUSED) || !alive)
 			return -err;
-		if (alive && !alive(ctx))
+		if (!alive(ctx))
 			return -ECHILD;
 		if (qmp_now_ms() >= deadline)
 			return -ETIMEDOUT;

@@ -17,9 +17,9 @@ struct qmp {
 };
 
 /*
- * Connect to path, retrying until deadline_ms (monotonic, util_now_ns()
- * based) while the socket does not exist yet or refuses, and as long as
- * alive(ctx) says the QEMU is still there (NULL: no check); read the
+ * Connect to path; with alive (a QEMU just started), retry until
+ * deadline_ms (qmp_now_ms() based) while the socket does not exist yet or
+ * refuses and alive(ctx) says the QEMU is still there; without, once. Read the
  * greeting and send qmp_capabilities. 0, or -errno (-ETIMEDOUT, -ECHILD
  * when alive() said no, -EPROTO for a reply that is not QMP).
  */
