@@ -158,6 +158,32 @@ static void test_option_sizes(void **state)
 	assert_int_equal(wo.size, sizeof(wo));
 	assert_int_equal(wo.flags, 0);
 	assert_null(wo.progress);
+	/* the INIT macros of the other structs, as functions */
+	{
+		static const fvm_mapping mm = FVM_MAPPING_INIT;
+		static const fvm_file_info fm = FVM_FILE_INFO_INIT;
+		static const fvm_load_stats sm = FVM_LOAD_STATS_INIT;
+		static const fvm_devstate_info dm = FVM_DEVSTATE_INFO_INIT;
+		fvm_mapping mi;
+		fvm_file_info fi;
+		fvm_load_stats si;
+		fvm_devstate_info di;
+
+		memset(&mi, 0x77, sizeof(mi));
+		memset(&fi, 0x77, sizeof(fi));
+		memset(&si, 0x77, sizeof(si));
+		memset(&di, 0x77, sizeof(di));
+		assert_int_equal(fvm_mapping_init(&mi, sizeof(mi)), 0);
+		assert_int_equal(fvm_file_info_init(&fi, sizeof(fi)), 0);
+		assert_int_equal(fvm_load_stats_init(&si, sizeof(si)), 0);
+		assert_int_equal(fvm_devstate_info_init(&di, sizeof(di)), 0);
+		assert_memory_equal(&mi, &mm, sizeof(mi));
+		assert_memory_equal(&fi, &fm, sizeof(fi));
+		assert_memory_equal(&si, &sm, sizeof(si));
+		assert_memory_equal(&di, &dm, sizeof(di));
+		assert_int_equal(fvm_block_info_init(NULL, 64), FVM_EINVAL);
+		assert_int_equal(fvm_run_info_init((fvm_run_info *)&fi, 4), FVM_EINVAL);
+	}
 
 	assert_int_equal(fvm_reader_open(&r, snap), 0);
 	/* a newer caller's struct: fine while the fields we do not know are 0 */

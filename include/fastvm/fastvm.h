@@ -303,6 +303,16 @@ typedef struct fvm_devstate_info {
 #define FVM_DEVSTATE_INFO_INIT { sizeof(fvm_devstate_info), NULL, 0, 0, 0 }
 
 /*
+ * The INIT macros as functions (for bindings and callers that allocate):
+ * zero size bytes at p and set the size field to size. Errors: FVM_EINVAL
+ * (p NULL or size smaller than 8).
+ */
+FVM_API int fvm_file_info_init(fvm_file_info *p, size_t size);
+FVM_API int fvm_block_info_init(fvm_block_info *p, size_t size);
+FVM_API int fvm_run_info_init(fvm_run_info *p, size_t size);
+FVM_API int fvm_devstate_info_init(fvm_devstate_info *p, size_t size);
+
+/*
  * Open a seekable snapshot: header, footer and index are read and every
  * structural rule is checked before this returns, so a successful open
  * means every run lies inside its block and inside the file.
@@ -406,6 +416,9 @@ typedef struct fvm_mapping {
 
 #define FVM_MAPPING_INIT { sizeof(fvm_mapping), 0, NULL, NULL, 0, 0 }
 
+/* FVM_MAPPING_INIT as a function: size bytes zeroed, size set. Errors: FVM_EINVAL. */
+FVM_API int fvm_mapping_init(fvm_mapping *m, size_t size);
+
 enum fvm_backend {
 	FVM_BACKEND_AUTO = 0,  /* io_uring, else pread */
 	FVM_BACKEND_URING = 1,
@@ -498,6 +511,9 @@ typedef struct fvm_load_stats {
 } fvm_load_stats;
 
 #define FVM_LOAD_STATS_INIT { sizeof(fvm_load_stats), 0, NULL, NULL, 0, 0, 0, 0, 0, 0, 0 }
+
+/* FVM_LOAD_STATS_INIT as a function. Errors: FVM_EINVAL. */
+FVM_API int fvm_load_stats_init(fvm_load_stats *st, size_t size);
 
 /*
  * Load every block's pages into the caller's memory. The whole plan is built
