@@ -7,9 +7,18 @@
 # message and no QEMU left behind.
 # Usage: s7-restore.sh [FVMSNAP]
 . "$(dirname "$0")/lib.sh"
-fvm_init s7-restore "${1:-}"
+fvm_init "s7-restore${FVM_S7_QEMU10:+-qemu10}" "${1:-}"
 need_fvmsnap
 need_sub restore
+if [ "${FVM_S7_QEMU10:-0}" = 1 ]; then
+	# the same with QEMU 10.0 (its migration code differs from 7.2's)
+	Q10=$CACHE/qemu10
+	[ -x "$Q10/usr/bin/qemu-system-x86_64" ] ||
+		skip "QEMU 10.0 not unpacked: run tests/qemu/setup-qemu10.sh $CACHE"
+	FVM_QEMU=$Q10/usr/bin/qemu-system-x86_64
+	FVM_QEMU_L="-L $Q10/usr/share/qemu -L /usr/share/seabios"
+	log "using $("$FVM_QEMU" --version | head -n 1)"
+fi
 
 W=$WORK
 blank_disk "$W/disk.qcow2" 256M
