@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "disk_id.h"
 #include "common/escape.h"
 #include "common/qmp.h"
 #include "common/util.h"
@@ -53,6 +54,7 @@ static void usage(FILE *f)
 		"  --run             start the VM once restored\n"
 		"  --detach          return once restored, QEMU keeps running (its output\n"
 		"                    goes to DIR/qemu.log); else wait for QEMU to exit\n"
+		"  --force           restore even when a disk changed since the snapshot\n"
 		"  --keep-ram        keep the RAM file (default: removed once QEMU mapped it;\n"
 		"                    the memory is freed when QEMU exits)\n"
 		"  --timeout SECS    give up when QEMU has not loaded the state (default 120)\n"
@@ -66,7 +68,7 @@ static void usage(FILE *f)
 
 struct restore {
 	const char *snap, *base, *block;
-	int run, detach, keep_ram, json, quiet;
+	int run, detach, keep_ram, json, quiet, force;
 	long timeout_ms;
 	char **qemu;              /* the user's QEMU command */
 	int nqemu;
@@ -575,7 +577,7 @@ static void cleanup(struct restore *rs, int keep_dir)
 }
 
 enum { OPT_RAM_DIR = 256, OPT_BLOCK, OPT_PAUSED, OPT_RUN, OPT_DETACH, OPT_KEEP, OPT_TIMEOUT,
-       OPT_JSON };
+       OPT_JSON, OPT_FORCE };
 
 static int parse(struct restore *rs, int argc, char **argv)
 {
@@ -586,6 +588,7 @@ static int parse(struct restore *rs, int argc, char **argv)
 		{ "run", no_argument, NULL, OPT_RUN },
 		{ "detach", no_argument, NULL, OPT_DETACH },
 		{ "keep-ram", no_argument, NULL, OPT_KEEP },
+		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -606,6 +609,7 @@ static int parse(struct restore *rs, int argc, char **argv)
 		case OPT_RUN: rs->run = 1; break;
 		case OPT_DETACH: rs->detach = 1; break;
 		case OPT_KEEP: rs->keep_ram = 1; break;
+		case OPT_FORCE: rs->force = 1; break;
 		case OPT_TIMEOUT:
 			if (cli_parse_uint(optarg, 86400, &secs) || !secs)
 				return cli_usage_error("--timeout %s: not a number of seconds", optarg);
@@ -655,7 +659,8 @@ int cmd_restore(int argc, char **argv)
 	rs.ram_len = bi.length;
 	rs.ram_data = bi.data_pages * bi.page_size;
 	rs.machine = fvm_reader_meta_get(rs.r, "machine");
-	if ((err = check_args(&rs, &has_mem, &has_machine)))
+	if ((err = check_args(&rs, &has_mem, &has_machine)) ||
+	    (err = disk_id_check(rs.r, rs.snap, rs.qemu, rs.nqemu, rs.force)))
 		goto out;
 	/* QMP's socket is DIR/qmp.sock, and a unix socket path has 107 bytes */
 	if (strlen(rs.base) > 64) {

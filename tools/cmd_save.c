@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "disk_id.h"
 #include "common/escape.h"
 #include "common/qmp.h"
 #include "common/util.h"
@@ -72,6 +73,10 @@ struct save {
 	unsigned nb;
 	int was_running, cap_was_on;
 	char mig[PATH_MAX];
+	/* the VM's disks (query-block), recorded as disk.N metadata */
+	char dkeys[8][4][32], dvals[8][4][4200];
+	const char *dmeta[8 * 8 + 1];
+	unsigned ndisks;
 	uint64_t t0, t_stop, t_state, t_written;
 };
 
@@ -237,6 +242,42 @@ static int map_backends(struct save *s)
 	return 0;
 }
 
+/* The image files of the block devices with media (query-block). */
+static int find_disks(struct save *s)
+{
+	char *list, *p;
+	int err, n = 0;
+
+	if ((err = qmp(s, "{\"execute\":\"query-block\"}")))
+		return err;
+	list = strdup(s->reply);
+	if (!list)
+		return cli_fail_sys("QMP reply", ENOMEM);
+	for (p = list; (p = strstr(p, "\"file\": \"")) != NULL && s->ndisks < 8; p++) {
+		char file[PATH_MAX];
+		struct disk_id d;
+		size_t l;
+
+		p += 9;
+		l = strcspn(p, "\"");
+		if (l >= sizeof(file))
+			continue;
+		memcpy(file, p, l);
+		file[l] = '\0';
+		if (disk_id_get(file, &d))
+			continue; /* not a local file (a URI, a node name) */
+		disk_id_meta(&d, s->ndisks, s->dkeys[s->ndisks], s->dvals[s->ndisks]);
+		for (int i = 0; i < 4; i++) {
+			s->dmeta[n++] = s->dkeys[s->ndisks][i];
+			s->dmeta[n++] = s->dvals[s->ndisks][i];
+		}
+		s->ndisks++;
+	}
+	s->dmeta[n] = NULL;
+	free(list);
+	return 0;
+}
+
 /* Stop, migrate with x-ignore-shared into s->mig, wait for completed. */
 static int take_state(struct save *s)
 {
@@ -324,6 +365,7 @@ static int convert(struct save *s)
 	o.created = created;
 	o.shared = sh;
 	o.nshared = s->nb;
+	o.meta = s->ndisks ? s->dmeta : NULL;
 	err = stock_convert(&o, &res);
 	return err ? cli_fail(s->out, err) : 0;
 }
@@ -350,7 +392,10 @@ int cmd_save(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct save s = { .timeout_ms = 120000, .q = { .fd = -1 } };
+	static struct save s;
+
+	s.timeout_ms = 120000;
+	s.q.fd = -1;
 	uint64_t secs;
 	char b1[32];
 	int c, err, resumable = 0;
@@ -400,7 +445,9 @@ int cmd_save(int argc, char **argv)
 	if ((err = find_backends(&s)))
 		goto out;
 	resumable = 1;
-	if ((err = take_state(&s)) || (err = map_backends(&s)) || (err = convert(&s)))
+	/* the disks after the stop: the VM writes nothing more to them */
+	if ((err = take_state(&s)) || (err = find_disks(&s)) || (err = map_backends(&s)) ||
+	    (err = convert(&s)))
 		goto out;
 	s.t_written = util_now_ns();
 out:

@@ -95,4 +95,20 @@ if mkdir -p "$W/small" && mount -t tmpfs -o size=16m tmpfs "$W/small" 2>/dev/nul
 else
 	log "no tmpfs mount here (not root?): the small RAM directory case is not run"
 fi
+
+# the disk belongs to the snapshot: written after it, it is refused (the
+# message says what changed), and --force restores anyway with a warning
+grep -q "disk.0.fingerprint" <("$FVMSNAP" inspect --json "$W/s.fvm") ||
+	die "convert recorded no disk identity"
+grep -q "disk.0.fingerprint" <("$FVMSNAP" inspect --json "$W/s2.fvm") ||
+	die "save recorded no disk identity"
+# every restore above used the disk without writing it: it still matches
+command -v qemu-io >/dev/null || skip "qemu-io not installed (qemu-utils)"
+qemu-io -f qcow2 -c "write -P 0x5a 0 64k" "$W/disk.qcow2" >/dev/null || die "qemu-io write"
+restore_refused "$W/e8" "$W/s.fvm" 'disk .*disk.qcow2 changed since' -- -drive file="$W/disk.qcow2",if=virtio
+restore_refused "$W/e9" "$W/s2.fvm" 'disk .*disk.qcow2 changed since' -- -drive file="$W/disk.qcow2",if=virtio
+grep -q -- '--force restores anyway' "$W/e9/restore.err" || die "the refusal does not mention --force"
+fvm_restore "$W/r6" "$W/s2.fvm" --force --paused -- -drive file="$W/disk.qcow2",if=virtio
+grep -q 'warning: disk .* changed' "$W/r6/restore.err" || die "--force gave no warning"
+vm_quit "$W/r6"
 log "PASS"

@@ -157,6 +157,9 @@ static int write_meta(struct cctx *c, const struct stock_input *in,
 	    (err = add_meta(c, "machine", st->machine)) ||
 	    (err = add_meta(c, "qemu.capabilities", st->caps)))
 		return err;
+	for (const char *const *m = c->o->meta; m && m[0] && m[1]; m += 2)
+		if ((err = add_meta(c, m[0], m[1])))
+			return err;
 	if (sn) {
 		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)sn->date_sec);
 		if ((err = add_meta(c, "qemu.snapshot.id", sn->id)) ||

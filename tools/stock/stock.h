@@ -31,6 +31,8 @@ struct stock_convert_opts {
 	 */
 	const struct stock_shared_ram *shared;
 	unsigned nshared;
+	/* More metadata: key, value, key, value, ..., NULL (or NULL). */
+	const char *const *meta;
 };
 
 struct stock_shared_ram {
