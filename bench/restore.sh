@@ -7,15 +7,17 @@
 # Medians of N interleaved runs and ratios to -loadvm and to the bare start
 # (bench/restore_time.py); the table goes to stdout, JSON to WORK.
 #
-# Usage: bench/restore.sh [-n N] [-b BUILD]   (N default 7)
+# Usage: bench/restore.sh [-n N] [-b BUILD] [-m SIZE]   (N default 7, SIZE the
+# guest's RAM, default 512M: the same content, the rest zero)
 set -euo pipefail
 n=7
 build=
-while getopts n:b: o; do
+while getopts n:b:m: o; do
 	case $o in
 	n) n=$OPTARG ;;
 	b) build=$OPTARG ;;
-	*) echo "usage: $0 [-n N] [-b BUILD]" >&2; exit 1 ;;
+	m) export FVM_GUEST_MEM=$OPTARG ;;
+	*) echo "usage: $0 [-n N] [-b BUILD] [-m SIZE]" >&2; exit 1 ;;
 	esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,5 +41,5 @@ log "snapshot: $(du -h "$W/s.fvm" | cut -f1) .fvm, $(du -h "$W/vm.mig" | cut -f1
 mapfile -t cmd < <(qemu_cmd "$W/bench")
 # qemu_cmd's first word is QEMU itself; the serial log and monitor are fine to share
 python3 "$root/bench/restore_time.py" "$n" "$W" "${cmd[0]}" "$fvmsnap" -- "${cmd[@]:1}"
-cp "$W/restore.json" "$build/restore.json"
-log "JSON in $build/restore.json"
+cp "$W/restore.json" "$build/restore-${FVM_GUEST_MEM:-512M}.json"
+log "JSON in $build/restore-${FVM_GUEST_MEM:-512M}.json"

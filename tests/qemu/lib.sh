@@ -147,7 +147,7 @@ vm_start() {
 	mkdir -p "$vm"
 	rm -f "$vm/serial.log" "$vm/mon.sock" "$vm/qemu.pid"
 	# shellcheck disable=SC2086
-	"$FVM_QEMU" $FVM_QEMU_L -accel tcg -m 512M -nodefaults -nographic \
+	"$FVM_QEMU" $FVM_QEMU_L -accel tcg -m "${FVM_GUEST_MEM:-512M}" -nodefaults -nographic \
 		-serial file:"$vm/serial.log" \
 		-monitor unix:"$vm/mon.sock",server,nowait \
 		-kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.gz" \
