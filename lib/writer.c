@@ -636,19 +636,13 @@ static int add_pages(fvm_writer *w, uint32_t b, uint64_t first, uint64_t count,
 	return 0;
 }
 
-int fvm_writer_write_block(fvm_writer *w, uint32_t block_id, const void *mem)
+/* Pages first..first+pages of a block from host memory at p, no copy. */
+static int write_mem(fvm_writer *w, uint32_t block_id, uint64_t first0, uint64_t pages,
+		     const unsigned char *p)
 {
-	const unsigned char *p = mem;
-	uint64_t pages, step, page;
+	uint64_t step, page;
 	int rc;
 
-	fvm_api_begin();
-	if ((rc = usable(w)) || (rc = check_block(w, block_id, 0, 0)))
-		return rc;
-	if (!mem)
-		return fvm_err(FVM_EINVAL, "%s: block %s: NULL memory", w->name,
-			       w->blocks[block_id].name);
-	pages = w->desc[block_id].pages;
 	page = 1ull << w->blocks[block_id].page_shift;
 	/*
 	 * Rounds only pace the progress callback: a run that crosses a round
@@ -659,7 +653,7 @@ int fvm_writer_write_block(fvm_writer *w, uint32_t block_id, const void *mem)
 	for (uint64_t first = 0; first < pages; first += step) {
 		uint64_t n = pages - first < step ? pages - first : step;
 
-		rc = add_pages(w, block_id, first, n, p + first * page, 0);
+		rc = add_pages(w, block_id, first0 + first, n, p + first * page, 0);
 		if (!rc)
 			rc = report(w, n * page);
 		if (rc)
@@ -667,6 +661,33 @@ int fvm_writer_write_block(fvm_writer *w, uint32_t block_id, const void *mem)
 	}
 	/* the pending runs point into mem: write them before returning */
 	return seg_flush(w);
+}
+
+int fvm_writer_write_block(fvm_writer *w, uint32_t block_id, const void *mem)
+{
+	int rc;
+
+	fvm_api_begin();
+	if ((rc = usable(w)) || (rc = check_block(w, block_id, 0, 0)))
+		return rc;
+	if (!mem)
+		return fvm_err(FVM_EINVAL, "%s: block %s: NULL memory", w->name,
+			       w->blocks[block_id].name);
+	return fvm_api_end(write_mem(w, block_id, 0, w->desc[block_id].pages, mem));
+}
+
+int fvm_writer_write_pages(fvm_writer *w, uint32_t block_id, uint64_t first_page,
+			   uint64_t count, const void *mem)
+{
+	int rc;
+
+	fvm_api_begin();
+	if ((rc = usable(w)) || (rc = check_block(w, block_id, first_page, count)))
+		return rc;
+	if (!mem && count)
+		return fvm_err(FVM_EINVAL, "%s: block %s: NULL memory", w->name,
+			       w->blocks[block_id].name);
+	return fvm_api_end(count ? write_mem(w, block_id, first_page, count, mem) : 0);
 }
 
 int fvm_writer_put_pages(fvm_writer *w, uint32_t block_id, uint64_t first_page,

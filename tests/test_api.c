@@ -323,6 +323,41 @@ static void test_mapping_sizes(void **state)
 	munmap(dst, sizeof(ram));
 }
 
+/* write_pages: a block written as parts of memory, the rest as zero runs. */
+static void test_write_pages(void **state)
+{
+	fvm_write_options wo = FVM_WRITE_OPTIONS_INIT;
+	char path[512];
+	uint8_t *back = malloc(sizeof(ram));
+	fvm_writer *w;
+	fvm_reader *r;
+	uint32_t id;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s", tu_path("pages.fvm"));
+	wo.flags = FVM_WRITE_NO_FSYNC;
+	assert_int_equal(fvm_writer_open_path(&w, path, &wo), 0);
+	assert_int_equal(fvm_writer_add_block(w, "pc.ram", sizeof(ram), PAGE, &id), 0);
+	assert_int_equal(fvm_writer_write_pages(w, id, 0, 10, ram), 0);
+	assert_int_equal(fvm_writer_put_zero(w, id, 10, 6), 0);
+	assert_int_equal(fvm_writer_write_pages(w, id, 16, PAGES - 16, ram + 16 * PAGE), 0);
+	assert_int_equal(fvm_writer_write_pages(w, id, PAGES - 1, 2, ram), FVM_EINVAL);
+	assert_int_equal(fvm_writer_write_pages(w, id, 0, 1, NULL), FVM_EINVAL);
+	assert_int_equal(fvm_writer_write_pages(w, id, 3, 0, NULL), 0);
+	assert_int_equal(fvm_writer_finish(w), 0);
+	fvm_writer_free(w);
+	assert_int_equal(fvm_reader_open(&r, path), 0);
+	assert_int_equal(fvm_reader_read_pages(r, 0, 0, PAGES, back), 0);
+	/* pages 10..15 were given as zero: even pages of ram hold data there */
+	assert_memory_equal(back, ram, 10 * PAGE);
+	for (size_t i = 10 * PAGE; i < 16 * PAGE; i++)
+		assert_int_equal(back[i], 0);
+	assert_memory_equal(back + 16 * PAGE, ram + 16 * PAGE, (PAGES - 16) * PAGE);
+	assert_int_equal(fvm_verify(r, NULL, NULL), 0);
+	fvm_reader_free(r);
+	free(back);
+}
+
 /* ------------------------------------------------------------ errors */
 
 static void test_errno(void **state)
@@ -630,6 +665,7 @@ int main(void)
 		cmocka_unit_test(test_option_sizes),
 		cmocka_unit_test(test_output_sizes),
 		cmocka_unit_test(test_mapping_sizes),
+		cmocka_unit_test(test_write_pages),
 		cmocka_unit_test(test_errno),
 		cmocka_unit_test(test_callback_error),
 		cmocka_unit_test(test_fallback_clears_detail),

@@ -60,6 +60,7 @@ struct backend {
 	char path[PATH_MAX];
 	uint64_t size;
 	const void *mem;
+	int fd;
 };
 
 struct save {
@@ -234,10 +235,12 @@ static int map_backends(struct save *s)
 		if (fd < 0)
 			return cli_fail_sys(b->path, errno);
 		m = mmap(NULL, b->size, PROT_READ, MAP_SHARED, fd, 0);
-		close(fd);
-		if (m == MAP_FAILED)
+		if (m == MAP_FAILED) {
+			close(fd);
 			return cli_fail_sys(b->path, errno);
+		}
 		b->mem = m;
+		b->fd = fd; /* for its holes (SEEK_HOLE): zero pages not scanned */
 	}
 	return 0;
 }
@@ -355,7 +358,7 @@ static int convert(struct save *s)
 	int err;
 
 	for (unsigned i = 0; i < s->nb; i++)
-		sh[i] = (struct stock_shared_ram){ s->b[i].id, s->b[i].mem, s->b[i].size };
+		sh[i] = (struct stock_shared_ram){ s->b[i].id, s->b[i].mem, s->b[i].size, s->b[i].fd };
 	cli_utc_now(created, sizeof(created));
 	o.input = s->mig;
 	o.output = s->out;
@@ -455,8 +458,10 @@ out:
 		give_back(&s, !s.stop);
 	unlink(s.mig);
 	for (unsigned i = 0; i < s.nb; i++)
-		if (s.b[i].mem)
+		if (s.b[i].mem) {
 			munmap((void *)s.b[i].mem, s.b[i].size);
+			close(s.b[i].fd);
+		}
 	qmp_close(&s.q);
 	free(s.reply);
 	if (err)

@@ -194,6 +194,16 @@ FVM_API int fvm_writer_add_block(fvm_writer *w, const char *name,
  */
 FVM_API int fvm_writer_write_block(fvm_writer *w, uint32_t block_id,
 				   const void *mem);
+/*
+ * The same for count pages from first_page, at mem (the first of them): a
+ * part of a block, e.g. the data extents of a sparse backend file, with
+ * the holes between given to fvm_writer_put_zero. No copy: mem is written
+ * before this returns. Errors: FVM_EINVAL (pages outside the block, NULL
+ * mem), FVM_ESTATE, FVM_EIO, FVM_ENOMEM, FVM_ECANCELED.
+ */
+FVM_API int fvm_writer_write_pages(fvm_writer *w, uint32_t block_id,
+				   uint64_t first_page, uint64_t count,
+				   const void *mem);
 
 /*
  * Streaming: deliver count pages of a block starting at first_page, in any

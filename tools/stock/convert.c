@@ -8,7 +8,9 @@
  * page batch, the writer's segment and the kept device state, never by
  * the size of guest RAM. The output is written atomically by the library.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +53,45 @@ static int cv_block(void *ctx, uint32_t index, const struct stock_ram_block *b)
 	return 0;
 }
 
+/*
+ * A shared block from its mapping: the file's data extents (SEEK_DATA,
+ * SEEK_HOLE) written from memory with zero pages found in them, its holes
+ * as zero runs without touching them; the whole mapping scanned when the
+ * file system cannot say.
+ */
+static int write_extents(fvm_writer *w, uint32_t id, const struct stock_shared_ram *s)
+{
+	const uint8_t *mem = s->mem;
+	off_t pos = 0, data, hole;
+	int err;
+
+	if (s->fd < 0 || lseek(s->fd, 0, SEEK_HOLE) < 0)
+		return fvm_writer_write_block(w, id, s->mem);
+	while ((uint64_t)pos < s->length) {
+		data = lseek(s->fd, pos, SEEK_DATA);
+		if (data < 0 && errno != ENXIO)
+			return fvm_error_set(FVM_EIO, errno, "%s: SEEK_DATA", s->name);
+		if (data < 0 || (uint64_t)data > s->length)
+			data = (off_t)s->length;
+		data &= ~(off_t)(STOCK_PAGE_SIZE - 1);
+		if (data > pos && (err = fvm_writer_put_zero(w, id, (uint64_t)pos / STOCK_PAGE_SIZE,
+							     (uint64_t)(data - pos) / STOCK_PAGE_SIZE)))
+			return err;
+		if ((uint64_t)data >= s->length)
+			break;
+		hole = lseek(s->fd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > s->length)
+			hole = (off_t)s->length;
+		hole = (hole + STOCK_PAGE_SIZE - 1) & ~(off_t)(STOCK_PAGE_SIZE - 1);
+		if ((err = fvm_writer_write_pages(w, id, (uint64_t)data / STOCK_PAGE_SIZE,
+						  (uint64_t)(hole - data) / STOCK_PAGE_SIZE,
+						  mem + data)))
+			return err;
+		pos = hole;
+	}
+	return 0;
+}
+
 /* The shared blocks' RAM, from the source's memory (fvmsnap save). */
 static int write_shared(struct cctx *c, const struct stock_stream *st)
 {
@@ -72,7 +113,7 @@ static int write_shared(struct cctx *c, const struct stock_stream *st)
 					     c->o->input, s->name,
 					     (unsigned long long)st->blocks[i].length,
 					     (unsigned long long)s->length);
-		if ((err = fvm_writer_write_block(c->w, c->ids[i], s->mem)))
+		if ((err = write_extents(c->w, c->ids[i], s)))
 			return err;
 		c->res->data_pages += s->length / STOCK_PAGE_SIZE; /* before zero detection */
 		used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", k ? "," : "",

@@ -39,6 +39,8 @@ struct stock_shared_ram {
 	const char *name;
 	const void *mem;
 	uint64_t length;
+	int fd;                   /* the backing file: its holes are zero pages
+	                             without being read (SEEK_HOLE); -1: scan all */
 };
 
 struct stock_convert_result {
