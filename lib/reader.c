@@ -639,36 +639,45 @@ static int readable_sect(const struct fvm_reader *r, uint32_t i, const char *fn,
 }
 
 /*
- * Read part p's record again and check it (the file may have changed since
- * open): header, name, data into dst (p->size bytes), CRC (R11).
+ * Part p's record header and section name read again and checked against
+ * what open saw (the file may have changed since): *crc receives the
+ * record CRC (R11) begun over them, to be continued over the data.
  */
-static int read_part(struct fvm_reader *r, const struct fvm_rpart *p, const char *name,
-		     uint8_t *dst)
+static int part_head(struct fvm_reader *r, const struct fvm_rpart *p, const char *name,
+		     struct fvm_rechdr *rh, uint32_t *crc)
 {
 	struct fvm_model *m = &r->m;
-	struct fvm_where w = { m->file, p->rec_offset };
 	uint8_t hb[FVM_RECHDR_SIZE], head[FVM_DEVS_HEAD];
-	struct fvm_rechdr rh;
 	size_t hl = FVM_DEVS_FIXED + strlen(name);
-	uint32_t crc;
 	int rc;
 
 	rc = fvm_pread_full(r->fd, hb, sizeof(hb), p->rec_offset, m->file, "DEVS record");
 	if (!rc)
-		rc = fvm_rechdr_decode(hb, &rh, m->index_offset, w);
-	if (rc)
-		return rc;
-	if (rh.type != FVM_REC_DEVS || rh.body_len != hl + p->size)
-		return fvm_err(FVM_ECORRUPT, AT ": record changed since the file was opened",
-			       m->file, "DEVS record", p->rec_offset);
-	rc = fvm_pread_full(r->fd, head, hl, p->rec_offset + FVM_RECHDR_SIZE, m->file,
-			    "DEVS record");
+		rc = fvm_rechdr_decode(hb, rh, m->index_offset,
+				       (struct fvm_where){ m->file, p->rec_offset });
+	if (!rc && (rh->type != FVM_REC_DEVS || rh->body_len != hl + p->size))
+		rc = fvm_err(FVM_ECORRUPT, AT ": record changed since the file was opened",
+			     m->file, "DEVS record", p->rec_offset);
 	if (!rc)
-		rc = fvm_pread_full(r->fd, dst, p->size, p->data_offset, m->file, "DEVS record");
-	if (rc)
-		return rc;
-	crc = fvm_crc32c(fvm_rec_crc_begin(&rh), head, hl);
-	return fvm_rec_crc_end(&rh, fvm_crc32c(crc, dst, p->size), w); /* R11 */
+		rc = fvm_pread_full(r->fd, head, hl, p->rec_offset + FVM_RECHDR_SIZE, m->file,
+				    "DEVS record");
+	if (!rc)
+		*crc = fvm_crc32c(fvm_rec_crc_begin(rh), head, hl);
+	return rc;
+}
+
+/* Part p's data into dst (p->size bytes), its record checked. */
+static int read_part(struct fvm_reader *r, const struct fvm_rpart *p, const char *name,
+		     uint8_t *dst)
+{
+	struct fvm_rechdr rh;
+	uint32_t crc;
+	int rc = part_head(r, p, name, &rh, &crc);
+
+	if (!rc)
+		rc = fvm_pread_full(r->fd, dst, p->size, p->data_offset, r->m.file, "DEVS record");
+	return rc ? rc : fvm_rec_crc_end(&rh, fvm_crc32c(crc, dst, p->size),
+					 (struct fvm_where){ r->m.file, p->rec_offset }); /* R11 */
 }
 
 int fvm_reader_devstate_read(fvm_reader *r, uint32_t i, void *buf, size_t buf_len)
@@ -735,35 +744,21 @@ static int part_cached(struct fvm_reader *r, uint32_t pi, const char *name)
 static int part_range(struct fvm_reader *r, const struct fvm_rpart *p, const char *name,
 		      uint64_t off, size_t n, uint8_t *dst)
 {
-	struct fvm_model *m = &r->m;
-	struct fvm_where w = { m->file, p->rec_offset };
-	uint8_t hb[FVM_RECHDR_SIZE], head[FVM_DEVS_HEAD];
-	size_t hl = FVM_DEVS_FIXED + strlen(name);
 	struct fvm_rechdr rh;
 	uint8_t *tmp;
 	uint32_t crc;
-	int rc;
+	int rc = part_head(r, p, name, &rh, &crc);
 
-	rc = fvm_pread_full(r->fd, hb, sizeof(hb), p->rec_offset, m->file, "DEVS record");
-	if (!rc)
-		rc = fvm_rechdr_decode(hb, &rh, m->index_offset, w);
-	if (!rc && (rh.type != FVM_REC_DEVS || rh.body_len != hl + p->size))
-		rc = fvm_err(FVM_ECORRUPT, AT ": record changed since the file was opened",
-			     m->file, "DEVS record", p->rec_offset);
-	if (!rc)
-		rc = fvm_pread_full(r->fd, head, hl, p->rec_offset + FVM_RECHDR_SIZE, m->file,
-				    "DEVS record");
 	if (rc)
 		return rc;
 	tmp = malloc(PART_STREAM);
 	if (!tmp)
-		return fvm_err(FVM_ENOMEM, "%s: DEVS record at offset 0x%" PRIx64, m->file,
+		return fvm_err(FVM_ENOMEM, "%s: DEVS record at offset 0x%" PRIx64, r->m.file,
 			       p->rec_offset);
-	crc = fvm_crc32c(fvm_rec_crc_begin(&rh), head, hl);
 	for (uint64_t at = 0; at < p->size && !rc;) {
 		size_t k = p->size - at < PART_STREAM ? (size_t)(p->size - at) : PART_STREAM;
 
-		rc = fvm_pread_full(r->fd, tmp, k, p->data_offset + at, m->file, "DEVS record");
+		rc = fvm_pread_full(r->fd, tmp, k, p->data_offset + at, r->m.file, "DEVS record");
 		if (rc)
 			break;
 		crc = fvm_crc32c(crc, tmp, k);
@@ -777,7 +772,7 @@ static int part_range(struct fvm_reader *r, const struct fvm_rpart *p, const cha
 		at += k;
 	}
 	free(tmp);
-	return rc ? rc : fvm_rec_crc_end(&rh, crc, w); /* R11 */
+	return rc ? rc : fvm_rec_crc_end(&rh, crc, (struct fvm_where){ r->m.file, p->rec_offset });
 }
 
 int fvm_reader_devstate_pread(fvm_reader *r, uint32_t i, void *buf, size_t len,

@@ -224,10 +224,9 @@ static int keep_devs(struct fvm_walk *w, struct fvm_walk_sink *k)
 			free(body);
 		return rc;
 	}
+	/* a stream open stops before the first DEVS record: no part of a
+	 * section was kept before the load that hands them on */
 	s = &w->m->sects[w->m->nsects - 1];
-	if (!s->given) /* an earlier part was kept: keep the section whole */
-		return fvm_err(FVM_ESTATE, "%s: DEVS record at offset 0x%" PRIx64 ": section "
-			       "%s began before the load", w->m->file, w->rec_off, s->name);
 	fvm_err_clear();
 	rc = k->devstate(k->devstate_ctx, w->m->nsects - 1, s->name, s->length - d.data_len,
 			 d.data, (size_t)d.data_len, !(d.flags & FVM_DEVS_CONTINUES));

@@ -12,7 +12,7 @@ cd "$src"
 # layer of each lib module (file name without .c/.h)
 declare -A rank=(
 	[array]=0 [crc]=0 [error]=0
-	[io]=1 [abi]=1 [version]=2
+	[io]=1 [abi]=1 [version]=0
 	[format]=2 [zeroscan]=2
 	[extents]=3
 	[model]=4 [record]=4
