@@ -82,9 +82,6 @@ struct restore {
 	int err_fd;               /* foreground: QEMU's stderr */
 	pthread_t pump;
 	int pumping;
-	char tail[4096];          /* QEMU's last stderr bytes */
-	size_t tail_len;
-	pthread_mutex_t lock;
 	uint64_t t0, t_ram, t_state, t_start, t_qmp, t_loaded;
 };
 
@@ -275,33 +272,16 @@ static int write_state(struct restore *rs, int *fd)
 	return 0;
 }
 
-/* Foreground: QEMU's stderr to ours, its last bytes kept for a failure. */
+/* Foreground: QEMU's stderr to ours, as it comes (a failure's reason too). */
 static void *pump(void *arg)
 {
 	struct restore *rs = arg;
 	char buf[4096];
 	ssize_t n;
 
-	while ((n = read(rs->err_fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
-		if (n <= 0)
-			continue;
-		(void)!write(STDERR_FILENO, buf, (size_t)n);
-		pthread_mutex_lock(&rs->lock);
-		if ((size_t)n >= sizeof(rs->tail)) {
-			memcpy(rs->tail, buf + n - sizeof(rs->tail), sizeof(rs->tail));
-			rs->tail_len = sizeof(rs->tail);
-		} else {
-			if (rs->tail_len + (size_t)n > sizeof(rs->tail)) {
-				size_t drop = rs->tail_len + (size_t)n - sizeof(rs->tail);
-
-				memmove(rs->tail, rs->tail + drop, rs->tail_len - drop);
-				rs->tail_len -= drop;
-			}
-			memcpy(rs->tail + rs->tail_len, buf, (size_t)n);
-			rs->tail_len += (size_t)n;
-		}
-		pthread_mutex_unlock(&rs->lock);
-	}
+	while ((n = read(rs->err_fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0)
+			(void)!write(STDERR_FILENO, buf, (size_t)n);
 	return NULL;
 }
 
@@ -407,32 +387,28 @@ static int qemu_alive(void *ctx)
 static void show_qemu_tail(struct restore *rs)
 {
 	char buf[4097];
-	size_t n = 0;
+	ssize_t n = 0;
+	off_t end, from;
+	int fd;
 
-	if (rs->detach) {
-		int fd = open(rs->log, O_RDONLY | O_CLOEXEC);
-		off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
-
-		if (end > 0) {
-			off_t from = end > 4096 ? end - 4096 : 0;
-			ssize_t k = pread(fd, buf, (size_t)(end - from), from);
-
-			n = k > 0 ? (size_t)k : 0;
-		}
-		if (fd >= 0)
-			close(fd);
-	} else {
-		if (rs->pumping) {
+	if (!rs->detach) { /* on our stderr already, as it came: wait for its end */
+		if (rs->pumping)
 			pthread_join(rs->pump, NULL);
-			rs->pumping = 0;
-		}
-		n = rs->tail_len;
-		memcpy(buf, rs->tail, n);
-		return; /* already on our stderr, as it came */
+		rs->pumping = 0;
+		return;
 	}
+	fd = open(rs->log, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	from = end > 4096 ? end - 4096 : 0;
+	if (end > 0)
+		n = pread(fd, buf, (size_t)(end - from), from);
+	close(fd);
+	if (n <= 0)
+		return;
 	buf[n] = '\0';
-	if (n)
-		fprintf(stderr, "%s: QEMU said:\n%s%s", cli_prog, buf, buf[n - 1] == '\n' ? "" : "\n");
+	fprintf(stderr, "%s: QEMU said:\n%s%s", cli_prog, buf, buf[n - 1] == '\n' ? "" : "\n");
 }
 
 /* After QEMU failed or gave up: its exit, what it said, and an exit code. */
@@ -512,7 +488,6 @@ static void report(struct restore *rs)
 {
 	/* RAM is written while QEMU starts: both are timed from QEMU's fork */
 	double ram = (double)(rs->t_ram - rs->t_start) / 1e9, state = (double)(rs->t_state - rs->t0) / 1e9;
-	double start = 0;
 	double qemu = (double)(rs->t_qmp - rs->t_start) / 1e9;
 	double load = (double)(rs->t_loaded - rs->t_qmp) / 1e9;
 	double total = (double)(rs->t_loaded - rs->t0) / 1e9;
@@ -523,7 +498,7 @@ static void report(struct restore *rs)
 		json_str(stdout, rs->snap);
 		printf(",\"ram_seconds\":%.6f,\"stream_seconds\":%.6f,\"qemu_start_seconds\":%.6f,"
 		       "\"device_state_seconds\":%.6f,\"total_seconds\":%.6f,\"ram_bytes\":%" PRIu64
-		       ",\"pid\":%d,\"qmp\":", ram, state + start, qemu, load, total, rs->ram_data,
+		       ",\"pid\":%d,\"qmp\":", ram, state, qemu, load, total, rs->ram_data,
 		       (int)rs->pid);
 		json_str(stdout, rs->sock);
 		printf(",\"running\":%s}\n", rs->run ? "true" : "false");
@@ -533,7 +508,7 @@ static void report(struct restore *rs)
 		return;
 	fprintf(stderr, "restored %s in %.3f s: stream %.3f s, then RAM %.3f s (%s of %s into %s) "
 		"while QEMU started (QMP up %.3f s after start), device state %.3f s; VM %s, QEMU "
-		"pid %d, QMP %s\n", rs->snap, total, state + start, ram,
+		"pid %d, QMP %s\n", rs->snap, total, state, ram,
 		util_fmt_bytes(b1, sizeof(b1), rs->ram_data), rs->block, rs->base, qemu, load,
 		rs->run ? "running" : "paused", (int)rs->pid, rs->sock);
 }
@@ -641,7 +616,7 @@ static int parse(struct restore *rs, int argc, char **argv)
 int cmd_restore(int argc, char **argv)
 {
 	struct restore rs = { .base = "/dev/shm", .block = "pc.ram", .timeout_ms = 120000,
-			      .err_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+			      .err_fd = -1 };
 	fvm_block_info bi = FVM_BLOCK_INFO_INIT;
 	struct qmp q = { .fd = -1 };
 	int has_mem = 0, has_machine = 0, state_fd = -1, err;

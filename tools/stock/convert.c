@@ -115,7 +115,6 @@ static int write_shared(struct cctx *c, const struct stock_stream *st)
 					     (unsigned long long)s->length);
 		if ((err = write_extents(c->w, c->ids[i], s)))
 			return err;
-		c->res->data_pages += s->length / STOCK_PAGE_SIZE; /* before zero detection */
 		used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", k ? "," : "",
 					 s->name);
 		if (used >= sizeof(names))

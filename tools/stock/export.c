@@ -127,6 +127,13 @@ static int is_shared(const struct stock_export_opts *eo, const char *name)
 #define CAP_NAME "x-ignore-shared"
 #define CAPS_SUB "configuration/capabilities"
 
+/* A capability the export decides on itself (d: u8 length, name). */
+static int decided_cap(const uint8_t *d)
+{
+	return (d[0] == 10 && !memcmp(d + 1, "mapped-ram", 10)) ||
+	       (d[0] == sizeof(CAP_NAME) - 1 && !memcmp(d + 1, CAP_NAME, d[0]));
+}
+
 static uint32_t be32(const uint8_t *d)
 {
 	return (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
@@ -160,9 +167,7 @@ static int put_pre_ram(struct out *o, const struct kept *pre, const struct stock
 		for (p = c + 4; count && p < pre->len; count--) {
 			if (p + 1 + d[p] > pre->len)
 				break;
-			if (!((d[p] == 10 && !memcmp(d + p + 1, "mapped-ram", 10)) ||
-			      (d[p] == sizeof(CAP_NAME) - 1 && !memcmp(d + p + 1, CAP_NAME, d[p]))))
-				kept++;
+			kept += !decided_cap(d + p);
 			p += 1 + d[p];
 		}
 		if (count)
@@ -171,9 +176,7 @@ static int put_pre_ram(struct out *o, const struct kept *pre, const struct stock
 		if ((err = out_put(o, d, c)) || (err = out_be(o, kept + (ignore ? 1 : 0), 4)))
 			return err;
 		for (uint64_t q = c + 4; q < p; q += 1 + d[q])
-			if (!((d[q] == 10 && !memcmp(d + q + 1, "mapped-ram", 10)) ||
-			      (d[q] == sizeof(CAP_NAME) - 1 && !memcmp(d + q + 1, CAP_NAME, d[q]))) &&
-			    (err = out_put(o, d + q, 1 + (size_t)d[q])))
+			if (!decided_cap(d + q) && (err = out_put(o, d + q, 1 + (size_t)d[q])))
 				return err;
 		if (ignore && (err = out_put(o, entry, sizeof(entry))))
 			return err;
