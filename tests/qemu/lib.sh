@@ -251,6 +251,21 @@ savevm() {
 	hmp "$1" "info snapshots" 10 | grep -q " $2 " || die "savevm $2 not listed"
 }
 
+# savevm_guest VM DISK NAME RAMFILE: boots the guest with DISK (virtio),
+# stops it, dumps its RAM into RAMFILE, saves snapshot NAME into DISK and
+# quits; SAVED_HB is the heartbeat it was stopped at. (Not in $(...): a
+# subshell would lose the QEMU's registration and its die.)
+savevm_guest() {
+	local vm=$1 disk=$2 name=$3 ram=$4
+	boot_guest "$vm" -drive file="$disk",if=virtio
+	vm_stop "$vm"
+	SAVED_HB=$(last_hb "$vm")
+	pmemsave "$vm" "$ram"
+	savevm "$vm" "$name"
+	vm_quit "$vm"
+	log "snapshot $name saved at heartbeat $SAVED_HB"
+}
+
 # wait_migrate VM [TIMEOUT]: polls "info migrate" until completed; dies on
 # failed/cancelled or timeout.
 wait_migrate() {
@@ -398,22 +413,44 @@ qemu_cmd() {
 	done
 }
 
-# fvm_restore VMDIR SNAP [restore options] -- [extra QEMU args]: fvmsnap
-# restore --detach of SNAP into a QEMU like vm_start's; the QEMU is
-# registered for cleanup. fvmsnap's stderr (its timing line) goes to
-# VMDIR/restore.err, its stdout to VMDIR/restore.out.
-fvm_restore() {
-	local vm=$1 snap=$2 rc=0 pid; shift 2
-	local ropts=()
+# use_qemu10: the QEMU 10.0 that setup-qemu10.sh unpacked into CACHE, for
+# the rest of the script (skips when it is not there).
+use_qemu10() {
+	local q=$CACHE/qemu10
+	[ -x "$q/usr/bin/qemu-system-x86_64" ] ||
+		skip "QEMU 10.0 not unpacked: run tests/qemu/setup-qemu10.sh $CACHE"
+	FVM_QEMU=$q/usr/bin/qemu-system-x86_64
+	FVM_QEMU_L="-L $q/usr/share/qemu -L /usr/share/seabios"
+	log "using $("$FVM_QEMU" --version | head -n 1)"
+}
+
+# run_restore VMDIR SNAP [restore options] -- [extra QEMU args]: fvmsnap
+# restore --detach --json of SNAP into a QEMU like vm_start's; stdout to
+# VMDIR/restore.out, stderr (the timing line or the refusal) to
+# VMDIR/restore.err; returns fvmsnap's exit status.
+run_restore() {
+	local vm=$1 snap=$2 rc=0; shift 2
+	local ropts=() cmd=()
 	while [ $# -gt 0 ] && [ "$1" != -- ]; do ropts+=("$1"); shift; done
 	[ "${1:-}" = -- ] && shift
-	local cmd=()
 	mapfile -t cmd < <(qemu_cmd "$vm")
-	log "fvmsnap restore $(basename "$snap") ${ropts[*]}"
 	timeout 300 "$FVMSNAP" restore "$snap" --detach --json "${ropts[@]}" -- "${cmd[@]}" "$@" \
 		>"$vm/restore.out" 2>"$vm/restore.err" || rc=$?
-	local qmp
-	qmp=$(sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$vm/restore.out")
+	return $rc
+}
+
+# restore_qmp VMDIR: the QMP socket of the QEMU fvm_restore started there.
+restore_qmp() {
+	sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$1/restore.out"
+}
+
+# fvm_restore VMDIR SNAP [restore options] -- [extra QEMU args]: run_restore;
+# it must succeed, and the QEMU and its directory are registered for cleanup.
+fvm_restore() {
+	local vm=$1 snap=$2 rc=0 pid qmp
+	log "fvmsnap restore $(basename "$snap") ${*:3}"
+	run_restore "$@" || rc=$?
+	qmp=$(restore_qmp "$vm")
 	[ -n "$qmp" ] && RESTORE_DIRS+=("$(dirname "$qmp")")
 	[ $rc -eq 0 ] || { cat "$vm/restore.err" >&2; die "fvmsnap restore failed (exit $rc)"; }
 	pid=$(cat "$vm/qemu.pid" 2>/dev/null) || die "restore: no QEMU pid file"
@@ -427,13 +464,7 @@ fvm_restore() {
 # and leave no QEMU running.
 restore_refused() {
 	local vm=$1 snap=$2 pat=$3 rc=0; shift 3
-	local ropts=()
-	while [ $# -gt 0 ] && [ "$1" != -- ]; do ropts+=("$1"); shift; done
-	[ "${1:-}" = -- ] && shift
-	local cmd=()
-	mapfile -t cmd < <(qemu_cmd "$vm")
-	timeout 300 "$FVMSNAP" restore "$snap" --detach "${ropts[@]}" -- "${cmd[@]}" "$@" \
-		>"$vm/restore.out" 2>"$vm/restore.err" || rc=$?
+	run_restore "$vm" "$snap" "$@" || rc=$?
 	[ $rc -ne 0 ] || die "restore with $* succeeded; expected a refusal /$pat/"
 	grep -qE "$pat" "$vm/restore.err" || { cat "$vm/restore.err" >&2; die "restore refusal without /$pat/"; }
 	if [ -s "$vm/qemu.pid" ] && kill -0 "$(cat "$vm/qemu.pid")" 2>/dev/null; then

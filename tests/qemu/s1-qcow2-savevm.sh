@@ -11,13 +11,8 @@ fvm_init s1-qcow2 "${1:-}"
 W=$WORK
 blank_disk "$W/disk.qcow2" 256M
 blank_disk "$W/dst.qcow2" 256M
-boot_guest "$W/src" -drive file="$W/disk.qcow2",if=virtio
-vm_stop "$W/src"
-hb=$(last_hb "$W/src")
-pmemsave "$W/src" "$W/orig.bin"
-savevm "$W/src" s1
-vm_quit "$W/src"
-log "snapshot s1 saved at heartbeat $hb"
+savevm_guest "$W/src" "$W/disk.qcow2" s1 "$W/orig.bin"
+hb=$SAVED_HB
 
 # Stock control: QEMU's own -loadvm restores the same RAM.
 vm_start "$W/ctl" -S -loadvm s1 -drive file="$W/disk.qcow2",if=virtio

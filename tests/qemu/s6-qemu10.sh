@@ -9,12 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 fvm_init s6-qemu10 "${1:-}"
 
-Q10=$CACHE/qemu10
-[ -x "$Q10/usr/bin/qemu-system-x86_64" ] ||
-	skip "QEMU 10.0 not unpacked: run tests/qemu/setup-qemu10.sh $CACHE"
-FVM_QEMU=$Q10/usr/bin/qemu-system-x86_64
-FVM_QEMU_L="-L $Q10/usr/share/qemu -L /usr/share/seabios"
-log "using $("$FVM_QEMU" --version | head -n 1)"
+use_qemu10
 
 W=$WORK
 boot_guest "$W/src"

@@ -10,24 +10,13 @@
 fvm_init "s7-restore${FVM_S7_QEMU10:+-qemu10}" "${1:-}"
 need_fvmsnap
 need_sub restore
-if [ "${FVM_S7_QEMU10:-0}" = 1 ]; then
-	# the same with QEMU 10.0 (its migration code differs from 7.2's)
-	Q10=$CACHE/qemu10
-	[ -x "$Q10/usr/bin/qemu-system-x86_64" ] ||
-		skip "QEMU 10.0 not unpacked: run tests/qemu/setup-qemu10.sh $CACHE"
-	FVM_QEMU=$Q10/usr/bin/qemu-system-x86_64
-	FVM_QEMU_L="-L $Q10/usr/share/qemu -L /usr/share/seabios"
-	log "using $("$FVM_QEMU" --version | head -n 1)"
-fi
+# the same with QEMU 10.0 (its migration code differs from 7.2's)
+[ "${FVM_S7_QEMU10:-0}" = 1 ] && use_qemu10
 
 W=$WORK
 blank_disk "$W/disk.qcow2" 256M
-boot_guest "$W/src" -drive file="$W/disk.qcow2",if=virtio
-vm_stop "$W/src"
-hb=$(last_hb "$W/src")
-pmemsave "$W/src" "$W/orig.bin"
-savevm "$W/src" s1
-vm_quit "$W/src"
+savevm_guest "$W/src" "$W/disk.qcow2" s1 "$W/orig.bin"
+hb=$SAVED_HB
 fvm convert "$W/disk.qcow2" --snapshot s1 -o "$W/s.fvm"
 
 # paused, then cont
@@ -53,7 +42,7 @@ log "r2 ran by itself from heartbeat $hb"
 # stopped; restored again it has the RAM it had when saved and ticks on
 fvm_restore "$W/r3" "$W/s.fvm" --run -- -drive file="$W/disk.qcow2",if=virtio
 wait_serial "$W/r3" "HB $((hb + 2))" 60
-qmp3=$(sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$W/r3/restore.out")
+qmp3=$(restore_qmp "$W/r3")
 fvm save --qmp "$qmp3" -o "$W/s2.fvm" --stop
 log "$(cat "$WORK/fvmsnap.err" | tail -n 1)"
 case "$(vm_status "$W/r3")" in paused*) ;; *) die "r3 not stopped after save --stop" ;; esac
@@ -65,7 +54,7 @@ fvm_restore "$W/r4" "$W/s2.fvm" --paused -- -drive file="$W/disk.qcow2",if=virti
 check_ram "$W/r4" "$W/orig2.bin"
 check_alive "$W/r4" "$hb2"
 # without --stop the VM goes on running
-qmp4=$(sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$W/r4/restore.out")
+qmp4=$(restore_qmp "$W/r4")
 fvm save --qmp "$qmp4" -o "$W/s3.fvm"
 [ "$(vm_status "$W/r4")" = running ] || die "r4 not running after save"
 vm_quit "$W/r4"
