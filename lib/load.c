@@ -43,6 +43,9 @@
  * on a cold cache wait for their whole readahead; many smaller ones keep
  * the device and the copy busy at once. doc/BENCHMARKS.md has the table.
  */
+#define MAP_KNOWN                                                                  \
+	(uint32_t)(FVM_MAP_SHARED | FVM_MAP_HUGETLB | FVM_MAP_ZERO | FVM_MAP_HUGEPAGE |    \
+		   FVM_MAP_DONTDUMP | FVM_MAP_MERGEABLE | FVM_MAP_LOCKED | FVM_MAP_DONTFORK)
 #define DEFAULT_QUEUE_DEPTH 16
 #define DEFAULT_CHUNK (256u << 10)
 /*
@@ -213,6 +216,39 @@ static int run(struct fvm_exec *x, int *backend, fvm_load_stats *st)
 	return fvm_exec_pread(x);
 }
 
+/*
+ * A map over the caller's memory replaced its mapping, and with it what the
+ * caller had set there: make those settings again over each whole mapping
+ * (the parts not mapped over keep theirs; setting them twice is harmless).
+ */
+static int keep_settings(const struct fvm_map *maps, size_t n, const char *file)
+{
+	for (size_t k = 0; k < n; k++) {
+		const struct fvm_map *mp = &maps[k];
+		uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+		uintptr_t a = (uintptr_t)mp->addr & ~(pg - 1);
+		size_t len = (size_t)((uintptr_t)mp->addr + mp->length - a);
+
+		if (!mp->length || (mp->flags & (FVM_MAP_SHARED | FVM_MAP_HUGETLB)))
+			continue; /* never mapped over */
+		if (mp->flags & FVM_MAP_HUGEPAGE)
+			(void)madvise((void *)a, len, MADV_HUGEPAGE);
+		if (mp->flags & FVM_MAP_MERGEABLE)
+			(void)madvise((void *)a, len, MADV_MERGEABLE);
+		if ((mp->flags & FVM_MAP_DONTDUMP) && madvise((void *)a, len, MADV_DONTDUMP) < 0)
+			return fvm_err_sys(errno, "%s: mapping %s: madvise(MADV_DONTDUMP) after "
+					   "mapping runs over it", file, mp->name);
+		if ((mp->flags & FVM_MAP_DONTFORK) && madvise((void *)a, len, MADV_DONTFORK) < 0)
+			return fvm_err_sys(errno, "%s: mapping %s: madvise(MADV_DONTFORK) after "
+					   "mapping runs over it", file, mp->name);
+		if ((mp->flags & FVM_MAP_LOCKED) && mlock((void *)a, len) < 0)
+			return fvm_err_sys(errno == EAGAIN ? ENOMEM : errno, "%s: mapping %s: mlock "
+					   "of %zu bytes after mapping runs over it", file, mp->name,
+					   len);
+	}
+	return 0;
+}
+
 static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
 			 const struct fvm_load_cfg *o, fvm_load_stats *st)
 {
@@ -267,6 +303,12 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	}
 	if (dfd >= 0)
 		close(dfd);
+	if (st->mapped_bytes) {
+		int k = keep_settings(maps, n_maps, m->file);
+
+		if (!rc)
+			rc = k;
+	}
 	st->backend = backend;
 	st->backend_name = backend == FVM_BACKEND_URING ? "io_uring" :
 			   backend == FVM_BACKEND_MMAP ? "mmap" : "pread";
@@ -363,7 +405,7 @@ static int get_maps(const fvm_mapping *maps, size_t n, struct fvm_map **out)
 				     "has %u: all must be the same", k, size, stride);
 		if (!rc)
 			rc = fvm_abi_in(&m, sizeof(m), e, MAPPING_MIN, "fvm_load: mapping");
-		if (!rc && (m.flags & ~(uint32_t)(FVM_MAP_SHARED | FVM_MAP_HUGETLB | FVM_MAP_ZERO)))
+		if (!rc && (m.flags & ~MAP_KNOWN))
 			rc = fvm_err(FVM_EINVAL, "fvm_load: mapping %zu: unknown flags 0x%x", k,
 				     m.flags);
 		v[k] = (struct fvm_map){ m.name, m.addr, m.length, m.page_size, m.flags };

@@ -234,6 +234,118 @@ static void lazy_refused_where_meaningless(void **state)
 	munmap(dst - PAGE, (PAGES + 2) * PAGE);
 }
 
+/*
+ * The VmFlags of every mapping that overlaps [p, p + len) in
+ * /proc/self/smaps, each followed by a space; NULL when it cannot be read.
+ */
+static char *vm_flags(const void *p, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	static char out[8192];
+	char line[512];
+	uintptr_t lo = 0, hi = 0, a = (uintptr_t)p, e = a + len;
+
+	if (!f)
+		return NULL;
+	out[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long x, y;
+
+		if (sscanf(line, "%lx-%lx ", &x, &y) == 2) {
+			lo = x;
+			hi = y;
+		} else if (!strncmp(line, "VmFlags:", 8) && lo < e && hi > a &&
+			   strlen(out) + strlen(line) < sizeof(out)) {
+			line[strcspn(line, "\n")] = ' ';
+			strcat(out, line + 8);
+			strcat(out, "|");
+		}
+	}
+	fclose(f);
+	return out;
+}
+
+/* every mapping over dst carries flag (a two-letter VmFlags code) */
+static int all_have(const unsigned char *dst, const char *flag)
+{
+	char *v = vm_flags(dst, PAGES * PAGE), *seg;
+	char want[8];
+
+	if (!v)
+		skip();
+	snprintf(want, sizeof(want), " %s ", flag);
+	for (seg = v; *seg; seg = strchr(seg, '|') + 1) {
+		char one[512];
+		size_t n = (size_t)(strchr(seg, '|') - seg);
+
+		memcpy(one, seg, n);
+		one[n] = 0;
+		if (!strstr(one, want))
+			return 0;
+	}
+	return v[0] != 0;
+}
+
+static void settings_kept(void **state)
+{
+	static const struct { uint32_t flag; const char *vm; } kept[] = {
+		{ FVM_MAP_HUGEPAGE, "hg" }, { FVM_MAP_DONTDUMP, "dd" },
+		{ FVM_MAP_MERGEABLE, "mg" }, { FVM_MAP_LOCKED, "lo" },
+		{ FVM_MAP_DONTFORK, "dc" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+		for (int lazy = 0; lazy < 2; lazy++) {
+			unsigned char *dst = guarded();
+			fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
+			fvm_mapping m = { sizeof(fvm_mapping), kept[i].flag, "ram", dst,
+					  PAGES * PAGE, 0 };
+			fvm_load_stats st = FVM_LOAD_STATS_INIT;
+			fvm_reader *r;
+			int rc;
+
+			/* the caller's setting, as QEMU makes it on guest RAM */
+			if (kept[i].flag == FVM_MAP_LOCKED)
+				rc = mlock(dst, PAGES * PAGE);
+			else
+				rc = madvise(dst, PAGES * PAGE,
+					     kept[i].flag == FVM_MAP_HUGEPAGE ? MADV_HUGEPAGE
+					     : kept[i].flag == FVM_MAP_DONTDUMP ? MADV_DONTDUMP
+					     : kept[i].flag == FVM_MAP_DONTFORK ? MADV_DONTFORK
+					     : MADV_MERGEABLE);
+			if (rc < 0 || !all_have(dst, kept[i].vm)) {
+				print_message("kernel does not set %s here: not checked\n",
+					      kept[i].vm);
+				munmap(dst - PAGE, (PAGES + 2) * PAGE);
+				continue;
+			}
+			o.backend = FVM_BACKEND_MMAP;
+			o.flags = lazy ? FVM_LOAD_LAZY : 0;
+			assert_int_equal(fvm_reader_open(&r, path), 0);
+			assert_int_equal(fvm_load(r, &m, 1, &o, &st), 0);
+			fvm_reader_free(r);
+			assert_int_equal(st.backend, FVM_BACKEND_MMAP);
+			if (!all_have(dst, kept[i].vm))
+				fail_msg("%s lost by a%s map over the memory: %s", kept[i].vm,
+					 lazy ? " lazy" : "n eager", vm_flags(dst, PAGES * PAGE));
+			if (kept[i].flag == FVM_MAP_LOCKED) /* mlock reads what it locks */
+				assert_int_equal(present_data_pages(dst), data_pages());
+			assert_memory_equal(dst, src, PAGES * PAGE);
+			munmap(dst - PAGE, (PAGES + 2) * PAGE);
+		}
+	}
+	/* without the flag the setting is gone: the map over is what drops it */
+	{
+		unsigned char *dst = guarded();
+		fvm_load_stats st = FVM_LOAD_STATS_INIT;
+
+		assert_int_equal(madvise(dst, PAGES * PAGE, MADV_DONTDUMP), 0);
+		load(dst, FVM_LOAD_LAZY, &st);
+		assert_false(all_have(dst, "dd"));
+		munmap(dst - PAGE, (PAGES + 2) * PAGE);
+	}
+}
+
 static void unaligned_falls_back(void **state)
 {
 	unsigned char *buf = malloc(PAGES * PAGE + 1), *dst = buf + 1;
@@ -257,6 +369,7 @@ int main(void)
 		cmocka_unit_test(lazy_maps_without_reading),
 		cmocka_unit_test(lazy_write_first),
 		cmocka_unit_test(lazy_refused_where_meaningless),
+		cmocka_unit_test(settings_kept),
 		cmocka_unit_test(unaligned_falls_back),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

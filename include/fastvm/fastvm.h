@@ -412,7 +412,23 @@ enum fvm_mapping_flags {
 	FVM_MAP_HUGETLB = 1u << 1,
 	/* The destination is known to read as zero: no zero work for it,
 	 * whatever the zero policy (a fresh anonymous mapping, a new file). */
-	FVM_MAP_ZERO = 1u << 2
+	FVM_MAP_ZERO = 1u << 2,
+	/*
+	 * Settings the caller had made on the memory, which mapping runs over
+	 * it (FVM_BACKEND_MMAP, eager or lazy) would drop with the old
+	 * mapping: after the runs are mapped they are made again over the
+	 * whole mapping (QEMU: THP, dump-guest-core=off, mem-merge, the
+	 * DONTFORK it sets for KVM, mem-lock). HUGEPAGE and MERGEABLE are best
+	 * effort, as in QEMU (a kernel without THP or KSM refuses them);
+	 * DONTDUMP, DONTFORK and LOCKED are promises, and the load fails when one cannot be kept. LOCKED reads
+	 * every mapped page (mlock populates), so a lazy load is then eager.
+	 * Loads that copy need none of this and ignore the flags.
+	 */
+	FVM_MAP_HUGEPAGE = 1u << 3,   /* madvise(MADV_HUGEPAGE) */
+	FVM_MAP_DONTDUMP = 1u << 4,   /* madvise(MADV_DONTDUMP) */
+	FVM_MAP_MERGEABLE = 1u << 5,  /* madvise(MADV_MERGEABLE) */
+	FVM_MAP_LOCKED = 1u << 6,     /* mlock() */
+	FVM_MAP_DONTFORK = 1u << 7    /* madvise(MADV_DONTFORK) */
 };
 
 typedef struct fvm_mapping {
