@@ -57,6 +57,7 @@ struct fvm_writer {
 	int failed, finished;
 	uint64_t off;          /* bytes written so far = next file offset */
 	fvm_write_options o;
+	unsigned disks;        /* disk.N.* recorded (disk.c) */
 	int with_crc;
 
 	struct wblock *blocks;
@@ -956,4 +957,9 @@ void fvm_writer_free(fvm_writer *w)
 	free(w->sbuf);
 	free(w->dv_buf);
 	free(w);
+}
+
+unsigned fvm_writer_next_disk(fvm_writer *w)
+{
+	return w->disks++;
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -659,6 +660,119 @@ static void test_stream_devstate(void **state)
 	munmap(dst, sizeof(ram));
 }
 
+/* A qcow2-shaped image: version 3 header of 104 bytes, L1 table of 8
+ * entries at 0x10000 (what the fingerprint reads), 0x20000 bytes long. */
+static void write_qcow2(const char *path)
+{
+	uint8_t h[104] = { 'Q', 'F', 'I', 0xfb, 0, 0, 0, 3 };
+	uint8_t l1[64];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	h[39] = 8;                 /* l1_size (be32 at 36) */
+	h[45] = 0x01;              /* l1_table_offset (be64 at 40) = 0x10000 */
+	h[103] = 104;              /* header_length (be32 at 100) */
+	for (unsigned i = 0; i < sizeof(l1); i++)
+		l1[i] = (uint8_t)i;
+	assert_int_equal(pwrite(fd, h, sizeof(h), 0), (ssize_t)sizeof(h));
+	assert_int_equal(pwrite(fd, l1, sizeof(l1), 0x10000), (ssize_t)sizeof(l1));
+	assert_int_equal(ftruncate(fd, 0x20000), 0);
+	close(fd);
+}
+
+static void poke(const char *path, off_t off, uint8_t v)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, &v, 1, off), 1);
+	close(fd);
+}
+
+static void test_disks(void **state)
+{
+	char disk[512], raw[512], other[512], fvm[512];
+	fvm_disk_info d = FVM_DISK_INFO_INIT, d2 = FVM_DISK_INFO_INIT;
+	fvm_writer *w;
+	fvm_reader *r;
+	uint32_t id;
+
+	(void)state;
+	snprintf(disk, sizeof(disk), "%s", tu_path("disk.qcow2"));
+	snprintf(raw, sizeof(raw), "%s", tu_path("disk.raw"));
+	snprintf(other, sizeof(other), "%s", tu_path("other.qcow2"));
+	snprintf(fvm, sizeof(fvm), "%s", tu_path("disks.fvm"));
+	write_qcow2(disk);
+	write_qcow2(other);
+	assert_int_equal(tu_write_file(raw, "raw disk bytes", 14), 0);
+
+	assert_int_equal(fvm_disk_identify(disk, &d), 0);
+	assert_string_equal(d.kind, "qcow2");
+	assert_int_equal(d.length, 0x20000);
+	/* the L1 table is part of it, bytes elsewhere are not */
+	poke(disk, 0x18000, 0x77);
+	assert_int_equal(fvm_disk_identify(disk, &d2), 0);
+	assert_true(d2.fingerprint == d.fingerprint);
+	poke(disk, 0x10003, 0x77);
+	assert_int_equal(fvm_disk_identify(disk, &d2), 0);
+	assert_true(d2.fingerprint != d.fingerprint);
+	write_qcow2(disk);
+	assert_int_equal(fvm_disk_identify(raw, &d2), 0);
+	assert_string_equal(d2.kind, "file");
+
+	assert_int_equal(fvm_writer_open_path(&w, fvm, NULL), 0);
+	assert_int_equal(fvm_writer_add_block(w, "ram", PAGE, PAGE, &id), 0);
+	assert_int_equal(fvm_writer_add_disk(w, disk), 0);
+	assert_int_equal(fvm_writer_add_disk(w, raw), 0);
+	assert_int_equal(fvm_writer_add_disk(w, tu_path("no-such-disk")), FVM_EIO);
+	assert_int_equal(fvm_error_errno(), ENOENT);
+	assert_int_equal(fvm_writer_finish(w), 0);
+	fvm_writer_free(w);
+
+	assert_int_equal(fvm_reader_open(&r, fvm), 0);
+	assert_string_equal(fvm_reader_meta_get(r, "disk.0.kind"), "qcow2");
+	assert_string_equal(fvm_reader_meta_get(r, "disk.0.size"), "131072");
+	assert_string_equal(fvm_reader_meta_get(r, "disk.1.kind"), "file");
+	assert_null(fvm_reader_meta_get(r, "disk.2.path"));
+	assert_int_equal(fvm_reader_check_disk(r, disk), 0);
+	assert_int_equal(fvm_reader_check_disk(r, raw), 0);
+	/* the same content at another path is another disk */
+	assert_int_equal(fvm_reader_check_disk(r, other), FVM_ENOTFOUND);
+	/* a write that changes the L1 table */
+	poke(disk, 0x10020, 0xee);
+	assert_int_equal(fvm_reader_check_disk(r, disk), FVM_ECHANGED);
+	assert_non_null(strstr(fvm_error_detail(), "qcow2 header and L1 table hash"));
+	assert_non_null(strstr(fvm_error_detail(), "disk.qcow2"));
+	/* a grown image */
+	write_qcow2(disk);
+	assert_int_equal(fvm_reader_check_disk(r, disk), 0);
+	assert_int_equal(truncate(disk, 0x30000), 0);
+	assert_int_equal(fvm_reader_check_disk(r, disk), FVM_ECHANGED);
+	assert_non_null(strstr(fvm_error_detail(), "131072 bytes then, 196608 now"));
+	/* a raw file rewritten */
+	assert_int_equal(tu_write_file(raw, "RAW DISK BYTES", 14), 0);
+	{
+		struct timespec ts[2] = { { 1, 0 }, { 1, 0 } };
+
+		assert_int_equal(utimensat(AT_FDCWD, raw, ts, 0), 0);
+	}
+	assert_int_equal(fvm_reader_check_disk(r, raw), FVM_ECHANGED);
+	assert_non_null(strstr(fvm_error_detail(), "modification time"));
+	fvm_reader_free(r);
+
+	/* hostile images: a header length out of bounds, an L1 past the end */
+	write_qcow2(other);
+	poke(other, 102, 0x10);   /* 0x1068 bytes */
+	assert_int_equal(fvm_disk_identify(other, &d2), FVM_ECORRUPT);
+	assert_non_null(strstr(fvm_error_detail(), "header length 4200"));
+	write_qcow2(other);
+	poke(other, 44, 0x7f);     /* L1 at 0x7f010000 */
+	assert_int_equal(fvm_disk_identify(other, &d2), FVM_ETRUNCATED);
+	assert_non_null(strstr(fvm_error_detail(), "past the end"));
+	assert_int_equal(fvm_disk_identify(NULL, &d2), FVM_EINVAL);
+	assert_string_equal(fvm_strerror(FVM_ECHANGED), "disk changed since the snapshot");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -672,6 +786,7 @@ int main(void)
 		cmocka_unit_test(test_devstate_pieces),
 		cmocka_unit_test(test_devstate_damage),
 		cmocka_unit_test(test_stream_devstate),
+		cmocka_unit_test(test_disks),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -14,90 +14,19 @@
 #include "cli.h"
 #include "disk_id.h"
 
-#define MAX_L1_BYTES (64u << 20)
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 0x100000001b3ull;
-	return h;
-}
-
-static uint64_t be(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static int pread_all(int fd, void *buf, size_t n, off_t off)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t k = pread(fd, (char *)buf + done, n - done, off + (off_t)done);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return k < 0 ? -errno : -EINVAL;
-		done += (size_t)k;
-	}
-	return 0;
-}
-
 int disk_id_get(const char *path, struct disk_id *d)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-	uint8_t hdr[512];
-	struct stat st;
-	int fd, err = 0;
+	fvm_disk_info di = FVM_DISK_INFO_INIT;
 
 	memset(d, 0, sizeof(*d));
 	if (!realpath(path, d->path))
 		return -errno;
-	fd = open(d->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		err = -errno;
-		goto out;
-	}
-	d->size = (uint64_t)st.st_size;
-	if (st.st_size >= 104 && pread_all(fd, hdr, 104, 0) == 0 && !memcmp(hdr, "QFI\xfb", 4)) {
-		uint32_t version = (uint32_t)be(hdr + 4, 4), hlen = version >= 3 ? (uint32_t)be(hdr + 100, 4) : 72;
-		uint64_t l1 = be(hdr + 40, 8), l1_bytes = be(hdr + 36, 4) * 8;
-		uint8_t *t;
-
-		d->kind = "qcow2";
-		if (hlen < 72 || hlen > sizeof(hdr) || l1_bytes > MAX_L1_BYTES ||
-		    pread_all(fd, hdr, hlen, 0)) {
-			err = -EINVAL;
-			goto out;
-		}
-		h = fnv(h, hdr, hlen);
-		t = malloc(l1_bytes ? l1_bytes : 1);
-		if (!t) {
-			err = -ENOMEM;
-			goto out;
-		}
-		err = pread_all(fd, t, l1_bytes, (off_t)l1);
-		if (!err)
-			h = fnv(h, t, l1_bytes);
-		free(t);
-	} else {
-		d->kind = "file";
-		h = fnv(h, &st.st_size, sizeof(st.st_size));
-		h = fnv(h, &st.st_mtim, sizeof(st.st_mtim));
-	}
-	snprintf(d->fingerprint, sizeof(d->fingerprint), "%016" PRIx64, h);
-out:
-	close(fd);
-	return err;
+	if (fvm_disk_identify(d->path, &di))
+		return fvm_error_errno() ? -fvm_error_errno() : -EINVAL;
+	d->size = di.length;
+	d->kind = di.kind;
+	snprintf(d->fingerprint, sizeof(d->fingerprint), "%016" PRIx64, di.fingerprint);
+	return 0;
 }
 
 int disk_id_meta(const struct disk_id *d, unsigned n, char keys[4][32], char vals[4][4200])
@@ -153,7 +82,6 @@ int disk_id_check(fvm_reader *r, const char *snap, char **qemu, int n, int force
 	for (int i = 1; i + 1 < n; i++) {
 		const char *a = qemu[i][0] == '-' && qemu[i][1] == '-' ? qemu[i] + 1 : qemu[i];
 		char *file = NULL, key[48], real[PATH_MAX];
-		struct disk_id now;
 
 		if (!strcmp(a, "-drive"))
 			file = drive_file(qemu[i + 1]);
@@ -167,34 +95,27 @@ int disk_id_check(fvm_reader *r, const char *snap, char **qemu, int n, int force
 			continue; /* QEMU will say what is wrong with it */
 		}
 		for (unsigned k = 0; k < 64; k++) {
-			const char *path, *size, *fp;
+			const char *path;
 
 			snprintf(key, sizeof(key), "disk.%u.path", k);
 			if (!(path = fvm_reader_meta_get(r, key)))
 				break;
-			if (strcmp(path, real))
-				continue;
-			given[k] = 1;
-			snprintf(key, sizeof(key), "disk.%u.size", k);
-			size = fvm_reader_meta_get(r, key);
-			snprintf(key, sizeof(key), "disk.%u.fingerprint", k);
-			fp = fvm_reader_meta_get(r, key);
-			if (disk_id_get(real, &now)) {
-				cli_msg("%s: cannot read disk %s to check it against the snapshot", snap, real);
-				bad = 1;
-			} else if (size && strtoull(size, NULL, 10) != now.size) {
-				cli_msg("%sdisk %s changed since %s was taken: %s bytes then, %" PRIu64
-					" now%s", force ? "warning: " : "", real, snap, size, now.size,
-					force ? "" : "; --force restores anyway");
-				bad = 1;
-			} else if (fp && strcmp(fp, now.fingerprint)) {
-				cli_msg("%sdisk %s changed since %s was taken (written since?): its %s "
-					"was %s, is %s%s", force ? "warning: " : "", real, snap,
-					!strcmp(now.kind, "qcow2") ? "qcow2 header and L1 table hash" :
-					"size and modification time hash", fp, now.fingerprint,
-					force ? "" : "; --force restores anyway");
-				bad = 1;
-			}
+			if (!strcmp(path, real))
+				given[k] = 1;
+		}
+		switch (fvm_reader_check_disk(r, real)) {
+		case 0:
+		case FVM_ENOTFOUND:
+			break;
+		case FVM_ECHANGED:
+			cli_msg("%s%s (%s)%s", force ? "warning: " : "", fvm_error_detail(), snap,
+				force ? "" : "; --force restores anyway");
+			bad = 1;
+			break;
+		default:
+			cli_msg("%s: cannot check disk %s against the snapshot: %s", snap, real,
+				fvm_error_detail());
+			bad = 1;
 		}
 		free(file);
 	}

@@ -1,12 +1,9 @@
 /*
- * The disk belongs to the snapshot: a VM state is valid only with the disk
- * it was taken with. A disk image's identity is its path, its size and a
- * cheap fingerprint: for a qcow2 image a 64-bit FNV-1a hash of its header
- * and its active L1 table (a write after the snapshot allocates or copies
- * an L2 table, which changes the L1), for any other file of its size and
- * modification time. save and convert record it as metadata
- * (disk.N.path, disk.N.size, disk.N.kind, disk.N.fingerprint); restore
- * compares it with the images given to QEMU.
+ * The disk belongs to the snapshot: a disk image's identity (path, size,
+ * fingerprint) comes from the library (fvm_disk_identify, lib/disk.c), which
+ * also compares it (fvm_reader_check_disk). save and convert record it as
+ * metadata (disk.N.path, disk.N.size, disk.N.kind, disk.N.fingerprint)
+ * through their key/value lists; restore checks the images given to QEMU.
  */
 #ifndef FVMSNAP_DISK_ID_H
 #define FVMSNAP_DISK_ID_H

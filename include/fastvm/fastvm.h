@@ -80,7 +80,8 @@ typedef enum fvm_error {
 	FVM_ECANCELED = -12,   /* a callback asked to stop */
 	FVM_ESTATE = -13,      /* call not allowed in this state */
 	FVM_ENOTFOUND = -14,   /* no such block, section or key */
-	FVM_EUNSUPPORTED = -15 /* valid request this system cannot do */
+	FVM_EUNSUPPORTED = -15, /* valid request this system cannot do */
+	FVM_ECHANGED = -16     /* a disk changed since the snapshot was taken */
 } fvm_error;
 
 /* Fixed text for a code ("checksum mismatch"); never NULL. Errors: none. */
@@ -561,6 +562,47 @@ FVM_API int fvm_load(fvm_reader *r, const fvm_mapping *maps, size_t n_maps,
  * FVM_ECANCELED, and for a bad file FVM_EMAGIC to FVM_ERANGE (-4..-10).
  */
 FVM_API int fvm_verify(fvm_reader *r, fvm_progress_fn progress, void *ctx);
+
+/* ---------------------------------------------------------------- disks */
+
+/*
+ * The disk belongs to the snapshot: a VM state is valid only with the disk
+ * images it was taken with. An image's identity is its size and a cheap
+ * fingerprint: for qcow2 a 64-bit FNV-1a hash of its header and active L1
+ * table (a write after the snapshot that allocates or copies an L2 table
+ * changes it; an overwrite in place of a cluster the image already owns
+ * does not), for other files of size and modification time. Snapshots keep
+ * it as metadata disk.N.path (real path), disk.N.size, disk.N.kind,
+ * disk.N.fingerprint (16 hex digits), N = 0, 1, ... (FORMAT.md 4.2).
+ */
+typedef struct fvm_disk_info {
+	uint32_t size;           /* sizeof(fvm_disk_info), set by the caller */
+	const char *kind;        /* "qcow2" or "file" (static strings) */
+	uint64_t length;         /* bytes of the image file */
+	uint64_t fingerprint;
+} fvm_disk_info;
+
+#define FVM_DISK_INFO_INIT { sizeof(fvm_disk_info), NULL, 0, 0 }
+
+/*
+ * The identity of the image at path. Errors: FVM_EINVAL, FVM_EIO (open, read),
+ * FVM_ECORRUPT (a qcow2 header out of bounds), FVM_ETRUNCATED (its L1 table
+ * past the file's end), FVM_ENOMEM.
+ */
+FVM_API int fvm_disk_identify(const char *path, fvm_disk_info *info);
+/*
+ * Record the image at path as the snapshot's next disk (disk.N.*). For a
+ * stopped VM whose disk writes are flushed. Errors: as fvm_disk_identify and
+ * fvm_writer_add_meta; FVM_EINVAL beyond 64 disks.
+ */
+FVM_API int fvm_writer_add_disk(fvm_writer *w, const char *path);
+/*
+ * Compare the image at path with the disk the snapshot recorded at the same
+ * real path: 0 when it is unchanged; FVM_ECHANGED, the detail saying what
+ * changed, when it is not; FVM_ENOTFOUND when the snapshot recorded no disk
+ * there. Errors: as fvm_disk_identify.
+ */
+FVM_API int fvm_reader_check_disk(const fvm_reader *r, const char *path);
 
 #ifdef __cplusplus
 }
