@@ -472,3 +472,87 @@ restore_refused() {
 	fi
 	log "refused as expected (exit $rc): $(grep -E "$pat" "$vm/restore.err" | head -n 1)"
 }
+
+# ---- the patched QEMU (contrib/qemu): -incoming fvm:PATH, QMP x-fvm-save
+
+# use_patched VERSION: FVM_PQEMU/FVM_PQEMU_L name the QEMU VERSION that
+# contrib/qemu/build-and-test.sh built with the libfastvm hook (in CACHE).
+use_patched() {
+	local ver=$1 b=$CACHE/qemu-$1-fvm/build/qemu-system-x86_64
+	[ -x "$b" ] || skip "no patched QEMU $ver in $CACHE: run contrib/qemu/build-and-test.sh $ver"
+	FVM_PQEMU=$b
+	case $ver in
+	7.2) FVM_PQEMU_L="-L /usr/share/qemu -L /usr/share/seabios" ;;
+	*) [ -d "$CACHE/qemu10/usr/share/qemu" ] ||
+		skip "no QEMU 10.0 firmware: run tests/qemu/setup-qemu10.sh $CACHE"
+	   FVM_PQEMU_L="-L $CACHE/qemu10/usr/share/qemu -L /usr/share/seabios" ;;
+	esac
+	log "patched: $("$b" --version | head -n 1) ($b)"
+}
+
+# patched CMD...: run a lib.sh command (vm_start, restore, ...) with the
+# patched QEMU instead of the stock one.
+patched() {
+	local oq=$FVM_QEMU ol=$FVM_QEMU_L rc=0
+	FVM_QEMU=$FVM_PQEMU
+	FVM_QEMU_L=$FVM_PQEMU_L
+	"$@" || rc=$?
+	FVM_QEMU=$oq
+	FVM_QEMU_L=$ol
+	return $rc
+}
+
+# qmp_exec SOCK JSON: one QMP command; prints its "return", fails on "error".
+qmp_exec() {
+	python3 - "$1" "$2" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(300)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def reply():
+    while True:
+        m = json.loads(f.readline())
+        if "return" in m or "error" in m:
+            return m
+json.loads(f.readline())  # greeting
+f.write('{"execute": "qmp_capabilities"}\n'); f.flush(); reply()
+f.write(sys.argv[2] + "\n"); f.flush()
+m = reply()
+if "error" in m:
+    print(m["error"].get("desc", m["error"]), file=sys.stderr)
+    sys.exit(1)
+print(json.dumps(m["return"]))
+PY
+}
+
+# fvm_incoming VM URI ARGS...: the patched QEMU restores URI (fvm:PATH,
+# fvm-lazy:PATH) paused, with a QMP socket VM/qmp.sock.
+fvm_incoming() {
+	local vm=$1 uri=$2; shift 2
+	log "patched QEMU -incoming $uri $*"
+	patched restore "$vm" "$uri" -qmp unix:"$vm/qmp.sock",server=on,wait=off "$@"
+}
+
+# fvm_save_qmp VM PATH [stop]: x-fvm-save over the VM's QMP socket.
+fvm_save_qmp() {
+	local vm=$1 path=$2 stop=${3:-false}
+	qmp_exec "$vm/qmp.sock" "{\"execute\": \"x-fvm-save\", \"arguments\": {\"path\": \"$path\", \"stop\": $stop}}" \
+		>/dev/null || die "x-fvm-save $path on $(basename "$vm") failed"
+	log "x-fvm-save $(basename "$path") (stop: $stop)"
+}
+
+# incoming_refused VM URI PATTERN ARGS...: the patched QEMU given URI exits
+# with an error matching PATTERN on its stderr; it never runs the guest.
+incoming_refused() {
+	local vm=$1 uri=$2 pat=$3 rc=0 a=(); shift 3
+	mkdir -p "$vm"
+	mapfile -t a < <(patched qemu_cmd "$vm")
+	timeout 120 "${a[@]}" -m "${FVM_GUEST_MEM:-512M}" -S -incoming "$uri" "$@" \
+		>"$vm/qemu.out" 2>&1 </dev/null || rc=$?
+	[ $rc -ne 0 ] || die "-incoming $uri $* exited 0; expected a refusal /$pat/"
+	[ $rc -ne 124 ] || die "-incoming $uri $* still running after 120 s; expected a refusal"
+	grep -qE "$pat" "$vm/qemu.out" || { cat "$vm/qemu.out" >&2; die "-incoming $uri: no /$pat/ in its error"; }
+	grep -qa 'HB ' "$vm/serial.log" 2>/dev/null && die "-incoming $uri ran the guest before failing"
+	log "refused as expected (exit $rc): $(grep -E "$pat" "$vm/qemu.out" | head -n 1)"
+}

@@ -1,0 +1,129 @@
+#!/bin/bash
+# Scenario 8: QEMU linking libfastvm (contrib/qemu). The patched QEMU
+# restores with -incoming fvm:PATH (RAM read into guest memory, CRCs checked)
+# and fvm-lazy:PATH (RAM mapped, read on first touch), and saves with QMP
+# x-fvm-save; files cross between it, fvmsnap restore/save with the stock QEMU
+# and stock snapshots. Each restore: RAM equal to pmemsave of the original,
+# the heartbeat goes on after cont. Then the refusals, and a changed disk.
+# Usage: s8-hook.sh [FVMSNAP]; FVM_S8_VERSION=7.2 (default) or 10.0 picks the
+# patched QEMU built by contrib/qemu/build-and-test.sh VERSION.
+. "$(dirname "$0")/lib.sh"
+ver=${FVM_S8_VERSION:-7.2}
+fvm_init "s8-hook-$ver" "${1:-}"
+need_fvmsnap
+need_sub restore
+# the stock QEMU of the same series for the cross tests
+[ "$ver" = 7.2 ] || use_qemu10
+use_patched "$ver"
+
+W=$WORK
+blank_disk "$W/disk.qcow2" 256M
+drive=(-drive file="$W/disk.qcow2",if=virtio)
+savevm_guest "$W/src" "$W/disk.qcow2" s1 "$W/orig.bin"
+hb=$SAVED_HB
+fvm convert "$W/disk.qcow2" --snapshot s1 -o "$W/s.fvm"
+
+# 1. a stock snapshot, converted, restored by the patched QEMU: eager, lazy
+# (one VM at a time: they share the disk, whose lock QEMU takes)
+fvm_incoming "$W/a-lazy" "fvm-lazy:$W/s.fvm" "${drive[@]}"
+[ "$(vm_status "$W/a-lazy")" = paused ] || die "a-lazy is not paused"
+check_ram "$W/a-lazy" "$W/orig.bin"
+check_alive "$W/a-lazy" "$hb"
+vm_quit "$W/a-lazy"
+fvm_incoming "$W/a" "fvm:$W/s.fvm" "${drive[@]}"
+[ "$(vm_status "$W/a")" = paused ] || die "a is not paused"
+check_ram "$W/a" "$W/orig.bin"
+check_alive "$W/a" "$hb"
+
+# 2. x-fvm-save of the running restored VM, left stopped; then a second
+# cycle: restored lazy and eager, saved again, restored again
+fvm_save_qmp "$W/a" "$W/h1.fvm" true
+case "$(vm_status "$W/a")" in paused*) ;; *) die "a runs after x-fvm-save stop" ;; esac
+hb1=$(last_hb "$W/a")
+pmemsave "$W/a" "$W/h1.bin"
+vm_quit "$W/a"
+fvm verify "$W/h1.fvm"
+# saved from a lazily restored VM (its RAM partly still the file's pages)
+fvm_incoming "$W/b-lazy" "fvm-lazy:$W/h1.fvm" "${drive[@]}"
+check_ram "$W/b-lazy" "$W/h1.bin"
+check_alive "$W/b-lazy" "$hb1"
+fvm_save_qmp "$W/b-lazy" "$W/h2.fvm" true
+hb2=$(last_hb "$W/b-lazy")
+pmemsave "$W/b-lazy" "$W/h2.bin"
+vm_quit "$W/b-lazy"
+# without stop the VM runs on
+fvm_incoming "$W/b" "fvm:$W/h1.fvm" "${drive[@]}"
+check_ram "$W/b" "$W/h1.bin"
+check_alive "$W/b" "$hb1"
+fvm_save_qmp "$W/b" "$W/h3.fvm"
+[ "$(vm_status "$W/b")" = running ] || die "b not running after x-fvm-save"
+vm_quit "$W/b"
+fvm verify "$W/h3.fvm"
+fvm_incoming "$W/c" "fvm:$W/h2.fvm" "${drive[@]}"
+check_ram "$W/c" "$W/h2.bin"
+check_alive "$W/c" "$hb2"
+vm_quit "$W/c"
+
+# 3. across: a patched-QEMU save restored by fvmsnap into the stock QEMU,
+# and exported to a stock migration stream
+fvm_restore "$W/d" "$W/h1.fvm" --paused -- "${drive[@]}"
+check_ram "$W/d" "$W/h1.bin"
+check_alive "$W/d" "$hb1"
+# ... and fvmsnap save of that stock VM restored by the patched QEMU
+fvm save --qmp "$(restore_qmp "$W/d")" -o "$W/f1.fvm" --stop
+hbf=$(last_hb "$W/d")
+pmemsave "$W/d" "$W/f1.bin"
+vm_quit "$W/d"
+for uri in fvm fvm-lazy; do
+	fvm_incoming "$W/e-$uri" "$uri:$W/f1.fvm" "${drive[@]}"
+	check_ram "$W/e-$uri" "$W/f1.bin"
+	check_alive "$W/e-$uri" "$hbf"
+	vm_quit "$W/e-$uri"
+done
+fvm export "$W/h1.fvm" -o "$W/h1.mig"
+roundtrip_check "$W/g" "$W/h1.bin" "$hb1" "exec:cat $W/h1.mig" "${drive[@]}"
+
+# 4. refused, QEMU exits with the reason and never runs the guest
+incoming_refused "$W/r1" "fvm:$W/missing.fvm" 'missing.fvm' "${drive[@]}"
+cp "$W/h1.fvm" "$W/bad.fvm"
+# a flipped byte in the middle of the RAM payload: found by the CRCs
+size=$(stat -c %s "$W/bad.fvm")
+printf '\xa5' | dd of="$W/bad.fvm" bs=1 seek=$((size / 2)) conv=notrunc status=none
+fvm_rc=0
+"$FVMSNAP" verify "$W/bad.fvm" 2>/dev/null || fvm_rc=$?
+[ $fvm_rc -ne 0 ] || die "verify accepted the damaged copy (offset $((size / 2)))"
+incoming_refused "$W/r2" "fvm:$W/bad.fvm" 'crc mismatch' "${drive[@]}"
+head -c $((size - 100)) "$W/h1.fvm" > "$W/cut.fvm"
+incoming_refused "$W/r3" "fvm:$W/cut.fvm" 'cut.fvm' "${drive[@]}"
+incoming_refused "$W/r4" "fvm:$W/h1.fvm" 'snapshot of a pc-i440fx.*machine' -machine q35 "${drive[@]}"
+incoming_refused "$W/r5" "fvm:$W/h1.fvm" 'RAM block pc.ram has 536870912 bytes' -m 256M "${drive[@]}"
+echo junk > "$W/junk.fvm"
+incoming_refused "$W/r6" "fvm:$W/junk.fvm" 'junk.fvm' "${drive[@]}"
+# lazy over shared file-backed memory would detach it from its file
+incoming_refused "$W/r7" "fvm-lazy:$W/h1.fvm" 'pc.ram is shared or file-backed' \
+	-object memory-backend-file,id=pc.ram,size=512M,mem-path="$W/ramfile",share=on \
+	-machine memory-backend=pc.ram "${drive[@]}"
+rm -f "$W/ramfile"
+# ... which the eager load fills like any memory
+fvm_incoming "$W/s" "fvm:$W/h1.fvm" \
+	-object memory-backend-file,id=pc.ram,size=512M,mem-path="$W/ramfile",share=on \
+	-machine memory-backend=pc.ram "${drive[@]}"
+check_ram "$W/s" "$W/h1.bin"
+check_alive "$W/s" "$hb1"
+vm_quit "$W/s"
+rm -f "$W/ramfile"
+
+# 5. the disk belongs to the snapshot: a write after the save is refused by
+# both restore paths, for snapshots of either maker (the convert of the stock
+# savevm, x-fvm-save, fvmsnap save), and let through when asked
+qemu-io -f qcow2 -c "write -P 0x5a 0 64k" "$W/disk.qcow2" >/dev/null || die "qemu-io write"
+for f in s h1 f1; do
+	incoming_refused "$W/k-$f" "fvm:$W/$f.fvm" 'disk .*disk.qcow2 changed since the snapshot' "${drive[@]}"
+done
+restore_refused "$W/k-fvmsnap" "$W/h1.fvm" 'disk .*disk.qcow2 changed since' -- "${drive[@]}"
+fvm_incoming "$W/k-forced" "fvm:$W/h1.fvm" -global migration.x-fvm-disk-check=off "${drive[@]}"
+grep -q 'changed since the snapshot.*restored anyway' "$W/k-forced/qemu.out" ||
+	die "no warning for the changed disk: $(cat "$W/k-forced/qemu.out")"
+check_ram "$W/k-forced" "$W/h1.bin"
+vm_quit "$W/k-forced"
+log "PASS"
