@@ -3,9 +3,13 @@
 # the real test guest (512 MiB, QEMU 7.2, TCG), in one run, warm cache:
 # QEMU started with no state (the floor), stock -loadvm from qcow2, stock
 # -incoming of the migration stream file, -incoming "exec:fvmsnap export",
-# and fvmsnap restore (RAM mapped from a tmpfs file, doc/QEMU.md "Restore").
-# Medians of N interleaved runs and ratios to -loadvm and to the bare start
-# (bench/restore_time.py); the table goes to stdout, JSON to WORK.
+# fvmsnap restore (RAM mapped from a tmpfs file, doc/QEMU.md "Restore"), and,
+# when contrib/qemu/build-and-test.sh 7.2 has built it, the QEMU patched
+# with the libfastvm hook: -incoming fvm: and fvm-lazy:. Each to a paused VM,
+# then cont and the guest's next heartbeat; then the save times (savevm,
+# migrate, fvmsnap save, x-fvm-save). Medians of N interleaved runs and
+# ratios to -loadvm and to the bare start (bench/restore_time.py); the
+# tables go to stdout, JSON to BUILD/restore-SIZE.json.
 #
 # Usage: bench/restore.sh [-n N] [-b BUILD] [-m SIZE]   (N default 7, SIZE the
 # guest's RAM, default 512M: the same content, the rest zero)
@@ -27,6 +31,14 @@ fvmsnap=$(cd "$build" && pwd)/tools/fvmsnap
 . "$root/tests/qemu/lib.sh"
 FVM_BUILD_DIR=$(cd "$build" && pwd)
 fvm_init bench-restore "$fvmsnap"
+if [ -x "$CACHE/qemu-7.2-fvm/build/qemu-system-x86_64" ]; then
+	export FVM_PQEMU=$CACHE/qemu-7.2-fvm/build/qemu-system-x86_64
+	# built with prefix /usr/local: Debian's firmware
+	export FVM_PQEMU_L="-L /usr/share/qemu -L /usr/share/seabios"
+	log "patched QEMU: $FVM_PQEMU"
+else
+	log "no patched QEMU 7.2 (contrib/qemu/build-and-test.sh 7.2 --build-only): its rows are left out"
+fi
 
 W=$WORK
 blank_disk "$W/disk.qcow2" 256M
