@@ -265,10 +265,10 @@ static char *vm_flags(const void *p, size_t len)
 	return out;
 }
 
-/* every mapping over dst carries flag (a two-letter VmFlags code) */
-static int all_have(const unsigned char *dst, const char *flag)
+/* every mapping over [dst, dst + len) carries flag (a two-letter VmFlags code) */
+static int all_have_len(const unsigned char *dst, size_t len, const char *flag)
 {
-	char *v = vm_flags(dst, PAGES * PAGE), *seg;
+	char *v = vm_flags(dst, len), *seg;
 	char want[8];
 
 	if (!v)
@@ -284,6 +284,11 @@ static int all_have(const unsigned char *dst, const char *flag)
 			return 0;
 	}
 	return v[0] != 0;
+}
+
+static int all_have(const unsigned char *dst, const char *flag)
+{
+	return all_have_len(dst, PAGES * PAGE, flag);
 }
 
 static void settings_kept(void **state)
@@ -346,6 +351,119 @@ static void settings_kept(void **state)
 	}
 }
 
+/* kB of AnonHugePages over the mappings overlapping [p, p + len), -1 unknown. */
+static long huge_kb(const void *p, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	uintptr_t lo = 0, hi = 0, a = (uintptr_t)p, e = a + len;
+	long kb = 0, v;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long x, y;
+
+		if (sscanf(line, "%lx-%lx ", &x, &y) == 2) {
+			lo = x;
+			hi = y;
+		} else if (lo < e && hi > a && sscanf(line, "AnonHugePages: %ld kB", &v) == 1) {
+			kb += v;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
+#define THP_MIB 64u
+#define THP_PAGES (THP_MIB * 256u)
+
+/* A 64 MiB block, data in every page (dense) or in one page of each 2 MiB. */
+static void write_thp_file(const char *p, int dense)
+{
+	fvm_write_options o = FVM_WRITE_OPTIONS_INIT;
+	unsigned char *m = calloc(THP_PAGES, PAGE);
+	fvm_writer *w;
+	uint32_t b;
+
+	assert_non_null(m);
+	for (unsigned i = 0; i < THP_PAGES; i++)
+		if (dense || i % 512 == 7)
+			memset(m + (size_t)i * PAGE, (int)(i % 200) + 1, PAGE);
+	o.flags = FVM_WRITE_NO_FSYNC;
+	assert_int_equal(fvm_writer_open_path(&w, p, &o), 0);
+	assert_int_equal(fvm_writer_add_block(w, "ram", (uint64_t)THP_PAGES * PAGE, PAGE, &b), 0);
+	assert_int_equal(fvm_writer_write_block(w, b, m), 0);
+	assert_int_equal(fvm_writer_finish(w), 0);
+	fvm_writer_free(w);
+	free(m);
+}
+
+/* Copy-load into THP memory, as QEMU's guest RAM: huge pages in kB after. */
+static long thp_load(const char *p, uint32_t flags)
+{
+	size_t len = (size_t)THP_PAGES * PAGE, al = 2u << 20;
+	unsigned char *raw = mmap(NULL, len + al, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned char *dst = (unsigned char *)(((uintptr_t)raw + al - 1) & ~(uintptr_t)(al - 1));
+	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
+	fvm_mapping m = { sizeof(fvm_mapping), flags, "ram", dst, len, 0 };
+	fvm_reader *r;
+	long kb;
+
+	assert_true(raw != MAP_FAILED);
+	assert_int_equal(madvise(dst, len, MADV_HUGEPAGE), 0);
+	o.backend = FVM_BACKEND_PREAD;
+	assert_int_equal(fvm_reader_open(&r, p), 0);
+	assert_int_equal(fvm_load(r, &m, 1, &o, NULL), 0);
+	fvm_reader_free(r);
+	kb = huge_kb(dst, len);
+	/* the caller's setting is back */
+	if (!all_have_len(dst, len, "hg"))
+		fail_msg("MADV_HUGEPAGE not set again after the load");
+	/* and a region the load did not touch gets a huge page from the guest */
+	munmap(raw, len + al);
+	return kb;
+}
+
+static void thp_sparse_loads_small_pages(void **state)
+{
+	char sparse[] = "/tmp/fvm-test-thp-s-XXXXXX", dense[] = "/tmp/fvm-test-thp-d-XXXXXX";
+	int fs = mkstemp(sparse), fd = mkstemp(dense);
+	FILE *e = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	char mode[128] = "";
+	long plain, kept, full;
+
+	(void)state;
+	assert_true(fs >= 0 && fd >= 0);
+	close(fs);
+	close(fd);
+	if (e) {
+		if (!fgets(mode, sizeof(mode), e))
+			mode[0] = 0;
+		fclose(e);
+	}
+	if (!strstr(mode, "[madvise]") && !strstr(mode, "[always]")) {
+		unlink(sparse);
+		unlink(dense);
+		print_message("no transparent huge pages here (%s): not checked\n", mode);
+		return;
+	}
+	write_thp_file(sparse, 0);
+	write_thp_file(dense, 1);
+	plain = thp_load(sparse, 0);                /* the caller's THP, untouched */
+	kept = thp_load(sparse, FVM_MAP_HUGEPAGE);  /* sparse: small pages */
+	full = thp_load(dense, FVM_MAP_HUGEPAGE);   /* dense: huge pages kept */
+	unlink(sparse);
+	unlink(dense);
+	if (plain <= 0) {
+		print_message("no huge page faulted in here (%ld kB): not checked\n", plain);
+		return;
+	}
+	assert_int_equal(kept, 0);
+	assert_true(full > 0);
+}
+
 static void unaligned_falls_back(void **state)
 {
 	unsigned char *buf = malloc(PAGES * PAGE + 1), *dst = buf + 1;
@@ -370,6 +488,7 @@ int main(void)
 		cmocka_unit_test(lazy_write_first),
 		cmocka_unit_test(lazy_refused_where_meaningless),
 		cmocka_unit_test(settings_kept),
+		cmocka_unit_test(thp_sparse_loads_small_pages),
 		cmocka_unit_test(unaligned_falls_back),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -423,9 +423,14 @@ enum fvm_mapping_flags {
 	 * effort, as in QEMU (a kernel without THP or KSM refuses them);
 	 * DONTDUMP, DONTFORK and LOCKED are promises, and the load fails when one cannot be kept. LOCKED reads
 	 * every mapped page (mlock populates), so a lazy load is then eager.
-	 * Loads that copy need none of this and ignore the flags.
+	 * Loads that copy keep the settings; with HUGEPAGE, a mapping less
+	 * than half of which is data is loaded with MADV_NOHUGEPAGE and
+	 * MADV_HUGEPAGE is set again after: every 2 MiB page a copy faults in
+	 * is zeroed whole first, which a sparse guest pays for most of its RAM.
 	 */
-	FVM_MAP_HUGEPAGE = 1u << 3,   /* madvise(MADV_HUGEPAGE) */
+	FVM_MAP_HUGEPAGE = 1u << 3,   /* madvise(MADV_HUGEPAGE); copying loads
+					 put less than half data in small
+					 pages, then set it again */
 	FVM_MAP_DONTDUMP = 1u << 4,   /* madvise(MADV_DONTDUMP) */
 	FVM_MAP_MERGEABLE = 1u << 5,  /* madvise(MADV_MERGEABLE) */
 	FVM_MAP_LOCKED = 1u << 6,     /* mlock() */
