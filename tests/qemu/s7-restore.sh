@@ -77,6 +77,11 @@ restore_refused "$W/e1" "$W/s.fvm" 'block pc.ram .* has 536870912 bytes' -- -m 2
 restore_refused "$W/e2" "$W/s.fvm" 'snapshot of machine pc-i440fx' -- -machine q35
 restore_refused "$W/e3" "$W/s.fvm" 'QEMU exited with status|invalid option' -- -no-such-option
 restore_refused "$W/e4" "$W/nonexistent.fvm" 'nonexistent.fvm'
+# a flipped byte in the RAM payload: the CRCs find it, QEMU does not run it
+cp "$W/s.fvm" "$W/bad.fvm"
+size=$(stat -c %s "$W/bad.fvm")
+printf '\xa5' | dd of="$W/bad.fvm" bs=1 seek=$((size / 2)) conv=notrunc status=none
+restore_refused "$W/e8" "$W/bad.fvm" 'crc mismatch at file offset' -- -drive file="$W/disk.qcow2",if=virtio
 restore_refused "$W/e5" "$W/s.fvm" 'gives? -incoming|restore brings the state' -- -incoming defer
 if mkdir -p "$W/small" && mount -t tmpfs -o size=16m tmpfs "$W/small" 2>/dev/null; then
 	restore_refused "$W/e6" "$W/s.fvm" 'RAM directory .* free, block pc.ram needs' --ram-dir "$W/small"
