@@ -421,6 +421,39 @@ expect 3 fs save --qmp "$PWD/no-such.sock" -o y.fvm
 ls -A | grep -q '^y\.fvm\..*\.mig$' && fail "a failed save left its temporary stream"
 ok "restore and save usage"
 
+# ---- an output that is the input is refused before anything is written
+# (the rename that commits an output would replace the user's file)
+same_refused() { # LABEL FILE CMD...: CMD refused (exit 1), FILE unchanged, no temporary left
+	local label=$1 file=$2 sum
+	shift 2
+	sum=$(cksum < "$file")
+	expect 1 "$@"
+	grep -q 'refusing to replace it' err.log || fail "$label: not refused: $(cat err.log)"
+	[ "$(cksum < "$file")" = "$sum" ] || fail "$label: $file changed"
+	ls -A | grep -q '^\..*\.tmp\|^\.[^.]' && fail "$label: a temporary file was left: $(ls -A | grep '^\.')"
+	return 0
+}
+cp snap.fvm same.fvm
+same_refused "export -o its input" same.fvm fs export same.fvm -o same.fvm
+ln -f same.fvm same-hard.fvm
+same_refused "export -o a hard link" same.fvm fs export same.fvm -o same-hard.fvm
+ln -sf same.fvm same-sym.fvm
+same_refused "export -o a symlink" same.fvm fs export same.fvm -o same-sym.fvm
+grep -q 'a symlink to it' err.log || fail "export -o a symlink: not said: $(cat err.log)"
+same_refused "pack -o its block" a.img fs pack --block pc.ram=a.img --no-fsync -o a.img
+if [ -f "$CORPUS/synthetic-good.mig" ]; then
+	cp "$CORPUS/synthetic-good.mig" same.mig
+	same_refused "convert -o its stream" same.mig fs convert same.mig -o same.mig
+	ln -sf same.mig same-link.mig
+	same_refused "convert of a symlink -o its target" same.mig fs convert same-link.mig -o same.mig
+fi
+if command -v qemu-img >/dev/null 2>&1; then
+	qemu-img create -q -f qcow2 same.qcow2 1M
+	same_refused "convert -o its qcow2" same.qcow2 fs convert same.qcow2 --snapshot s1 -o same.qcow2
+fi
+rm -f same.fvm same-hard.fvm same-sym.fvm same.mig same-link.mig same.qcow2
+ok "an output that is the input"
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails check(s) failed"
 	exit 1

@@ -554,3 +554,23 @@ void cli_safe_name(const char *name, char *buf)
 	if (!i)
 		strcpy(buf, "unnamed");
 }
+
+int cli_refuse_same_file(const char *in, const char *out)
+{
+	struct stat a, b;
+
+	if (!in || !out || !strcmp(in, "-") || !strcmp(out, "-"))
+		return 0;
+	if (stat(in, &a) < 0 || stat(out, &b) < 0)
+		return 0; /* no output yet, or the input's error comes later */
+	if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		return 0;
+	if (!strcmp(in, out))
+		cli_msg("%s: the output is the input; refusing to replace it (give another -o)", out);
+	else
+		cli_msg("%s is the input %s (%s); refusing to replace it (give another -o)", out, in,
+			lstat(out, &b) == 0 && S_ISLNK(b.st_mode) ? "a symlink to it"
+			: lstat(in, &b) == 0 && S_ISLNK(b.st_mode) ? "the file it links to"
+			: "a hard link to it");
+	return EXIT_USAGE;
+}

@@ -59,6 +59,14 @@ int cli_fail_as(const char *what, int code, const char *not_what);
 /* The FVM_EMAGIC text of the commands reading stock QEMU inputs. */
 #define CLI_NOT_STOCK_INPUT \
 	"not a QEMU migration stream, mapped-ram file or qcow2 image"
+/*
+ * An output that is the input (the same path, a hard link, a symlink to it:
+ * the same inode) would be replaced by the rename that commits it: refused
+ * before anything is written, EXIT_USAGE; 0 when they differ or out does
+ * not exist yet. "-" is never the same file.
+ */
+int cli_refuse_same_file(const char *in, const char *out);
+
 /* "fvmsnap pack: <what>: <strerror(err)>"; returns EXIT_SYSTEM. */
 int cli_fail_sys(const char *what, int err);
 /* "fvmsnap pack: <message>" plus a --help hint; returns EXIT_USAGE. */

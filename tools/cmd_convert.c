@@ -110,6 +110,8 @@ int cmd_convert(int argc, char **argv)
 		return cli_usage_error("convert writes a file (atomically); use -o PATH");
 	if (!strcmp(o.input, "-") && isatty(STDIN_FILENO))
 		return cli_usage_error("refusing to read a migration stream from a terminal");
+	if ((c = cli_refuse_same_file(o.input, o.output)))
+		return c;
 	/*
 	 * A device or FIFO (/dev/null, a pipe) is written in place: renaming a
 	 * temporary file over it would replace the device node.

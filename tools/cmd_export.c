@@ -96,6 +96,8 @@ int cmd_export(int argc, char **argv)
 	to_stdout = !out || !strcmp(out, "-");
 	if (to_stdout && isatty(STDOUT_FILENO))
 		return cli_usage_error("refusing to write a migration stream to a terminal");
+	if ((c = cli_refuse_same_file(o.input, out)))
+		return c;
 	/* The input first: a missing or broken one creates no output. */
 	if (!strcmp(o.input, "-")) {
 		if ((err = open_stdin(&o.reader, &spool))) {

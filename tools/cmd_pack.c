@@ -371,6 +371,12 @@ int cmd_pack(int argc, char **argv)
 		goto out;
 	}
 	for (i = 0; i < a.n_blocks; i++)
+		if ((ret = cli_refuse_same_file(a.blocks[i].file, a.out)))
+			goto out;
+	for (i = 0; i < a.n_devs; i++)
+		if ((ret = cli_refuse_same_file(a.devs[i].file, a.out)))
+			goto out;
+	for (i = 0; i < a.n_blocks; i++)
 		if ((ret = map_input(&a.blocks[i], 1)))
 			goto out;
 	for (i = 0; i < a.n_devs; i++)
