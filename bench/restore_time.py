@@ -45,6 +45,9 @@ def qmp_connect(path, deadline):
     return s, f
 
 
+EVENTS = []  # QMP events seen by cmd(), with their timestamps
+
+
 def cmd(f, name, args=None):
     msg = {"execute": name}
     if args:
@@ -52,8 +55,21 @@ def cmd(f, name, args=None):
     f.write((json.dumps(msg) + "\n").encode())
     while True:
         line = json.loads(f.readline())
+        if "event" in line:
+            EVENTS.append(line)
         if "return" in line or "error" in line:
             return line
+
+
+def stopped_for():
+    """Seconds between the last STOP and RESUME events (QEMU's clock), or None."""
+    def ts(e):
+        return e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6
+    stop = [ts(e) for e in EVENTS if e["event"] == "STOP"]
+    res = [ts(e) for e in EVENTS if e["event"] == "RESUME"]
+    if not stop or not res or res[-1] < stop[-1]:
+        return None
+    return res[-1] - stop[-1]
 
 
 def wait_paused(sock, proc, deadline):
@@ -148,6 +164,16 @@ def save_times(n, work, qemu, fvmsnap, args, sock):
     disk = os.path.join(work, "disk.qcow2")
     drive = ["-drive", "file=%s,if=virtio" % disk]
     times = {"stock savevm (qcow2)": [], "stock migrate to a file": [], "fvmsnap save": []}
+    stopped = {k: [] for k in times}
+    # the floor: the snapshot's bytes written and made durable, dd conv=fsync
+    times["reference: dd of the .fvm, conv=fsync"] = []
+    for i in range(n):
+        dst = os.path.join(work, "bench-dd.fvm")
+        t0 = time.monotonic()
+        subprocess.run(["dd", "if=" + snap, "of=" + dst, "bs=1M", "conv=fsync", "status=none"],
+                       check=True)
+        times["reference: dd of the .fvm, conv=fsync"].append(time.monotonic() - t0)
+        os.unlink(dst)
     # a stock VM, running, restored from the snapshot: savevm, then migrate
     p = subprocess.Popen([qemu] + args + ["-m", os.environ.get("FVM_GUEST_MEM", "512M")] + drive +
                          ["-loadvm", "s1", "-qmp", "unix:%s,server=on,wait=off" % sock],
@@ -155,8 +181,12 @@ def save_times(n, work, qemu, fvmsnap, args, sock):
     s, f = qmp_connect(sock, time.monotonic() + 60)
     for i in range(n):
         t0 = time.monotonic()
+        del EVENTS[:]
         r = cmd(f, "human-monitor-command", {"command-line": "savevm bench%d" % i})
         times["stock savevm (qcow2)"].append(time.monotonic() - t0)
+        time.sleep(0.05)
+        cmd(f, "query-status")  # collects the RESUME event
+        stopped["stock savevm (qcow2)"].append(stopped_for())
         if r.get("return"):
             raise RuntimeError("savevm: " + r["return"])
         cmd(f, "human-monitor-command", {"command-line": "delvm bench%d" % i})
@@ -194,6 +224,7 @@ def save_times(n, work, qemu, fvmsnap, args, sock):
     pq = os.environ.get("FVM_PQEMU")
     if pq:
         times["patched QEMU x-fvm-save"] = []
+        stopped["patched QEMU x-fvm-save"] = []
         if os.path.exists(sock):
             os.unlink(sock)
         pl = os.environ.get("FVM_PQEMU_L", "").split()
@@ -202,18 +233,23 @@ def save_times(n, work, qemu, fvmsnap, args, sock):
                                               "-qmp", "unix:%s,server=on,wait=off" % sock],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         s, f, st = wait_paused(sock, p, time.monotonic() + 60)
+        cmd(f, "cont")
         dst = os.path.join(work, "bench-save.fvm")
         for i in range(n):
             t0 = time.monotonic()
+            del EVENTS[:]
             r = cmd(f, "x-fvm-save", {"path": dst})
             times["patched QEMU x-fvm-save"].append(time.monotonic() - t0)
+            time.sleep(0.05)
+            cmd(f, "query-status")
+            stopped["patched QEMU x-fvm-save"].append(stopped_for())
             if "error" in r:
                 raise RuntimeError("x-fvm-save: %s" % r["error"])
             os.unlink(dst)
         cmd(f, "quit")
         s.close()
         p.wait(30)
-    return times
+    return times, stopped
 
 
 def main():
@@ -292,16 +328,29 @@ def main():
           "started, QMP up %.3f s after start, device state %.3f s, total %.3f s" % (
               info["stream_seconds"], info["ram_seconds"], info["ram_bytes"] >> 20,
               info["qemu_start_seconds"], info["device_state_seconds"], info["total_seconds"]))
-    saves = save_times(n, work, qemu, fvmsnap, args, sock)
+    saves, stopped = save_times(n, work, qemu, fvmsnap, args, sock)
     ref = statistics.median(saves["stock savevm (qcow2)"])
+    sv = [x for x in stopped["stock savevm (qcow2)"] if x is not None]
+    ref_stop = statistics.median(sv) if sv else None
     print()
-    print("| save, VM running | median s | min-max s | speed-up vs savevm |")
-    print("|---|---|---|---|")
+    print("| save, VM running | median s | min-max s | speed-up vs savevm | VM stopped s "
+          "| vs savevm |")
+    print("|---|---|---|---|---|---|")
     srows = []
     for name, v in saves.items():
         med = statistics.median(v)
-        srows.append({"contender": name, "median_s": med, "runs": v, "speedup_vs_savevm": ref / med})
-        print("| %s | %.3f | %.3f-%.3f | %.2fx |" % (name, med, min(v), max(v), ref / med))
+        row = {"contender": name, "median_s": med, "runs": v, "speedup_vs_savevm": ref / med}
+        st = [x for x in stopped.get(name, []) if x is not None]
+        stop_s, stop_r = "-", "-"
+        if st:
+            row["stopped_s"] = statistics.median(st)
+            row["stopped_runs"] = st
+            stop_s = "%.3f" % row["stopped_s"]
+            if ref_stop:
+                stop_r = "%.2fx" % (ref_stop / row["stopped_s"])
+        srows.append(row)
+        print("| %s | %.3f | %.3f-%.3f | %.2fx | %s | %s |" % (name, med, min(v), max(v), ref / med,
+                                                              stop_s, stop_r))
     with open(os.path.join(work, "restore.json"), "w") as f:
         json.dump({"runs": n, "contenders": rows, "restore_phases": info, "save": srows}, f,
                   indent=1)
