@@ -234,6 +234,33 @@ for cut in 0 3 7 20 26 40 120 4000 $((size / 3)) $((size / 2)) $((size - 2)) $((
 	head -c $cut "$T/a.mig" > "$T/h.mig"
 	expect_fail "truncated at $cut" "$T/h.mig"
 done
+# Cut inside the device sections, past the last RAM record: device state is
+# full of zero bytes, and EOF is 0x00, so only the last section's footer
+# before EOF tells a whole stream from a cut one (QEMU itself fails late:
+# "Unable to read ID string for section").
+post=$("$F" inspect --json "$T/a.mig" | python3 -c '
+import json, sys
+print([d["size"] for d in json.load(sys.stdin)["devstate"] if d["name"] == "qemu.post-ram"][0])')
+start=$((size - post))
+n=0
+for k in 1 2 5 13 100 1000 4096 8192 $((post / 3)) $((post / 2)) $((post - 300)); do
+	[ $k -lt $post ] || continue
+	head -c $((start + k)) "$T/a.mig" > "$T/h.mig"
+	expect_fail "cut $k bytes into the device state" "$T/h.mig"
+	n=$((n + 1))
+done
+# every cut at a zero byte of the device state, the cases a check for a
+# final 0x00 let through
+for k in $(python3 -c '
+import sys
+d = open(sys.argv[1], "rb").read()[int(sys.argv[2]):]
+z = [i for i in range(1, len(d) - 300) if d[i - 1] == 0]
+print(" ".join(str(z[j]) for j in range(0, len(z), max(1, len(z) // 20))))' "$T/a.mig" "$start"); do
+	head -c $((start + k)) "$T/a.mig" > "$T/h.mig"
+	expect_fail "cut after a zero byte, $k bytes into the device state" "$T/h.mig"
+	n=$((n + 1))
+done
+[ $n -ge 20 ] || fail "only $n cuts into the device state tried"
 # Record-level corruption of the real streams, found by their bytes: the
 # second "\x06pc.ram" is the first page record naming pc.ram (the first is
 # in the block list); the first record with flags 0x120 followed by a

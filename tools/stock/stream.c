@@ -674,6 +674,20 @@ out:
  * description (0x06, be32 length, JSON). Finding exactly that at the end
  * catches truncated files, which QEMU would only notice while loading.
  */
+/*
+ * With section footers, the byte before EOF closes the last device section:
+ * a footer (0x7e, be32 section id). EOF is 0x00, which device state is full
+ * of, so without this a stream cut anywhere on a zero byte looked whole.
+ */
+static int eof_after_footer(const struct parser *p, const uint8_t *d, size_t eof)
+{
+	if (!p->st->footers)
+		return 1;
+	if (eof == 0) /* no device section at all: EOF right after the ram END */
+		return 1;
+	return eof >= 5 && d[eof - 5] == QEMU_VM_SECTION_FOOTER && get_be(d + eof - 4, 4) < 65536;
+}
+
 static int check_tail(struct parser *p)
 {
 	const uint8_t *d = p->st->post_ram.data;
@@ -686,18 +700,20 @@ static int check_tail(struct parser *p)
 	if (d[len - 1] == '}') {
 		for (q = len - 1; q-- > 1;) {
 			if (d[q] != QEMU_VM_VMDESCRIPTION || q + 5 >= len || d[q - 1] != QEMU_VM_EOF ||
-			    get_be(d + q + 1, 4) != len - q - 5 || d[q + 5] != '{')
+			    get_be(d + q + 1, 4) != len - q - 5 || d[q + 5] != '{' ||
+			    !eof_after_footer(p, d, q - 1))
 				continue;
 			p->st->vmdesc_off = q + 5;
 			p->st->vmdesc_len = len - q - 5;
 			return 0;
 		}
 	}
-	if (d[len - 1] == QEMU_VM_EOF)
+	if (d[len - 1] == QEMU_VM_EOF && eof_after_footer(p, d, len - 1))
 		return 0;
 	return fvm_error_set(FVM_ETRUNCATED, 0,
-			     "%s: offset %llu: stream does not end with EOF (0x00) or EOF and the device description: truncated?",
-			     p->name, OFF(p));
+			     "%s: offset %llu: stream does not end as QEMU ends one (the last device "
+			     "section's footer, EOF, and the device description where the source wrote "
+			     "one): truncated?", p->name, OFF(p));
 }
 
 static int keep_rest(struct parser *p)
