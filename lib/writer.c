@@ -2,7 +2,8 @@
  * The writer: blocks -> zero scan -> runs -> segments (entries, chunk CRCs,
  * payload) -> index -> footer, in one sequential pass that never seeks, so
  * it can write to a pipe. A path writer goes through a temporary file that
- * is fsynced and renamed over the target only in fvm_writer_finish().
+ * is fsynced and renamed over the target only in fvm_writer_finish(); it
+ * is unnamed (O_TMPFILE) until then where the filesystem allows.
  *
  * A segment's header precedes its payload, so the runs of a segment are
  * collected first: as iovecs into the caller's memory (write_block, no copy)
@@ -53,6 +54,7 @@ struct u64vec {
 struct fvm_writer {
 	int fd, own_fd;        /* own_fd: opened here, closed at finish/free */
 	char *path, *tmp_path; /* path writer only; no tmp_path for devices */
+	int unnamed;           /* O_TMPFILE: tmp_path is the name it gets at finish */
 	const char *name;      /* for messages */
 	int failed, finished;
 	uint64_t off;          /* bytes written so far = next file offset */
@@ -170,7 +172,7 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 	/* the 0.1 layout is the oldest, and this one */
 	if (opts && (rc = fvm_abi_in(&o, sizeof(o), opts, sizeof(o), "fvm_write_options")))
 		return rc;
-	if (o.flags & ~(uint32_t)(FVM_WRITE_NO_CRC | FVM_WRITE_NO_FSYNC))
+	if (o.flags & ~(uint32_t)(FVM_WRITE_NO_CRC | FVM_WRITE_NO_FSYNC | FVM_WRITE_SYNC_AT_FINISH))
 		return fvm_err(FVM_EINVAL, "fvm_write_options: unknown flags 0x%x", o.flags);
 	w = calloc(1, sizeof(*w));
 	if (!w)
@@ -274,9 +276,28 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 		w->tmp_path = NULL;
 		goto header;
 	}
-	/* .NAME.XXXXXX beside the target: same filesystem, so rename is atomic */
+	/*
+	 * .NAME.XXXXXX beside the target: same filesystem, so rename is
+	 * atomic. Where the filesystem allows, the file has no name at all
+	 * until finish (O_TMPFILE, linked then): a process killed while
+	 * writing leaves nothing behind; elsewhere a named temporary, removed
+	 * by fvm_writer_free, can survive a SIGKILL.
+	 */
 	memcpy(w->tmp_path, path, dlen);
 	sprintf(w->tmp_path + dlen, ".%s.XXXXXX", path + dlen);
+	um = umask(0);
+	umask(um);
+	{
+		char *dir = strndup(path, dlen ? dlen : 0);
+
+		w->fd = dir ? open(dlen ? dir : ".", O_TMPFILE | O_WRONLY | O_CLOEXEC,
+				   0666 & ~um) : -1;
+		free(dir);
+	}
+	if (w->fd >= 0) {
+		w->unnamed = 1;
+		goto header;
+	}
 	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
 	if (w->fd < 0) {
 		rc = fvm_err_sys(errno, "%s: cannot create temporary file %s", path, w->tmp_path);
@@ -285,8 +306,6 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 		fvm_writer_free(w);
 		return rc;
 	}
-	um = umask(0);
-	umask(um);
 	(void)fchmod(w->fd, 0666 & ~um);
 header:
 	rc = write_header(w);
@@ -371,7 +390,7 @@ static int seg_flush(fvm_writer *w)
 		 * (bench/convert-speed.sh, 157 MiB vmstate: convert -o disk
 		 * about 15% faster). Advisory: an error shows again at fsync.
 		 */
-		if (w->tmp_path && !(w->o.flags & FVM_WRITE_NO_FSYNC))
+		if (w->tmp_path && !(w->o.flags & (FVM_WRITE_NO_FSYNC | FVM_WRITE_SYNC_AT_FINISH)))
 			(void)sync_file_range(w->fd, (off_t)rec_off, (off_t)(w->off - rec_off),
 					      SYNC_FILE_RANGE_WRITE);
 	}
@@ -895,6 +914,35 @@ static int sync_dir(const char *path)
 	return rc;
 }
 
+/*
+ * Give the O_TMPFILE file a name beside the target (.NAME.XXXXXX, made
+ * unique here), through /proc/self/fd as open(2) describes, else with
+ * AT_EMPTY_PATH (which needs CAP_DAC_READ_SEARCH).
+ */
+static int link_unnamed(fvm_writer *w)
+{
+	char proc[64], *x = w->tmp_path + strlen(w->tmp_path) - 6;
+	static const char digits[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	uint64_t seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)w;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->fd);
+	for (int tries = 0; tries < 64; tries++) {
+		for (int i = 0; i < 6; i++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			x[i] = digits[(seed >> 33) % 36];
+		}
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp_path, AT_SYMLINK_FOLLOW) == 0 ||
+		    (errno != EEXIST && linkat(w->fd, "", AT_FDCWD, w->tmp_path, AT_EMPTY_PATH) == 0)) {
+			w->unnamed = 0; /* named now: removed like one on failure */
+			return 0;
+		}
+		if (errno != EEXIST)
+			return fvm_err_sys(errno, "%s: cannot name the new file %s (linkat)", w->path,
+					   w->tmp_path);
+	}
+	return fvm_err_sys(EEXIST, "%s: cannot name the new file %s (linkat)", w->path, w->tmp_path);
+}
+
 int fvm_writer_finish(fvm_writer *w)
 {
 	int rc, sync = 0;
@@ -910,7 +958,9 @@ int fvm_writer_finish(fvm_writer *w)
 	if (w->tmp_path) {
 		sync = !(w->o.flags & FVM_WRITE_NO_FSYNC);
 		if (sync && fsync(w->fd) < 0)
-			return fail(w, fvm_err_sys(errno, "%s: fsync", w->tmp_path));
+			return fail(w, fvm_err_sys(errno, "%s: fsync", w->path));
+		if (w->unnamed && (rc = link_unnamed(w)))
+			return fail(w, rc);
 		if (close(w->fd) < 0) {
 			w->fd = -1;
 			return fail(w, fvm_err_sys(errno, "%s: close", w->tmp_path));
@@ -939,8 +989,9 @@ void fvm_writer_free(fvm_writer *w)
 		return;
 	if (w->tmp_path) { /* unfinished: the target stays as it was */
 		if (w->fd >= 0)
-			close(w->fd);
-		unlink(w->tmp_path);
+			close(w->fd); /* an unnamed file goes with its last fd */
+		if (!w->unnamed)
+			unlink(w->tmp_path);
 		free(w->tmp_path);
 	} else if (w->own_fd && w->fd >= 0) {
 		close(w->fd);

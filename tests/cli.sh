@@ -454,6 +454,26 @@ fi
 rm -f same.fvm same-hard.fvm same-sym.fvm same.mig same-link.mig same.qcow2
 ok "an output that is the input"
 
+# ---- a writer killed with SIGKILL leaves no temporary file (O_TMPFILE) and
+# the old file whole: the path holds the old or the new snapshot
+fs sample -o kill.img --size 256M --seed 3 >/dev/null 2>&1 || fail "sample for the kill test"
+cp snap.fvm kill.fvm
+old=$(cksum < kill.fvm)
+for d in 0.02 0.05 0.08 0.12 0.2 0.3; do
+	"$FVMSNAP" pack --block pc.ram=kill.img -o kill.fvm >/dev/null 2>&1 &
+	pid=$!
+	sleep $d
+	kill -KILL $pid 2>/dev/null
+	wait $pid 2>/dev/null
+	ls -A | grep -q '^\.kill\.fvm\.' && fail "SIGKILL after ${d}s left $(ls -A | grep '^\.kill')"
+	if [ "$(cksum < kill.fvm)" != "$old" ]; then
+		fs verify -q kill.fvm || fail "SIGKILL after ${d}s: kill.fvm is neither the old nor a whole new file"
+		cp snap.fvm kill.fvm
+	fi
+done
+rm -f kill.fvm kill.img
+ok "SIGKILL while writing"
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails check(s) failed"
 	exit 1

@@ -131,7 +131,15 @@ typedef struct fvm_writer fvm_writer;
 
 enum fvm_write_flags {
 	FVM_WRITE_NO_CRC = 1u << 0, /* omit per-chunk payload CRCs */
-	FVM_WRITE_NO_FSYNC = 1u << 1 /* path writer: skip fsync (tests, scratch) */
+	FVM_WRITE_NO_FSYNC = 1u << 1, /* path writer: skip fsync (tests, scratch) */
+	/*
+	 * Path writer: do not start writing segments back while they are
+	 * written (the default overlaps the device's work with the next
+	 * segment), so that writes only fill the page cache and all of the
+	 * device's work waits for fvm_writer_finish(): for a caller that
+	 * resumes something in between (QEMU's VM, once its RAM is written).
+	 */
+	FVM_WRITE_SYNC_AT_FINISH = 1u << 2
 };
 
 typedef struct fvm_write_options {
