@@ -471,6 +471,16 @@ for d in 0.02 0.05 0.08 0.12 0.2 0.3; do
 		cp snap.fvm kill.fvm
 	fi
 done
+# the tool's own atomic outputs (export, unpack, sample): the same
+for d in 0.05 0.1 0.2 0.3; do
+	"$FVMSNAP" sample -o kill2.img --size 1G --seed 4 >/dev/null 2>&1 &
+	pid=$!
+	sleep $d
+	kill -KILL $pid 2>/dev/null
+	wait $pid 2>/dev/null
+	ls -A | grep -q '^\.kill2\.img\.' && fail "sample killed after ${d}s left $(ls -A | grep '^\.kill2')"
+	rm -f kill2.img
+done
 rm -f kill.fvm kill.img
 ok "SIGKILL while writing"
 

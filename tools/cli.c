@@ -422,6 +422,7 @@ int cli_atomic_open(struct cli_atomic *a, const char *path)
 
 	a->fd = -1;
 	a->path = a->tmp = NULL;
+	a->unnamed = 0;
 	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
 		/* A device or FIFO (/dev/null, a named pipe) is written in place:
 		 * a rename would replace the node itself. */
@@ -439,6 +440,21 @@ int cli_atomic_open(struct cli_atomic *a, const char *path)
 	}
 	memcpy(a->tmp, path, dir_len);
 	sprintf(a->tmp + dir_len, ".%s.XXXXXX", base);
+	/* unnamed until committed where the filesystem allows (O_TMPFILE):
+	 * a process killed meanwhile leaves nothing behind */
+	a->unnamed = 0;
+	{
+		mode_t mask = umask(0);
+		char *dir = dir_len ? strndup(path, dir_len) : strdup(".");
+
+		umask(mask);
+		a->fd = dir ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666 & ~mask) : -1;
+		free(dir);
+		if (a->fd >= 0) {
+			a->unnamed = 1;
+			return 0;
+		}
+	}
 	a->fd = mkostemp(a->tmp, O_CLOEXEC);
 	if (a->fd < 0) {
 		int err = errno;
@@ -482,6 +498,31 @@ int cli_fsync_dir_of(const char *path)
 	return ret;
 }
 
+/* Name an O_TMPFILE file .base.XXXXXX (unique), as open(2) shows. */
+static int link_unnamed(struct cli_atomic *a)
+{
+	char proc[64], *x = a->tmp + strlen(a->tmp) - 6;
+	static const char digits[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	unsigned long long seed = (unsigned long long)getpid() * 0x9e3779b97f4a7c15ull ^
+				  (unsigned long long)(uintptr_t)a;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", a->fd);
+	for (int tries = 0; tries < 64; tries++) {
+		for (int i = 0; i < 6; i++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			x[i] = digits[(seed >> 33) % 36];
+		}
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, a->tmp, AT_SYMLINK_FOLLOW) == 0 ||
+		    (errno != EEXIST && linkat(a->fd, "", AT_FDCWD, a->tmp, AT_EMPTY_PATH) == 0)) {
+			a->unnamed = 0;
+			return 0;
+		}
+		if (errno != EEXIST)
+			return -errno;
+	}
+	return -EEXIST;
+}
+
 int cli_atomic_sync(struct cli_atomic *a)
 {
 	int ret = 0;
@@ -491,6 +532,8 @@ int cli_atomic_sync(struct cli_atomic *a)
 	/* devices and FIFOs written in place may not support fsync */
 	if (fsync(a->fd) < 0 && (a->tmp || errno != EINVAL))
 		ret = -errno;
+	if (!ret && a->unnamed)
+		ret = link_unnamed(a);
 	if (close(a->fd) < 0 && !ret)
 		ret = -errno;
 	a->fd = -1;
@@ -505,7 +548,7 @@ int cli_atomic_commit(struct cli_atomic *a)
 		return ret;
 	if (!ret && rename(a->tmp, a->path) < 0)
 		ret = -errno;
-	if (ret)
+	if (ret && !a->unnamed) /* named by us: ours to remove */
 		unlink(a->tmp);
 	else
 		ret = cli_fsync_dir_of(a->path);
@@ -518,9 +561,9 @@ int cli_atomic_commit(struct cli_atomic *a)
 void cli_atomic_abort(struct cli_atomic *a)
 {
 	if (a->fd >= 0)
-		close(a->fd);
+		close(a->fd); /* an unnamed file goes with its last fd */
 	a->fd = -1;
-	if (a->tmp)
+	if (a->tmp && !a->unnamed)
 		unlink(a->tmp);
 	free(a->path);
 	free(a->tmp);

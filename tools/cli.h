@@ -154,10 +154,16 @@ int cli_write_all(int fd, const void *buf, size_t len);
  * path by cli_atomic_commit() after fsync; cli_atomic_abort() removes it.
  * Functions return 0 or -errno.
  */
+/*
+ * An output written atomically: a temporary file in the target's directory,
+ * unnamed (O_TMPFILE) until sync links it as .NAME.XXXXXX where the
+ * filesystem allows, renamed over the target by commit.
+ */
 struct cli_atomic {
 	int fd;
 	char *path;
 	char *tmp;
+	int unnamed;
 };
 int cli_atomic_open(struct cli_atomic *a, const char *path);
 /* fsync and close the temporary file (commit does it when not done). */
