@@ -249,41 +249,6 @@ static int keep_settings(const struct fvm_map *maps, size_t n, const char *file)
 	return 0;
 }
 
-/*
- * Copying into memory with MADV_HUGEPAGE (QEMU's guest RAM) faults in a
- * 2 MiB page, zeroed whole by the kernel, for every data page that lands
- * in a new 2 MiB region: a sparse guest (a 512 MiB one holding 155 MiB of
- * data) pays zeroing of most of its RAM, and the copy time then varies
- * 2x with the state of free memory (doc/BENCHMARKS.md series D). Where
- * less than half a mapping is data, it is loaded in small pages and its
- * setting made again afterwards: regions the load did not touch stay
- * huge-page backed when the guest touches them, and khugepaged may
- * collapse the others. Dense mappings keep huge pages (fewer faults).
- * Returns whether the advice was changed (for thp_restore).
- */
-static int thp_pause(const struct fvm_plan *p, const struct fvm_map *mp)
-{
-	uintptr_t a = (uintptr_t)mp->addr, e = a + mp->length;
-	uint64_t data = 0;
-
-	if (!(mp->flags & FVM_MAP_HUGEPAGE) || (mp->flags & (FVM_MAP_SHARED | FVM_MAP_HUGETLB)) ||
-	    a % 4096)
-		return 0;
-	for (size_t i = 0; i < p->next; i++) {
-		uintptr_t d = (uintptr_t)p->ext[i].dst;
-
-		if (d >= a && d < e)
-			data += p->ext[i].bytes;
-	}
-	return 2 * data < mp->length &&
-	       madvise((void *)a, (size_t)mp->length & ~(size_t)4095, MADV_NOHUGEPAGE) == 0;
-}
-
-static void thp_restore(const struct fvm_map *mp)
-{
-	(void)madvise(mp->addr, (size_t)mp->length & ~(size_t)4095, MADV_HUGEPAGE);
-}
-
 static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
 			 const struct fvm_load_cfg *o, fvm_load_stats *st)
 {
@@ -296,8 +261,7 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	struct lctx c = { r, m->file, &p, NULL, NULL, o->progress, o->progress_ctx, 0 };
 	struct fvm_exec x;
 	int backend = o->backend;
-	int dfd = -1, rc;
-	char *paused = NULL;  /* per mapping: loaded in small pages (thp_pause) */
+	int dfd = -1, rc, copying;
 
 	rc = fvm_plan_build(&p, m->file, m->blocks, m->nblocks, m->ext, m->next, maps,
 			    n_maps, !!(o->flags & FVM_LOAD_PARTIAL), chunk);
@@ -310,11 +274,9 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	    p.nreq)
 		dfd = open_direct(r);
 	st->direct = dfd >= 0;
-	if (!rc && backend != FVM_BACKEND_MMAP && n_maps &&
-	    !(paused = calloc(n_maps, sizeof(*paused))))
-		rc = fvm_err(FVM_ENOMEM, "%s: %zu mappings", m->file, n_maps);
-	for (size_t k = 0; !rc && paused && k < n_maps; k++)
-		paused[k] = (char)thp_pause(&p, &maps[k]);
+	copying = backend != FVM_BACKEND_MMAP;
+	if (copying)
+		fvm_plan_small_pages(&p, 1);
 	for (;;) {
 		if (rc)
 			break;
@@ -344,10 +306,8 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	}
 	if (dfd >= 0)
 		close(dfd);
-	for (size_t k = 0; paused && k < n_maps; k++)
-		if (paused[k])
-			thp_restore(&maps[k]);
-	free(paused);
+	if (copying)
+		fvm_plan_small_pages(&p, 0);
 	if (st->mapped_bytes) {
 		int k = keep_settings(maps, n_maps, m->file);
 

@@ -353,6 +353,28 @@ static int make_requests(struct fvm_plan *p, const char *file, uint64_t chunk)
 	return 0;
 }
 
+/* p->sparse: the HUGEPAGE mappings less than half of which the extents fill. */
+static int find_sparse(struct fvm_plan *p, const char *file, const struct fvm_map *maps,
+		       size_t n_maps, const struct fvm_map *const *map_of)
+{
+	uint64_t *data = calloc(n_maps ? n_maps : 1, sizeof(*data));
+
+	p->sparse = calloc(n_maps ? n_maps : 1, sizeof(*p->sparse));
+	if (!data || !p->sparse) {
+		free(data);
+		return fvm_err(FVM_ENOMEM, "%s: load plan", file);
+	}
+	for (size_t i = 0; i < p->next; i++)
+		data[map_of[p->ext[i].block_id] - maps] += p->ext[i].bytes;
+	for (size_t k = 0; k < n_maps; k++)
+		if ((maps[k].flags & FVM_MAP_HUGEPAGE) &&
+		    !(maps[k].flags & (FVM_MAP_SHARED | FVM_MAP_HUGETLB)) &&
+		    (uintptr_t)maps[k].addr % FVM_CHUNK == 0 && 2 * data[k] < maps[k].length)
+			p->sparse[p->nsparse++] = &maps[k];
+	free(data);
+	return 0;
+}
+
 int fvm_plan_build(struct fvm_plan *p, const char *file,
 		   const struct fvm_rblock *blocks, uint32_t nblocks,
 		   const struct fvm_extent *ext, uint64_t n,
@@ -380,6 +402,8 @@ int fvm_plan_build(struct fvm_plan *p, const char *file,
 		rc = make_requests(p, file, chunk_bytes);
 	if (!rc)
 		rc = fvm_plan_zero_ranges(p, file, blocks, nblocks, ext, n, map_of, 0);
+	if (!rc)
+		rc = find_sparse(p, file, maps, n_maps, map_of);
 	p->aligned = 1;
 	for (size_t k = 0; k < n_maps && !rc; k++) {
 		if ((uintptr_t)maps[k].addr % FVM_CHUNK)
@@ -399,7 +423,15 @@ void fvm_plan_free(struct fvm_plan *p)
 	free(p->req);
 	free(p->iov);
 	free(p->zero);
+	free(p->sparse);
 	memset(p, 0, sizeof(*p));
+}
+
+void fvm_plan_small_pages(const struct fvm_plan *p, int on)
+{
+	for (size_t k = 0; k < p->nsparse; k++)
+		(void)madvise(p->sparse[k]->addr, (size_t)p->sparse[k]->length & ~(size_t)(FVM_CHUNK - 1),
+			      on ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
 }
 
 /* ------------------------------------------------------------ zero policy */

@@ -60,6 +60,10 @@ struct fvm_plan {
 	uint64_t lo, hi;        /* file range of the payload read, for hints */
 	int aligned;            /* every destination 4096-aligned (O_DIRECT) */
 	const char *shared;     /* a mapping flagged SHARED or HUGETLB, or NULL */
+	/* mappings flagged HUGEPAGE less than half of which is data: a copy
+	 * goes in small pages (fvm_plan_small_pages) */
+	const struct fvm_map **sparse;
+	size_t nsparse;
 };
 
 /*
@@ -104,5 +108,14 @@ void fvm_plan_free(struct fvm_plan *p);
  * mappings flagged SHARED or HUGETLB).
  */
 int fvm_plan_apply_zero(const struct fvm_plan_zero *z, size_t n, int policy);
+
+/*
+ * Before a copy (on): MADV_NOHUGEPAGE over p->sparse; after it (off):
+ * MADV_HUGEPAGE again. Every 2 MiB page a copy faults in is zeroed whole
+ * first, which a sparse guest pays for most of its RAM (doc/BENCHMARKS.md
+ * series D); regions the copy does not touch stay huge-page backed, and
+ * dense mappings keep huge pages (fewer faults).
+ */
+void fvm_plan_small_pages(const struct fvm_plan *p, int on);
 
 #endif
