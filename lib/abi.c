@@ -42,3 +42,8 @@ int fvm_load_stats_init(fvm_load_stats *st, size_t size)
 {
 	return zero_init(st, size, "fvm_load_stats_init");
 }
+
+int fvm_disk_info_init(fvm_disk_info *p, size_t size)
+{
+	return zero_init(p, size, "fvm_disk_info_init");
+}

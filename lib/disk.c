@@ -22,10 +22,21 @@
 
 #include "abi.h"
 #include "error.h"
+#include "io.h"
 #include "writer.h"
 
 #define MAX_L1_BYTES (64u << 20)
 #define MAX_DISKS 64
+
+/* disk.N.<field> (FORMAT.md 4.2) */
+enum { F_PATH, F_SIZE, F_KIND, F_FINGERPRINT, NFIELDS };
+static const char *const field[NFIELDS] = { "path", "size", "kind", "fingerprint" };
+
+static const char *disk_key(char *key, size_t len, unsigned n, int f)
+{
+	snprintf(key, len, "disk.%u.%s", n, field[f]);
+	return key;
+}
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -34,26 +45,6 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ b[i]) * 0x100000001b3ull;
 	return h;
-}
-
-/* pread exactly n bytes at off: 0, or -1 (errno set; 0 at the file's end). */
-static int pread_all(int fd, void *buf, size_t n, off_t off)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t k = pread(fd, (char *)buf + done, n - done, off + (off_t)done);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			if (!k)
-				errno = 0;
-			return -1;
-		}
-		done += (size_t)k;
-	}
-	return 0;
 }
 
 static uint64_t be(const uint8_t *p, int n)
@@ -81,7 +72,9 @@ static int identify(const char *p, fvm_disk_info *d)
 		goto out;
 	}
 	d->length = (uint64_t)st.st_size;
-	if (st.st_size >= 104 && !pread_all(fd, hdr, 104, 0) && !memcmp(hdr, "QFI\xfb", 4)) {
+	if (st.st_size >= 104 && (rc = fvm_pread_full(fd, hdr, 104, 0, p, "disk header")))
+		goto out;
+	if (st.st_size >= 104 && !memcmp(hdr, "QFI\xfb", 4)) {
 		uint32_t version = (uint32_t)be(hdr + 4, 4);
 		uint32_t hlen = version >= 3 ? (uint32_t)be(hdr + 100, 4) : 72;
 		uint64_t l1 = be(hdr + 40, 8), l1_bytes = be(hdr + 36, 4) * 8;
@@ -93,20 +86,16 @@ static int identify(const char *p, fvm_disk_info *d)
 				     "%u, L1 table %" PRIu64 " bytes", p, hlen, l1_bytes);
 			goto out;
 		}
-		if (pread_all(fd, hdr, hlen, 0)) {
-			rc = fvm_err_sys(errno ? errno : EIO, "disk %s: qcow2 header", p);
+		if ((rc = fvm_pread_full(fd, hdr, hlen, 0, p, "qcow2 header")))
 			goto out;
-		}
 		h = fnv(h, hdr, hlen);
 		t = malloc(l1_bytes ? l1_bytes : 1);
 		if (!t) {
 			rc = fvm_err(FVM_ENOMEM, "disk %s: L1 table of %" PRIu64 " bytes", p, l1_bytes);
 			goto out;
 		}
-		if (pread_all(fd, t, l1_bytes, (off_t)l1))
-			rc = fvm_err(FVM_ETRUNCATED, "disk %s: qcow2 L1 table at offset 0x%" PRIx64
-				     " (%" PRIu64 " bytes) past the end of the file", p, l1, l1_bytes);
-		else
+		rc = fvm_pread_full(fd, t, l1_bytes, l1, p, "qcow2 L1 table");
+		if (!rc)
 			h = fnv(h, t, l1_bytes);
 		free(t);
 	} else {
@@ -138,7 +127,7 @@ int fvm_disk_identify(const char *path, fvm_disk_info *info)
 int fvm_writer_add_disk(fvm_writer *w, const char *path)
 {
 	fvm_disk_info d = FVM_DISK_INFO_INIT;
-	char real[PATH_MAX], key[32], val[32];
+	char real[PATH_MAX], key[32], size[24], fp[24];
 	unsigned n;
 	int rc;
 
@@ -152,20 +141,15 @@ int fvm_writer_add_disk(fvm_writer *w, const char *path)
 	n = fvm_writer_next_disk(w);
 	if (n >= MAX_DISKS)
 		return fvm_err(FVM_EINVAL, "fvm_writer_add_disk: more than %d disks", MAX_DISKS);
-	snprintf(key, sizeof(key), "disk.%u.path", n);
-	if ((rc = fvm_writer_add_meta(w, key, real)))
-		return rc;
-	snprintf(key, sizeof(key), "disk.%u.size", n);
-	snprintf(val, sizeof(val), "%" PRIu64, d.length);
-	if ((rc = fvm_writer_add_meta(w, key, val)))
-		return rc;
-	snprintf(key, sizeof(key), "disk.%u.kind", n);
-	if ((rc = fvm_writer_add_meta(w, key, d.kind)))
-		return rc;
-	snprintf(key, sizeof(key), "disk.%u.fingerprint", n);
-	snprintf(val, sizeof(val), "%016" PRIx64, d.fingerprint);
-	if ((rc = fvm_writer_add_meta(w, key, val)))
-		return rc;
+	snprintf(size, sizeof(size), "%" PRIu64, d.length);
+	snprintf(fp, sizeof(fp), "%016" PRIx64, d.fingerprint);
+	{
+		const char *val[NFIELDS] = { real, size, d.kind, fp };
+
+		for (int f = 0; f < NFIELDS; f++)
+			if ((rc = fvm_writer_add_meta(w, disk_key(key, sizeof(key), n, f), val[f])))
+				return rc;
+	}
 	return 0;
 }
 
@@ -183,17 +167,14 @@ int fvm_reader_check_disk(const fvm_reader *r, const char *path)
 		const char *p, *size, *f;
 		int rc;
 
-		snprintf(key, sizeof(key), "disk.%u.path", k);
-		if (!(p = fvm_reader_meta_get(r, key)))
+		if (!(p = fvm_reader_meta_get(r, disk_key(key, sizeof(key), k, F_PATH))))
 			break;
 		if (strcmp(p, real))
 			continue;
 		if ((rc = identify(real, &now)))
 			return rc;
-		snprintf(key, sizeof(key), "disk.%u.size", k);
-		size = fvm_reader_meta_get(r, key);
-		snprintf(key, sizeof(key), "disk.%u.fingerprint", k);
-		f = fvm_reader_meta_get(r, key);
+		size = fvm_reader_meta_get(r, disk_key(key, sizeof(key), k, F_SIZE));
+		f = fvm_reader_meta_get(r, disk_key(key, sizeof(key), k, F_FINGERPRINT));
 		snprintf(fp, sizeof(fp), "%016" PRIx64, now.fingerprint);
 		if (size && strtoull(size, NULL, 10) != now.length)
 			return fvm_err(FVM_ECHANGED, "disk %s changed since the snapshot was taken: "

@@ -768,8 +768,13 @@ static void test_disks(void **state)
 	write_qcow2(other);
 	poke(other, 44, 0x7f);     /* L1 at 0x7f010000 */
 	assert_int_equal(fvm_disk_identify(other, &d2), FVM_ETRUNCATED);
-	assert_non_null(strstr(fvm_error_detail(), "past the end"));
+	assert_non_null(strstr(fvm_error_detail(), "inside qcow2 L1 table at offset 0x7f010000"));
 	assert_int_equal(fvm_disk_identify(NULL, &d2), FVM_EINVAL);
+	memset(&d2, 0xff, sizeof(d2));
+	assert_int_equal(fvm_disk_info_init(&d2, sizeof(d2)), 0);
+	assert_int_equal(d2.size, sizeof(d2));
+	assert_null(d2.kind);
+	assert_int_equal(d2.length, 0);
 	assert_string_equal(fvm_strerror(FVM_ECHANGED), "disk changed since the snapshot");
 }
 

@@ -597,6 +597,9 @@ typedef struct fvm_disk_info {
 
 #define FVM_DISK_INFO_INIT { sizeof(fvm_disk_info), NULL, 0, 0 }
 
+/* FVM_DISK_INFO_INIT as a function. Errors: FVM_EINVAL. */
+FVM_API int fvm_disk_info_init(fvm_disk_info *p, size_t size);
+
 /*
  * The identity of the image at path. Errors: FVM_EINVAL, FVM_EIO (open, read),
  * FVM_ECORRUPT (a qcow2 header out of bounds), FVM_ETRUNCATED (its L1 table
