@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "disk_id.h"
 #include "common/progress.h"
 #include "common/util.h"
 #include "stock/stock.h"
@@ -68,9 +67,8 @@ static uint64_t live_counts(const char *output, struct stock_convert_result *res
 
 int cmd_convert(int argc, char **argv)
 {
-	static char dkeys[4][32], dvals[4][4200];
-	static const char *dmeta[9];
-	struct disk_id disk;
+	fvm_disk_info disk = FVM_DISK_INFO_INIT;
+	const char *disks[2] = { NULL, NULL };
 	static const struct option opts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "snapshot", required_argument, NULL, 's' },
@@ -127,14 +125,10 @@ int cmd_convert(int argc, char **argv)
 	o.creator = creator;
 	o.created = created;
 	/* a qcow2 image's savevm: the image is the VM's disk (disk_id.h) */
-	if (strcmp(o.input, "-") && disk_id_get(o.input, &disk) == 0 &&
+	if (strcmp(o.input, "-") && fvm_disk_identify(o.input, &disk) == 0 &&
 	    !strcmp(disk.kind, "qcow2")) {
-		disk_id_meta(&disk, 0, dkeys, dvals);
-		for (int i = 0; i < 4; i++) {
-			dmeta[2 * i] = dkeys[i];
-			dmeta[2 * i + 1] = dvals[i];
-		}
-		o.meta = dmeta;
+		disks[0] = o.input;
+		o.disks = disks;
 	}
 	progress_init(&pg, "converting", mode);
 	o.progress = progress_cb;

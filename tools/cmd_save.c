@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "disk_id.h"
 #include "common/escape.h"
 #include "common/qmp.h"
 #include "common/util.h"
@@ -74,9 +73,9 @@ struct save {
 	unsigned nb;
 	int was_running, cap_was_on;
 	char mig[PATH_MAX];
-	/* the VM's disks (query-block), recorded as disk.N metadata */
-	char dkeys[8][4][32], dvals[8][4][4200];
-	const char *dmeta[8 * 8 + 1];
+	/* the VM's disk images (query-block), recorded as disk.N metadata */
+	char disk[8][PATH_MAX];
+	const char *disks[8 + 1];
 	unsigned ndisks;
 	uint64_t t0, t_stop, t_state, t_written;
 };
@@ -249,7 +248,7 @@ static int map_backends(struct save *s)
 static int find_disks(struct save *s)
 {
 	char *list, *p;
-	int err, n = 0;
+	int err;
 
 	if ((err = qmp(s, "{\"execute\":\"query-block\"}")))
 		return err;
@@ -257,26 +256,21 @@ static int find_disks(struct save *s)
 	if (!list)
 		return cli_fail_sys("QMP reply", ENOMEM);
 	for (p = list; (p = strstr(p, "\"file\": \"")) != NULL && s->ndisks < 8; p++) {
-		char file[PATH_MAX];
-		struct disk_id d;
+		fvm_disk_info d = FVM_DISK_INFO_INIT;
+		char *file = s->disk[s->ndisks];
 		size_t l;
 
 		p += 9;
 		l = strcspn(p, "\"");
-		if (l >= sizeof(file))
+		if (l >= sizeof(s->disk[0]))
 			continue;
 		memcpy(file, p, l);
 		file[l] = '\0';
-		if (disk_id_get(file, &d))
+		if (fvm_disk_identify(file, &d))
 			continue; /* not a local file (a URI, a node name) */
-		disk_id_meta(&d, s->ndisks, s->dkeys[s->ndisks], s->dvals[s->ndisks]);
-		for (int i = 0; i < 4; i++) {
-			s->dmeta[n++] = s->dkeys[s->ndisks][i];
-			s->dmeta[n++] = s->dvals[s->ndisks][i];
-		}
-		s->ndisks++;
+		s->disks[s->ndisks++] = file;
 	}
-	s->dmeta[n] = NULL;
+	s->disks[s->ndisks] = NULL;
 	free(list);
 	return 0;
 }
@@ -368,7 +362,7 @@ static int convert(struct save *s)
 	o.created = created;
 	o.shared = sh;
 	o.nshared = s->nb;
-	o.meta = s->ndisks ? s->dmeta : NULL;
+	o.disks = s->ndisks ? s->disks : NULL;
 	err = stock_convert(&o, &res);
 	return err ? cli_fail(s->out, err) : 0;
 }

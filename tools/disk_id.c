@@ -14,34 +14,6 @@
 #include "cli.h"
 #include "disk_id.h"
 
-int disk_id_get(const char *path, struct disk_id *d)
-{
-	fvm_disk_info di = FVM_DISK_INFO_INIT;
-
-	memset(d, 0, sizeof(*d));
-	if (!realpath(path, d->path))
-		return -errno;
-	if (fvm_disk_identify(d->path, &di))
-		return fvm_error_errno() ? -fvm_error_errno() : -EINVAL;
-	d->size = di.length;
-	d->kind = di.kind;
-	snprintf(d->fingerprint, sizeof(d->fingerprint), "%016" PRIx64, di.fingerprint);
-	return 0;
-}
-
-int disk_id_meta(const struct disk_id *d, unsigned n, char keys[4][32], char vals[4][4200])
-{
-	snprintf(keys[0], 32, "disk.%u.path", n);
-	snprintf(vals[0], 4200, "%s", d->path);
-	snprintf(keys[1], 32, "disk.%u.size", n);
-	snprintf(vals[1], 4200, "%" PRIu64, d->size);
-	snprintf(keys[2], 32, "disk.%u.kind", n);
-	snprintf(vals[2], 4200, "%s", d->kind);
-	snprintf(keys[3], 32, "disk.%u.fingerprint", n);
-	snprintf(vals[3], 4200, "%s", d->fingerprint);
-	return 0;
-}
-
 /* The image path of a -drive value (file=..., commas doubled in it), or NULL. */
 static char *drive_file(const char *v)
 {

@@ -197,8 +197,8 @@ static int write_meta(struct cctx *c, const struct stock_input *in,
 	    (err = add_meta(c, "machine", st->machine)) ||
 	    (err = add_meta(c, "qemu.capabilities", st->caps)))
 		return err;
-	for (const char *const *m = c->o->meta; m && m[0] && m[1]; m += 2)
-		if ((err = add_meta(c, m[0], m[1])))
+	for (const char *const *d = c->o->disks; d && *d; d++)
+		if ((err = fvm_writer_add_disk(c->w, *d)))
 			return err;
 	if (sn) {
 		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)sn->date_sec);

@@ -31,8 +31,8 @@ struct stock_convert_opts {
 	 */
 	const struct stock_shared_ram *shared;
 	unsigned nshared;
-	/* More metadata: key, value, key, value, ..., NULL (or NULL). */
-	const char *const *meta;
+	/* The VM's disk images, recorded with fvm_writer_add_disk; NULL-terminated (or NULL). */
+	const char *const *disks;
 };
 
 struct stock_shared_ram {
