@@ -100,7 +100,7 @@ static int v01_cfg(const struct v01_load_options *in, struct fvm_load_cfg *c)
 	*c = (struct fvm_load_cfg){ o.flags & ~V01_LOAD_INLINE, o.backend, o.zero_policy,
 				    o.progress, o.progress_ctx, NULL, NULL, o.queue_depth,
 				    o.chunk_bytes, o.willneed_window,
-				    !!(o.flags & V01_LOAD_INLINE) };
+				    !!(o.flags & V01_LOAD_INLINE), 0 };
 	return 0;
 }
 

@@ -45,6 +45,30 @@ int fvm_exec_uring(struct fvm_exec *x, const char **why);
  */
 int fvm_exec_mmap(struct fvm_exec *x, const char **why);
 
+/*
+ * The compressed executor (exec_frames.c): the frames holding the plan's
+ * extents (whose file_off are plain payload offsets, FORMAT.md 5.1) read
+ * and decoded into the destination.
+ */
+struct fvm_fexec {
+	int fd;
+	const char *file;
+	const struct fvm_frame *frames;
+	uint64_t nframes;
+	unsigned codec, fshift;
+	const struct fvm_plan *plan;
+	unsigned threads;       /* decoding threads, the caller's included; 0: CPUs */
+	unsigned bufs;          /* read buffers (reads in flight); 0: default */
+	int no_uring;           /* pread only */
+	fvm_progress_fn progress; /* stored bytes read of stored_bytes */
+	void *progress_ctx;
+	uint64_t requests, bytes, stored_bytes;
+	unsigned threads_run;   /* threads that ran at once */
+	const char *backend;    /* "io_uring" or "pread" */
+	const char *why;        /* why not io_uring, or NULL */
+};
+int fvm_exec_frames(struct fvm_fexec *x);
+
 /* WILLNEED ahead: tell the kernel about the window after file offset pos. */
 void fvm_exec_hint(struct fvm_exec *x, uint64_t pos);
 

@@ -24,6 +24,11 @@ void fvm_header_encode(uint8_t out[FVM_HEADER_SIZE], const struct fvm_header *h)
 	fvm_st32(out + 12, FVM_HEADER_SIZE);
 	fvm_st64(out + 16, h->incompat);
 	fvm_st64(out + 24, h->compat);
+	if (h->incompat & FVM_INCOMPAT_COMPRESSED) {
+		out[32] = h->codec;
+		out[33] = h->level;
+		out[34] = h->frame_shift;
+	}
 	fvm_st32(out + 60, fvm_crc32c(0, out, 60));
 }
 
@@ -62,9 +67,28 @@ int fvm_header_decode(const uint8_t in[FVM_HEADER_SIZE], struct fvm_header *h,
 		return fvm_err(FVM_EFEATURE, "%s: file header at offset 0x10: unknown "
 			       "incompatible features 0x%" PRIx64, file,
 			       h->incompat & ~FVM_INCOMPAT_KNOWN);
-	if (!all_zero(in + 32, 28)) /* R5 */
+	h->codec = h->level = h->frame_shift = 0;
+	if (h->incompat & FVM_INCOMPAT_COMPRESSED) {
+		h->codec = in[32];
+		h->level = in[33];
+		h->frame_shift = in[34];
+	}
+	if (!all_zero(in + 32 + (h->incompat & FVM_INCOMPAT_COMPRESSED ? 3 : 0),
+		      28 - (h->incompat & FVM_INCOMPAT_COMPRESSED ? 3 : 0))) /* R5 */
 		return fvm_err(FVM_ECORRUPT, "%s: file header at offset 0x20: reserved "
 			       "bytes are not zero", file);
+	if (!(h->incompat & FVM_INCOMPAT_COMPRESSED))
+		return 0;
+	if (h->codec < 1 || h->codec > 2) /* R7 (codec.h ids) */
+		return fvm_err(FVM_EFEATURE, "%s: file header at offset 0x20: unknown codec %u "
+			       "(1 zstd, 2 lz4)", file, h->codec);
+	if (h->frame_shift < FVM_MIN_FRAME_SHIFT || h->frame_shift > FVM_MAX_FRAME_SHIFT) /* R8 */
+		return fvm_err(FVM_ECORRUPT, "%s: file header at offset 0x22: frame_shift %u "
+			       "outside %u..%u", file, h->frame_shift, FVM_MIN_FRAME_SHIFT,
+			       FVM_MAX_FRAME_SHIFT);
+	if (h->incompat & FVM_INCOMPAT_PAYLOAD_CRC) /* R9 */
+		return fvm_err(FVM_ECORRUPT, "%s: file header at offset 0x10: COMPRESSED and "
+			       "PAYLOAD_CRC both set", file);
 	return 0;
 }
 
@@ -356,6 +380,45 @@ static int check_pages(uint32_t block_id, uint64_t first, uint64_t count,
 	return 0;
 }
 
+int fvm_seg_decode_entries(const uint8_t *body, uint32_t entry_count,
+			   const struct fvm_blockdesc *blocks, uint32_t nblocks,
+			   struct fvm_entry *entries, uint64_t limit, uint64_t *data_bytes,
+			   struct fvm_where w)
+{
+	uint64_t payload = 0;
+	int rc;
+
+	for (uint32_t i = 0; i < entry_count; i++) {
+		const uint8_t *p = body + FVM_SEGHDR_SIZE + (size_t)i * FVM_ENTRY_SIZE;
+		struct fvm_entry *e = &entries[i];
+
+		e->block_id = fvm_ld32(p);
+		e->flags = fvm_ld32(p + 4);
+		e->first_page = fvm_ld64(p + 8);
+		e->page_count = fvm_ld64(p + 16);
+		if (e->block_id >= nblocks) /* R53 */
+			return fvm_err(FVM_ECORRUPT, AT ": entry %u: block_id %u not "
+				       "declared (%u blocks)", w.file, "SEGM record",
+				       w.offset, i, e->block_id, nblocks);
+		if (e->flags & ~FVM_RUN_FLAG_DATA) /* R54 */
+			return fvm_err(FVM_ECORRUPT, AT ": entry %u: unknown flags 0x%x",
+				       w.file, "SEGM record", w.offset, i, e->flags);
+		rc = check_pages(e->block_id, e->first_page, e->page_count,
+				 &blocks[e->block_id], "SEGM record", "entry", i, w); /* R55 */
+		if (rc)
+			return rc;
+		if (e->flags & FVM_RUN_FLAG_DATA) {
+			uint64_t bytes = e->page_count << blocks[e->block_id].page_shift;
+			/* page_count <= 2^36 here, so bytes cannot wrap */
+			payload += bytes;
+			if (payload > limit)
+				break;
+		}
+	}
+	*data_bytes = payload;
+	return 0;
+}
+
 int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
 		   const struct fvm_blockdesc *blocks, uint32_t nblocks,
 		   struct fvm_seghdr *sh, struct fvm_entry *entries,
@@ -385,33 +448,10 @@ int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
 			       "SEGM record", w.offset, len,
 			       fvm_seg_body_len(sh->entry_count, sh->payload_len, with_crc),
 			       sh->entry_count, sh->payload_len);
-	for (uint32_t i = 0; i < sh->entry_count; i++) {
-		const uint8_t *p = body + FVM_SEGHDR_SIZE + (size_t)i * FVM_ENTRY_SIZE;
-		struct fvm_entry *e = &entries[i];
-
-		e->block_id = fvm_ld32(p);
-		e->flags = fvm_ld32(p + 4);
-		e->first_page = fvm_ld64(p + 8);
-		e->page_count = fvm_ld64(p + 16);
-		if (e->block_id >= nblocks) /* R53 */
-			return fvm_err(FVM_ECORRUPT, AT ": entry %u: block_id %u not "
-				       "declared (%u blocks)", w.file, "SEGM record",
-				       w.offset, i, e->block_id, nblocks);
-		if (e->flags & ~FVM_RUN_FLAG_DATA) /* R54 */
-			return fvm_err(FVM_ECORRUPT, AT ": entry %u: unknown flags 0x%x",
-				       w.file, "SEGM record", w.offset, i, e->flags);
-		rc = check_pages(e->block_id, e->first_page, e->page_count,
-				 &blocks[e->block_id], "SEGM record", "entry", i, w); /* R55 */
-		if (rc)
-			return rc;
-		if (e->flags & FVM_RUN_FLAG_DATA) {
-			uint64_t bytes = e->page_count << blocks[e->block_id].page_shift;
-			/* page_count <= 2^36 here, so bytes cannot wrap */
-			payload += bytes;
-			if (payload > sh->payload_len)
-				break;
-		}
-	}
+	rc = fvm_seg_decode_entries(body, sh->entry_count, blocks, nblocks, entries,
+				    sh->payload_len, &payload, w);
+	if (rc)
+		return rc;
 	if (payload != sh->payload_len) /* R51 */
 		return fvm_err(FVM_ECORRUPT, AT ": DATA entries hold %s%" PRIu64
 			       " bytes, payload_len is %" PRIu64, w.file, "SEGM record",
@@ -445,6 +485,9 @@ void fvm_seg_extents(uint64_t rec_off, const struct fvm_seghdr *sh,
 	}
 }
 
+static int fvm_indexhdr_decode_any(const uint8_t *body, uint64_t len,
+				   struct fvm_indexhdr *ih, struct fvm_where w);
+
 void fvm_indexhdr_encode(uint8_t out[FVM_INDEXHDR_SIZE], const struct fvm_indexhdr *ih)
 {
 	fvm_st32(out, ih->block_count);
@@ -466,9 +509,7 @@ void fvm_extent_encode(uint8_t out[FVM_EXTENT_SIZE], const struct fvm_extent *e)
 
 uint64_t fvm_index_body_len(const struct fvm_indexhdr *ih)
 {
-	return FVM_INDEXHDR_SIZE +
-	       8 * ((uint64_t)ih->block_count + ih->meta_count + ih->devstate_count) +
-	       FVM_EXTENT_SIZE * ih->extent_count;
+	return fvm_index_frames_at(ih) + (ih->compressed ? 8 + 32 * ih->frame_count : 0);
 }
 
 int fvm_index_check_listed(uint64_t off, uint64_t prev, uint64_t index_offset,
@@ -509,6 +550,20 @@ int fvm_index_check_seen(const uint8_t *list, uint32_t n, uint32_t type,
 int fvm_indexhdr_decode(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
 			struct fvm_where w)
 {
+	ih->compressed = 0;
+	return fvm_indexhdr_decode_any(body, len, ih, w);
+}
+
+int fvm_indexhdr_decode_c(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
+			  struct fvm_where w)
+{
+	ih->compressed = 1;
+	return fvm_indexhdr_decode_any(body, len, ih, w);
+}
+
+static int fvm_indexhdr_decode_any(const uint8_t *body, uint64_t len,
+				   struct fvm_indexhdr *ih, struct fvm_where w)
+{
 	if (len < FVM_INDEXHDR_SIZE)
 		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " is too short",
 			       w.file, "INDX record", w.offset, len);
@@ -522,7 +577,16 @@ int fvm_indexhdr_decode(const uint8_t *body, uint64_t len, struct fvm_indexhdr *
 	if (ih->block_count > FVM_MAX_BLOCKS) /* R26 */
 		return fvm_err(FVM_ECORRUPT, AT ": block_count %u exceeds 65536", w.file,
 			       "INDX record", w.offset, ih->block_count);
+	ih->frame_count = 0;
+	if (ih->compressed && ih->extent_count <= len / FVM_EXTENT_SIZE &&
+	    fvm_index_frames_at(ih) <= len && len - fvm_index_frames_at(ih) >= 8) {
+		ih->frame_count = fvm_ld64(body + fvm_index_frames_at(ih));
+		if (ih->frame_count > len / 32)
+			ih->frame_count = len; /* cannot fit: fails below */
+	}
 	if (ih->extent_count > len / FVM_EXTENT_SIZE ||
+	    (ih->compressed && (fvm_index_frames_at(ih) > len ||
+				len - fvm_index_frames_at(ih) < 8)) ||
 	    fvm_index_body_len(ih) != len) /* R60 */
 		return fvm_err(FVM_ECORRUPT, AT ": counts (%u blocks, %u meta, %u devstate, "
 			       "%" PRIu64 " extents) do not fill body_len %" PRIu64, w.file,
@@ -531,10 +595,14 @@ int fvm_indexhdr_decode(const uint8_t *body, uint64_t len, struct fvm_indexhdr *
 	return 0;
 }
 
-int fvm_extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
-		      const struct fvm_blockdesc *blocks, uint32_t nblocks,
-		      int with_crc, uint64_t index_offset, uint64_t i,
-		      struct fvm_where w)
+/*
+ * R62..R65 and R69; plain_total != UINT64_MAX: a COMPRESSED file (R65c, the
+ * payload offset in the plain payload space, no crc_offset).
+ */
+static int extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
+			 const struct fvm_blockdesc *blocks, uint32_t nblocks,
+			 int with_crc, uint64_t index_offset, uint64_t plain_total,
+			 uint64_t i, struct fvm_where w)
 {
 	int rc;
 
@@ -554,7 +622,20 @@ int fvm_extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
 			 "INDX record", "extent", i, w); /* R64 */
 	if (rc)
 		return rc;
-	if (e->flags & FVM_RUN_FLAG_DATA) { /* R65 */
+	if ((e->flags & FVM_RUN_FLAG_DATA) && plain_total != UINT64_MAX) { /* R65c */
+		uint64_t bytes = e->page_count << blocks[e->block_id].page_shift;
+
+		if (e->payload_offset % FVM_PAYLOAD_ALIGN || e->payload_offset > plain_total ||
+		    bytes > plain_total - e->payload_offset)
+			return fvm_err(FVM_ERANGE, AT ": extent %" PRIu64 ": %" PRIu64 " bytes at "
+				       "plain offset 0x%" PRIx64 " are unaligned or outside the "
+				       "%" PRIu64 " bytes the frames hold", w.file, "INDX record",
+				       w.offset, i, bytes, e->payload_offset, plain_total);
+		if (e->crc_offset)
+			return fvm_err(FVM_ERANGE, AT ": extent %" PRIu64 ": crc_offset 0x%" PRIx64
+				       " in a compressed file", w.file, "INDX record", w.offset, i,
+				       e->crc_offset);
+	} else if (e->flags & FVM_RUN_FLAG_DATA) { /* R65 */
 		uint64_t bytes = e->page_count << blocks[e->block_id].page_shift;
 		uint64_t crcs = bytes / FVM_CHUNK * 4;
 
@@ -575,6 +656,21 @@ int fvm_extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
 			       "payload or crc offset", w.file, "INDX record", w.offset, i);
 	}
 	return 0;
+}
+
+int fvm_extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
+		      const struct fvm_blockdesc *blocks, uint32_t nblocks,
+		      int with_crc, uint64_t index_offset, uint64_t i,
+		      struct fvm_where w)
+{
+	return extent_decode(in, e, blocks, nblocks, with_crc, index_offset, UINT64_MAX, i, w);
+}
+
+int fvm_extent_decode_plain(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
+			    const struct fvm_blockdesc *blocks, uint32_t nblocks,
+			    uint64_t plain_total, uint64_t i, struct fvm_where w)
+{
+	return extent_decode(in, e, blocks, nblocks, 0, 0, plain_total, i, w);
 }
 
 struct span {

@@ -36,7 +36,11 @@
 #define FVM_REC_INDX FVM_TAG('I', 'N', 'D', 'X')
 
 #define FVM_INCOMPAT_PAYLOAD_CRC UINT64_C(1)
-#define FVM_INCOMPAT_KNOWN FVM_INCOMPAT_PAYLOAD_CRC
+#define FVM_INCOMPAT_COMPRESSED UINT64_C(2) /* frames (4.5, 5.1; frames.h) */
+#define FVM_INCOMPAT_KNOWN (FVM_INCOMPAT_PAYLOAD_CRC | FVM_INCOMPAT_COMPRESSED)
+#define FVM_VERSION_MINOR_COMPRESSED 2
+#define FVM_MIN_FRAME_SHIFT 16
+#define FVM_MAX_FRAME_SHIFT 20
 
 #define FVM_RUN_FLAG_DATA 1u
 
@@ -86,6 +90,8 @@ struct fvm_where {
 struct fvm_header {
 	uint16_t major, minor;
 	uint64_t incompat, compat;
+	/* COMPRESSED only (zero otherwise): codec.h ids, level, log2 frame size */
+	uint8_t codec, level, frame_shift;
 };
 void fvm_header_encode(uint8_t out[FVM_HEADER_SIZE], const struct fvm_header *h);
 int fvm_header_decode(const uint8_t in[FVM_HEADER_SIZE], struct fvm_header *h,
@@ -212,6 +218,15 @@ int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
 		   const struct fvm_blockdesc *blocks, uint32_t nblocks,
 		   struct fvm_seghdr *sh, struct fvm_entry *entries,
 		   struct fvm_where w);
+/*
+ * R53..R55 for the entry_count entries of a SEGM body, decoded into
+ * entries[]; *data_bytes receives the bytes their DATA entries hold (it
+ * stops counting past limit, and the entry loop with it).
+ */
+int fvm_seg_decode_entries(const uint8_t *body, uint32_t entry_count,
+			   const struct fvm_blockdesc *blocks, uint32_t nblocks,
+			   struct fvm_entry *entries, uint64_t limit, uint64_t *data_bytes,
+			   struct fvm_where w);
 /* Entry count claimed by a SEGM body (0 if too short): to size entries[]. */
 uint32_t fvm_seg_entry_count(const uint8_t *body, uint64_t len);
 /* Payload offset of a segment whose record starts at off. */
@@ -234,7 +249,18 @@ void fvm_seg_extents(uint64_t rec_off, const struct fvm_seghdr *sh,
 struct fvm_indexhdr {
 	uint32_t block_count, meta_count, devstate_count;
 	uint64_t extent_count;
+	/* COMPRESSED (5.1): fvm_indexhdr_decode_c reads frame_count from after
+	 * the extents */
+	int compressed;
+	uint64_t frame_count;
 };
+/* Offset of the frame list's count in a COMPRESSED index body. */
+static inline uint64_t fvm_index_frames_at(const struct fvm_indexhdr *ih)
+{
+	return FVM_INDEXHDR_SIZE +
+	       8 * ((uint64_t)ih->block_count + ih->meta_count + ih->devstate_count) +
+	       40 * ih->extent_count;
+}
 struct fvm_extent {
 	uint32_t block_id;
 	uint32_t flags;
@@ -262,9 +288,11 @@ int fvm_index_check_type(uint32_t listed, uint32_t found, struct fvm_where w);
  */
 int fvm_index_check_seen(const uint8_t *list, uint32_t n, uint32_t type,
 			 const uint64_t *seen, uint64_t nseen, struct fvm_where w);
-/* R60: header and exact body length. */
+/* R60: header and exact body length (_c: of a COMPRESSED file's index). */
 int fvm_indexhdr_decode(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
 			struct fvm_where w);
+int fvm_indexhdr_decode_c(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
+			  struct fvm_where w);
 /*
  * R62..R65 for one extent: against blocks, with payload and CRCs required
  * to end at or before index_offset.
@@ -273,6 +301,13 @@ int fvm_extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
 		      const struct fvm_blockdesc *blocks, uint32_t nblocks,
 		      int with_crc, uint64_t index_offset, uint64_t i,
 		      struct fvm_where w);
+/*
+ * The same for a COMPRESSED file (5.1): a DATA extent's payload_offset is in
+ * the plain payload space of plain_total bytes (R65c), crc_offset is 0.
+ */
+int fvm_extent_decode_plain(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
+			    const struct fvm_blockdesc *blocks, uint32_t nblocks,
+			    uint64_t plain_total, uint64_t i, struct fvm_where w);
 /*
  * R66, R67 over all extents (sorts a scratch copy): no page twice, no
  * payload byte twice.

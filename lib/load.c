@@ -249,6 +249,53 @@ static int keep_settings(const struct fvm_map *maps, size_t n, const char *file)
 	return 0;
 }
 
+/*
+ * A COMPRESSED file (FORMAT.md 4.5): the same plan, whose extents' offsets
+ * are in the plain payload space, carried out by the frame executor. Runs
+ * cannot be mapped: their bytes are not in the file as they are in memory.
+ */
+static int load_frames(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
+		       const struct fvm_load_cfg *o, fvm_load_stats *st)
+{
+	const struct fvm_model *m = &r->m;
+	struct fvm_plan p;
+	struct fvm_fexec x;
+	int rc;
+
+	if (o->backend == FVM_BACKEND_MMAP)
+		return fvm_err(FVM_EUNSUPPORTED, "%s: its runs are compressed (%s) and cannot "
+			       "be mapped%s; load it with another backend, or write it without "
+			       "compression (fvmsnap recompress --compress none)", m->file,
+			       fvm_codec_name(m->hdr.codec),
+			       o->flags & FVM_LOAD_LAZY ? " lazily" : "");
+	rc = fvm_plan_build(&p, m->file, m->blocks, m->nblocks, m->ext, m->next, maps, n_maps,
+			    !!(o->flags & FVM_LOAD_PARTIAL), UINT64_MAX);
+	if (rc)
+		return rc;
+	(void)posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	x = (struct fvm_fexec){ .fd = r->fd, .file = m->file, .frames = m->frames,
+				.nframes = m->nframes, .codec = m->hdr.codec,
+				.fshift = m->hdr.frame_shift, .plan = &p,
+				.threads = o->threads, .bufs = o->queue_depth,
+				.no_uring = o->backend == FVM_BACKEND_PREAD,
+				.progress = o->progress, .progress_ctx = o->progress_ctx };
+	fvm_plan_small_pages(&p, 1);
+	rc = fvm_exec_frames(&x);
+	fvm_plan_small_pages(&p, 0);
+	st->requests = x.requests;
+	st->bytes_read = x.bytes;
+	st->backend = x.backend && !strcmp(x.backend, "io_uring") ? FVM_BACKEND_URING
+								   : FVM_BACKEND_PREAD;
+	st->backend_name = x.backend ? x.backend : "pread";
+	st->extents = p.next;
+	if (!rc) {
+		rc = fvm_plan_apply_zero(p.zero, p.nzero, o->zero_policy);
+		st->zero_bytes = o->zero_policy == FVM_ZERO_LEAVE ? 0 : p.zero_bytes;
+	}
+	fvm_plan_free(&p);
+	return rc;
+}
+
 static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
 			 const struct fvm_load_cfg *o, fvm_load_stats *st)
 {
@@ -339,7 +386,8 @@ int fvm_load_maps(struct fvm_reader *r, const struct fvm_map *maps, size_t n_map
 	rc = fvm_load_cfg_check(c);
 	if (!rc)
 		rc = r->streamed ? fvm_stream_load(r, maps, n_maps, c, st)
-				 : load_seekable(r, maps, n_maps, c, st);
+		     : r->m.compressed ? load_frames(r, maps, n_maps, c, st)
+				       : load_seekable(r, maps, n_maps, c, st);
 	st->elapsed_ns = now_ns() - t0;
 	return rc;
 }
@@ -375,7 +423,7 @@ static int get_cfg(const fvm_load_options *in, struct fvm_load_cfg *c)
 	*c = (struct fvm_load_cfg){ o.flags, o.backend, o.zero_policy, o.progress,
 				    o.progress_ctx, o.devstate, o.devstate_ctx, t.queue_depth,
 				    t.chunk_bytes, t.willneed_window,
-				    !!(t.flags & FVM_TUNE_INLINE) };
+				    !!(t.flags & FVM_TUNE_INLINE), t.threads };
 	return 0;
 }
 

@@ -27,6 +27,7 @@ struct fvm_load_cfg {
 	uint64_t chunk_bytes;
 	unsigned willneed_window;
 	int inline_reads;        /* FVM_TUNE_INLINE */
+	unsigned threads;        /* compressed files: decoding threads; 0 = CPUs */
 };
 
 /* Check flags, backend and zero policy against each other. */

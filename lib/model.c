@@ -280,6 +280,7 @@ void fvm_model_free(struct fvm_model *m)
 	free(m->meta);
 	free(m->parts);
 	free(m->sects);
+	free(m->frames);
 	free(m->ext);
 	free(m->by_block);
 	free(m->file);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "format.h"
+#include "frames.h"
 
 struct fvm_rblock {
 	char *name;             /* NUL-terminated */
@@ -50,6 +51,11 @@ struct fvm_model {
 	char *file;             /* name used in error details */
 	struct fvm_header hdr;
 	int with_crc;           /* PAYLOAD_CRC */
+	int compressed;         /* COMPRESSED: hdr.codec, hdr.frame_shift */
+	struct fvm_frame *frames; /* COMPRESSED: the index's frame list (5.1) */
+	uint64_t nframes;
+	uint64_t plain_total;   /* the plain payload space: bytes the frames hold */
+	uint64_t stored_total;  /* bytes the frames take in the file */
 	uint64_t file_size;     /* 0 for a stream */
 	uint64_t index_offset;
 

@@ -18,6 +18,7 @@
 #include "error.h"
 #include "io.h"
 #include "reader.h"
+#include "unframe.h"
 #include "record.h"
 #include "walk.h"
 
@@ -134,6 +135,29 @@ static int open_devs(struct fvm_reader *r, const uint8_t *list, uint32_t n)
 	return fvm_model_end_parts(&r->m); /* R44 */
 }
 
+/* COMPRESSED: the frame list (5.1, R80..R84), before the extents need it. */
+static int open_frames(struct fvm_reader *r, const uint8_t *list, uint64_t n)
+{
+	struct fvm_model *m = &r->m;
+	struct fvm_where w = { m->file, m->index_offset };
+	int rc = 0;
+
+	/* n fits the body that was read (R60): the size is sane */
+	m->frames = malloc((n ? n : 1) * sizeof(*m->frames));
+	if (!m->frames)
+		return fvm_err(FVM_ENOMEM, "%s: index of %" PRIu64 " frames", m->file, n);
+	for (uint64_t k = 0; k < n && !rc; k++) {
+		rc = fvm_frame_decode(list + FVM_FRAME_SIZE * k, &m->frames[k],
+				      k ? &m->frames[k - 1] : NULL, m->hdr.frame_shift,
+				      m->index_offset, k, w);
+		m->stored_total += m->frames[k].stored_len;
+	}
+	m->nframes = n;
+	if (n)
+		m->plain_total = m->frames[n - 1].plain_offset + m->frames[n - 1].plain_len;
+	return rc;
+}
+
 static int open_extents(struct fvm_reader *r, const uint8_t *list, uint64_t n)
 {
 	struct fvm_model *m = &r->m;
@@ -146,8 +170,11 @@ static int open_extents(struct fvm_reader *r, const uint8_t *list, uint64_t n)
 	if (!ext)
 		return fvm_err(FVM_ENOMEM, "%s: index of %" PRIu64 " extents", m->file, n);
 	for (uint64_t i = 0; i < n && !rc; i++)
-		rc = fvm_extent_decode(list + FVM_EXTENT_SIZE * i, &ext[i], m->desc,
-				       m->nblocks, m->with_crc, m->index_offset, i, w);
+		rc = m->compressed
+			? fvm_extent_decode_plain(list + FVM_EXTENT_SIZE * i, &ext[i], m->desc,
+						  m->nblocks, m->plain_total, i, w)
+			: fvm_extent_decode(list + FVM_EXTENT_SIZE * i, &ext[i], m->desc,
+					    m->nblocks, m->with_crc, m->index_offset, i, w);
 	if (!rc)
 		rc = fvm_extents_check_overlap(ext, n, m->desc, w);
 	if (rc) {
@@ -234,6 +261,7 @@ static int open_seekable(struct fvm_reader *r)
 	if (rc)
 		return rc;
 	m->with_crc = !!(m->hdr.incompat & FVM_INCOMPAT_PAYLOAD_CRC);
+	m->compressed = !!(m->hdr.incompat & FVM_INCOMPAT_COMPRESSED);
 	m->index_offset = f.index_offset;
 	rc = fvm_pread_full(r->fd, rb, sizeof(rb), f.index_offset, m->file, "INDX record");
 	if (!rc)
@@ -250,8 +278,10 @@ static int open_seekable(struct fvm_reader *r)
 		rc = listed_body(r, f.index_offset, &rh, &ib);
 	if (rc)
 		return rc;
-	rc = fvm_indexhdr_decode(ib, rh.body_len, &ih,
+	rc = (m->compressed ? fvm_indexhdr_decode_c : fvm_indexhdr_decode)(ib, rh.body_len, &ih,
 				 (struct fvm_where){ m->file, f.index_offset });
+	if (!rc && m->compressed)
+		rc = open_frames(r, ib + fvm_index_frames_at(&ih) + 8, ih.frame_count);
 	p = ib + FVM_INDEXHDR_SIZE;
 	if (!rc)
 		rc = open_records(r, p, ih.block_count, FVM_REC_BLCK);
@@ -432,6 +462,9 @@ void fvm_reader_free(fvm_reader *r)
 	if (r->own_fd)
 		close(r->fd);
 	free(r->part_buf);
+	free(r->fr_stored);
+	free(r->fr_plain);
+	fvm_codec_ctx_free(&r->cx);
 	free(r->path);
 	free(r);
 }
@@ -878,6 +911,51 @@ static int read_data(struct fvm_reader *r, const struct fvm_extent *e, uint64_t 
 	return 0;
 }
 
+/*
+ * read_data for a COMPRESSED file: the frames holding plain bytes
+ * [off, off + bytes), each decoded whole (unframe.c) into the reader's
+ * frame buffer, which keeps the last one for the next call: reading a run
+ * front to back in pieces decodes each frame once.
+ */
+static int read_cdata(struct fvm_reader *r, const struct fvm_extent *e, uint64_t skip,
+		      uint64_t bytes, uint8_t *dst)
+{
+	const struct fvm_model *m = &r->m;
+	uint64_t off = e->payload_offset + skip;
+	uint64_t F = 1ull << m->hdr.frame_shift;
+	int rc;
+
+	if (!r->fr_plain) {
+		r->fr_stored = malloc(F);
+		r->fr_plain = malloc(F);
+		if (!r->fr_stored || !r->fr_plain)
+			return fvm_err(FVM_ENOMEM, "%s: frame buffers", m->file);
+		fvm_codec_ctx_init(&r->cx, m->hdr.codec, 0);
+	}
+	while (bytes) {
+		uint64_t k = fvm_frame_find(m->frames, m->nframes, off);
+		const struct fvm_frame *f = &m->frames[k];
+		uint64_t in = off - f->plain_offset;
+		uint64_t n = f->plain_len - in < bytes ? f->plain_len - in : bytes;
+
+		if (r->fr_cached != k + 1) {
+			r->fr_cached = 0;
+			rc = fvm_pread_full(r->fd, r->fr_stored, f->stored_len, f->file_offset,
+					    m->file, "frame");
+			if (!rc)
+				rc = fvm_unframe(&r->cx, f, k, r->fr_stored, r->fr_plain, m->file);
+			if (rc)
+				return rc;
+			r->fr_cached = k + 1;
+		}
+		memcpy(dst, r->fr_plain + in, n);
+		dst += n;
+		off += n;
+		bytes -= n;
+	}
+	return 0;
+}
+
 static int read_pages(struct fvm_reader *r, uint32_t block_id, uint64_t first_page,
 		      uint64_t count, uint8_t *out)
 {
@@ -898,7 +976,7 @@ static int read_pages(struct fvm_reader *r, uint32_t block_id, uint64_t first_pa
 			memset(out + ((page - first_page) << b->page_shift), 0,
 			       (s - page) << b->page_shift);
 		if (e->flags & FVM_RUN_FLAG_DATA)
-			rc = read_data(r, e, (s - e->first_page) << b->page_shift,
+			rc = (m->compressed ? read_cdata : read_data)(r, e, (s - e->first_page) << b->page_shift,
 				       (t - s) << b->page_shift,
 				       out + ((s - first_page) << b->page_shift));
 		else

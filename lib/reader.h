@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "codec.h"
 #include "model.h"
 
 /* Where a stream reader stands. */
@@ -33,6 +34,10 @@ struct fvm_reader {
 	uint8_t *part_buf;
 	size_t part_cap;
 	uint32_t part_cached;   /* part number + 1; 0: none */
+	/* read_pages of a COMPRESSED file: the last frame decoded */
+	struct fvm_codec_ctx cx;
+	uint8_t *fr_stored, *fr_plain;
+	uint64_t fr_cached;     /* frame number + 1; 0: none */
 };
 
 /* The full output structs of the listing calls (compat.c uses them too). */

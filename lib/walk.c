@@ -12,6 +12,7 @@
 #include "extents.h"
 #include "io.h"
 #include "record.h"
+#include "unframe.h"
 #include "walk.h"
 
 #define PIECE (1u << 20) /* payload bytes per read() and per progress call */
@@ -47,6 +48,18 @@ struct fvm_walk {
 	int devs_pending;       /* DEVS header read, its body not yet */
 	int done;               /* footer read */
 	uint8_t *scratch;       /* PIECE bytes: payload nobody keeps */
+
+	/* COMPRESSED (FORMAT.md 4.5, 5.1) */
+	int compressed;
+	unsigned fshift;
+	struct fvm_frame *fr;   /* every frame met, in file order */
+	uint64_t nfr;
+	size_t fr_cap;
+	uint64_t seg_fr;        /* the pending segment's first frame */
+	uint64_t seg_plain;     /* its plain payload */
+	uint64_t plain_base;    /* plain payload space so far */
+	uint8_t *stored, *plain; /* a frame's bytes, as stored and decoded */
+	struct fvm_codec_ctx cx;
 };
 
 static struct fvm_blockdesc *wdesc(struct fvm_walk *w)
@@ -75,6 +88,10 @@ void fvm_walk_free(struct fvm_walk *w)
 	free(w->body);
 	free(w->ent);
 	free(w->scratch);
+	free(w->fr);
+	free(w->stored);
+	free(w->plain);
+	fvm_codec_ctx_free(&w->cx);
 	free(w);
 }
 
@@ -255,6 +272,72 @@ static int on_devs(struct fvm_walk *w, struct fvm_walk_sink *k)
 	return rc ? rc : push_off(w, OFF_DEVS, w->rec_off);
 }
 
+/* A COMPRESSED SEGM record: entries, frame table, where the frames lie. */
+static int on_csegm(struct fvm_walk *w)
+{
+	struct fvm_where at = { w->m->file, w->rec_off };
+	uint64_t len = w->rh.body_len, nf;
+	size_t hl = len < FVM_SEGHDR_SIZE ? (size_t)len : FVM_SEGHDR_SIZE;
+	uint32_t n;
+	int rc;
+
+	/* as on_segm: the header bounds the body before it is read */
+	rc = reserve(w, FVM_SEGHDR_SIZE);
+	if (!rc)
+		rc = fvm_src_read(&w->src, w->body, hl, "SEGM record");
+	if (rc)
+		return rc;
+	n = fvm_seg_entry_count(w->body, hl);
+	if (hl < FVM_SEGHDR_SIZE || n == 0 || n > FVM_MAX_ENTRIES ||
+	    len < fvm_cseg_body_len(n, 0) || len > fvm_cseg_body_max(n, w->fshift)) {
+		rc = fvm_cseg_decode(w->body, hl, w->fshift, wdesc(w), wnblocks(w), &w->sh,
+				     NULL, &nf, at);
+		return rc ? rc : fvm_err(FVM_ECORRUPT, "%s: SEGM record at offset 0x%" PRIx64
+					 ": body_len %" PRIu64 " does not fit %u entries",
+					 at.file, at.offset, len, n);
+	}
+	rc = reserve(w, len);
+	if (!rc)
+		rc = fvm_src_read(&w->src, w->body + FVM_SEGHDR_SIZE, len - FVM_SEGHDR_SIZE,
+				  "SEGM record");
+	if (!rc)
+		rc = fvm_rechdr_check_crc(&w->rh, w->body, at);
+	if (rc)
+		return rc;
+	if (fvm_grow((void **)&w->ent, &w->ent_cap, n, sizeof(*w->ent)))
+		return fvm_err(FVM_ENOMEM, "%s: SEGM record at offset 0x%" PRIx64, at.file,
+			       at.offset);
+	rc = fvm_cseg_decode(w->body, len, w->fshift, wdesc(w), wnblocks(w), &w->sh, w->ent,
+			     &w->seg_plain, at);
+	if (rc)
+		return rc;
+	nf = fvm_frame_count(w->seg_plain, w->fshift);
+	if (fvm_grow((void **)&w->fr, &w->fr_cap, w->nfr + nf, sizeof(*w->fr)))
+		return fvm_err(FVM_ENOMEM, "%s: SEGM record at offset 0x%" PRIx64 ": %" PRIu64
+			       " frames", at.file, at.offset, nf);
+	rc = fvm_cseg_frames(w->body, len, w->rec_off, &w->sh, w->seg_plain, w->fshift,
+			     w->plain_base, w->fr + w->nfr, at);
+	if (rc)
+		return rc;
+	w->payload_off = w->sh.payload_len ? fvm_seg_payload_offset(w->rec_off, len)
+					   : fvm_rec_next(w->rec_off, len);
+	if (w->sh.payload_len && (w->payload_off > w->limit ||
+				  w->sh.payload_len > w->limit - w->payload_off)) /* R56 */
+		return fvm_err(FVM_ETRUNCATED, "%s: SEGM record at offset 0x%" PRIx64 ": payload"
+			       " of %" PRIu64 " bytes at 0x%" PRIx64 " runs past 0x%" PRIx64,
+			       at.file, at.offset, w->sh.payload_len, w->payload_off, w->limit);
+	if (fvm_grow((void **)&w->raw.v, &w->raw.cap, w->raw.n + n, sizeof(*w->raw.v)))
+		return fvm_err(FVM_ENOMEM, "%s: SEGM record at offset 0x%" PRIx64, at.file,
+			       at.offset);
+	fvm_cseg_extents(&w->sh, w->ent, wdesc(w), w->plain_base, w->raw.v + w->raw.n);
+	w->raw.n += n;
+	w->seg_fr = w->nfr;
+	w->nfr += nf;
+	w->plain_base += w->seg_plain;
+	w->seg_pending = 1;
+	return 0;
+}
+
 static int on_segm(struct fvm_walk *w)
 {
 	struct fvm_where at = { w->m->file, w->rec_off };
@@ -351,6 +434,70 @@ static int progress(struct fvm_walk *w, struct fvm_walk_sink *k)
 				     PRIx64, w->m->file, w->src.pos) : 0;
 }
 
+/*
+ * The frames of the pending COMPRESSED segment: each read whole, checked and
+ * decoded (unframe.c), its plain bytes handed to the DATA entries they
+ * belong to, in entry order (one dst call per entry, as uncompressed).
+ */
+static int walk_frames(struct fvm_walk *w, struct fvm_walk_sink *k)
+{
+	uint64_t F = 1ull << w->fshift;
+	uint32_t ei = 0;        /* the entry the next plain byte belongs to */
+	uint64_t e_done = 0;    /* its bytes handed on so far */
+	uint8_t *dst = NULL;
+	int rc;
+
+	if (!w->stored && !(w->stored = malloc(F)))
+		return fvm_err(FVM_ENOMEM, "%s: frame buffer", w->m->file);
+	if (!w->plain && !(w->plain = malloc(F)))
+		return fvm_err(FVM_ENOMEM, "%s: frame buffer", w->m->file);
+	if (!w->cx.codec)
+		fvm_codec_ctx_init(&w->cx, w->m->hdr.codec, 0);
+	for (uint64_t fk = w->seg_fr; fk < w->nfr; fk++) {
+		const struct fvm_frame *f = &w->fr[fk];
+		uint64_t used = 0;
+
+		rc = pad(w, f->file_offset);
+		if (!rc)
+			rc = fvm_src_read(&w->src, w->stored, f->stored_len, "frame");
+		if (!rc)
+			rc = fvm_unframe(&w->cx, f, fk, w->stored, w->plain, w->m->file);
+		if (rc)
+			return rc;
+		while (used < f->plain_len) {
+			const struct fvm_entry *e = &w->ent[ei];
+			uint64_t bytes, n;
+
+			if (!(e->flags & FVM_RUN_FLAG_DATA)) {
+				ei++;
+				continue;
+			}
+			bytes = e->page_count << wdesc(w)[e->block_id].page_shift;
+			if (e_done == 0) {
+				dst = k->dst ? k->dst(k->ctx, e) : NULL;
+				if (dst)
+					k->extents++;
+			}
+			n = bytes - e_done < f->plain_len - used ? bytes - e_done
+								 : f->plain_len - used;
+			if (dst)
+				memcpy(dst + e_done, w->plain + used, n);
+			used += n;
+			e_done += n;
+			if (e_done == bytes) {
+				ei++;
+				e_done = 0;
+			}
+		}
+		k->reads++;
+		k->bytes += f->plain_len;
+		rc = progress(w, k);
+		if (rc)
+			return rc;
+	}
+	return pad(w, w->payload_off + w->sh.payload_len);
+}
+
 /* Padding and payload of the pending segment, entry by entry. */
 static int walk_payload(struct fvm_walk *w, struct fvm_walk_sink *k)
 {
@@ -361,6 +508,8 @@ static int walk_payload(struct fvm_walk *w, struct fvm_walk_sink *k)
 	rc = pad(w, w->payload_off);
 	if (rc || !w->sh.payload_len)
 		return rc;
+	if (w->compressed)
+		return walk_frames(w, k);
 	if (!w->scratch && !(w->scratch = malloc(PIECE)))
 		return fvm_err(FVM_ENOMEM, "%s: payload buffer", w->m->file);
 	for (uint32_t i = 0; i < w->sh.entry_count; i++) {
@@ -438,6 +587,37 @@ static int same_extents(struct fvm_walk *w, const struct fvm_extent *idx, uint64
 	return rc;
 }
 
+/* R68 for COMPRESSED: the index's frame list is the frames the segments gave. */
+static int same_frames(struct fvm_walk *w, const uint8_t *p, const struct fvm_indexhdr *ih)
+{
+	struct fvm_where at = { w->m->file, w->rec_off };
+	struct fvm_frame f, prev;
+	int rc;
+
+	if (ih->frame_count != w->nfr)
+		return fvm_err(FVM_ECORRUPT, "%s: INDX record at offset 0x%" PRIx64 ": %" PRIu64
+			       " frames, the segments give %" PRIu64, at.file, at.offset,
+			       ih->frame_count, w->nfr);
+	p += 8;
+	for (uint64_t k = 0; k < w->nfr; k++, p += FVM_FRAME_SIZE) {
+		const struct fvm_frame *g = &w->fr[k];
+
+		rc = fvm_frame_decode(p, &f, k ? &prev : NULL, w->fshift, w->rec_off, k, at);
+		if (rc)
+			return rc;
+		if (f.plain_offset != g->plain_offset || f.file_offset != g->file_offset ||
+		    f.plain_len != g->plain_len || f.stored_len != g->stored_len ||
+		    f.crc_stored != g->crc_stored || f.crc_plain != g->crc_plain)
+			return fvm_err(FVM_ECORRUPT, "%s: INDX record at offset 0x%" PRIx64
+				       ": frame %" PRIu64 " (%u bytes at 0x%" PRIx64 ") differs "
+				       "from what the segments give (%u bytes at 0x%" PRIx64 ")",
+				       at.file, at.offset, k, f.stored_len, f.file_offset,
+				       g->stored_len, g->file_offset);
+		prev = f;
+	}
+	return 0;
+}
+
 /* R61: the index lists exactly the BLCK, META and DEVS records met. */
 static int index_lists(struct fvm_walk *w, const uint8_t *p, const struct fvm_indexhdr *ih)
 {
@@ -477,7 +657,8 @@ static int on_indx(struct fvm_walk *w)
 			       "footer points at 0x%" PRIx64, at.file, at.offset,
 			       w->m->index_offset);
 	expect = (struct fvm_indexhdr){ wnblocks(w), (uint32_t)w->offs[OFF_META].n,
-					(uint32_t)w->offs[OFF_DEVS].n, w->raw.n };
+					(uint32_t)w->offs[OFF_DEVS].n, w->raw.n, w->compressed,
+					w->nfr };
 	/* known before reading: a stream cannot make us buffer a huge index */
 	if (w->rh.body_len != fvm_index_body_len(&expect)) /* R68 */
 		return fvm_err(FVM_ECORRUPT, "%s: INDX record at offset 0x%" PRIx64 ": body_len"
@@ -485,7 +666,10 @@ static int on_indx(struct fvm_walk *w)
 			       at.offset, w->rh.body_len, fvm_index_body_len(&expect));
 	rc = whole_body(w);
 	if (!rc)
-		rc = fvm_indexhdr_decode(w->body, w->rh.body_len, &ih, at);
+		rc = (w->compressed ? fvm_indexhdr_decode_c : fvm_indexhdr_decode)(
+			w->body, w->rh.body_len, &ih, at);
+	if (!rc && w->compressed)
+		rc = same_frames(w, w->body + fvm_index_frames_at(&ih), &ih);
 	if (!rc)
 		rc = index_lists(w, w->body + FVM_INDEXHDR_SIZE, &ih);
 	if (rc)
@@ -501,8 +685,11 @@ static int on_indx(struct fvm_walk *w)
 		return fvm_err(FVM_ENOMEM, "%s: index of %" PRIu64 " extents", at.file,
 			       ih.extent_count);
 	for (uint64_t i = 0; i < ih.extent_count && !rc; i++)
-		rc = fvm_extent_decode(p + FVM_EXTENT_SIZE * i, &ext[i], wdesc(w), wnblocks(w),
-				       w->m->with_crc, w->rec_off, i, at);
+		rc = w->compressed
+			? fvm_extent_decode_plain(p + FVM_EXTENT_SIZE * i, &ext[i], wdesc(w),
+						  wnblocks(w), w->plain_base, i, at)
+			: fvm_extent_decode(p + FVM_EXTENT_SIZE * i, &ext[i], wdesc(w),
+					    wnblocks(w), w->m->with_crc, w->rec_off, i, at);
 	if (!rc)
 		rc = same_extents(w, ext, ih.extent_count);
 	if (!rc)
@@ -524,6 +711,18 @@ static int on_indx(struct fvm_walk *w)
 		return 0;
 	}
 	w->m->index_offset = w->rec_off;
+	if (w->compressed) { /* the frames met become the model's frame list */
+		free(w->m->frames);
+		w->m->frames = w->fr;
+		w->m->nframes = w->nfr;
+		w->m->plain_total = w->plain_base;
+		w->m->stored_total = 0;
+		for (uint64_t i = 0; i < w->nfr; i++)
+			w->m->stored_total += w->fr[i].stored_len;
+		w->fr = NULL;
+		w->nfr = 0;
+		w->fr_cap = 0;
+	}
 	return fvm_model_set_index(w->m, ext, ih.extent_count);
 }
 
@@ -543,11 +742,15 @@ static int walk_header(struct fvm_walk *w)
 	if (w->keep) {
 		w->m->hdr = h;
 		w->m->with_crc = !!(h.incompat & FVM_INCOMPAT_PAYLOAD_CRC);
+		w->m->compressed = !!(h.incompat & FVM_INCOMPAT_COMPRESSED);
 	} else if (h.major != w->m->hdr.major || h.minor != w->m->hdr.minor ||
-		   h.incompat != w->m->hdr.incompat || h.compat != w->m->hdr.compat) {
+		   h.incompat != w->m->hdr.incompat || h.compat != w->m->hdr.compat ||
+		   h.codec != w->m->hdr.codec || h.frame_shift != w->m->hdr.frame_shift) {
 		return fvm_err(FVM_ECORRUPT, "%s: file header changed since the file was "
 			       "opened", w->m->file);
 	}
+	w->compressed = !!(h.incompat & FVM_INCOMPAT_COMPRESSED);
+	w->fshift = h.frame_shift;
 	return 0;
 }
 
@@ -578,7 +781,7 @@ static int walk_next(struct fvm_walk *w, struct fvm_walk_sink *k, int pause, uin
 		}
 		rc = on_devs(w, k);
 		break;
-	case FVM_REC_SEGM: return on_segm(w);
+	case FVM_REC_SEGM: return w->compressed ? on_csegm(w) : on_segm(w);
 	case FVM_REC_INDX: return on_indx(w);
 	}
 	return rc ? rc : pad(w, fvm_rec_next(w->rec_off, w->rh.body_len));

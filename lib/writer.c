@@ -13,6 +13,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -24,10 +26,13 @@
 
 #include "abi.h"
 #include "array.h"
+#include "codec.h"
 #include "crc.h"
 #include "error.h"
 #include "extents.h"
 #include "format.h"
+#include "frames.h"
+#include "pool.h"
 #include "writer.h"
 #include "zeroscan.h"
 
@@ -38,6 +43,7 @@
  * of a section at once.
  */
 #define DEVS_PART (1u << 20)
+#define DEFAULT_FRAME_BYTES (256u << 10)
 
 struct wblock {
 	char name[FVM_MAX_NAME + 1];
@@ -81,6 +87,24 @@ struct fvm_writer {
 	uint64_t sbuf_len, sbuf_cap;
 
 	uint64_t progress_total, progress_done;
+
+	/* COMPRESSED (FORMAT.md 4.5): frames of each segment, compressed by
+	 * nthreads threads with a codec context each */
+	unsigned fshift, nthreads;
+	struct fvm_codec_ctx *cctx;
+	unsigned char *cbuf;    /* one bound-sized slot per frame of a segment */
+	size_t cbuf_cap;
+	unsigned char *gather;  /* nthreads frames: plain bytes that span iovecs */
+	struct fvm_frame *fr;   /* the pending segment's frames */
+	size_t fr_cap;
+	struct iovec *ciov;     /* the frames and their padding, to write */
+	size_t ciov_cap;
+	uint64_t *iov_at;       /* plain offset of each pending iovec */
+	size_t iov_at_cap;
+	struct fvm_frame *frames; /* every frame so far, for the index */
+	uint64_t nframes;
+	size_t frames_cap;
+	uint64_t plain_base;    /* plain payload space written so far */
 
 	/* the device-state section being written in pieces */
 	int dv_open;
@@ -161,6 +185,29 @@ static int out_record(fvm_writer *w, uint32_t type, const void *a, uint64_t alen
 
 /* ------------------------------------------------------------ setup */
 
+static int check_codec(const fvm_write_options *o)
+{
+	const char *name = fvm_codec_name(o->codec);
+
+	if (!name)
+		return fvm_err(FVM_EINVAL, "fvm_write_options: unknown codec %u", o->codec);
+	if (!fvm_codec_built(o->codec))
+		return fvm_err(FVM_EUNSUPPORTED, "codec %s: this libfastvm was built without it",
+			       name);
+	if (o->level && !fvm_codec_level_ok(o->codec, o->level))
+		return fvm_err(FVM_EINVAL, "codec %s: level %d outside %s", name, o->level,
+			       o->codec == FVM_CODEC_ZSTD ? "1..19" : "1..12");
+	if (o->frame_bytes && (o->frame_bytes & (o->frame_bytes - 1) ||
+			       o->frame_bytes < (1u << FVM_MIN_FRAME_SHIFT) ||
+			       o->frame_bytes > (1u << FVM_MAX_FRAME_SHIFT)))
+		return fvm_err(FVM_EINVAL, "frame size %u: a power of two from 64 KiB to 1 MiB",
+			       o->frame_bytes);
+	if (o->flags & FVM_WRITE_NO_CRC)
+		return fvm_err(FVM_EINVAL, "FVM_WRITE_NO_CRC with a codec: frames always carry "
+			       "their CRCs");
+	return 0;
+}
+
 static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 {
 	fvm_writer *w;
@@ -170,7 +217,10 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 
 	*out = NULL;
 	/* the 0.1 layout is the oldest, and this one */
-	if (opts && (rc = fvm_abi_in(&o, sizeof(o), opts, sizeof(o), "fvm_write_options")))
+	if (opts && (rc = fvm_abi_in(&o, sizeof(o), opts, offsetof(fvm_write_options, codec),
+				     "fvm_write_options")))
+		return rc;
+	if (o.codec && (rc = check_codec(&o)))
 		return rc;
 	if (o.flags & ~(uint32_t)(FVM_WRITE_NO_CRC | FVM_WRITE_NO_FSYNC | FVM_WRITE_SYNC_AT_FINISH))
 		return fvm_err(FVM_EINVAL, "fvm_write_options: unknown flags 0x%x", o.flags);
@@ -187,7 +237,24 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 			       " must be multiples of 4096, segment_bytes at most 4 GiB",
 			       o.segment_bytes, o.max_run_bytes);
 	}
-	w->with_crc = !(w->o.flags & FVM_WRITE_NO_CRC);
+	w->with_crc = !(w->o.flags & FVM_WRITE_NO_CRC) && !o.codec;
+	if (o.codec) {
+		w->fshift = (unsigned)__builtin_ctz(o.frame_bytes ? o.frame_bytes
+					   : DEFAULT_FRAME_BYTES);
+		w->nthreads = o.threads ? (o.threads > 64 ? 64 : o.threads) : fvm_cpus();
+		w->cctx = calloc(w->nthreads, sizeof(*w->cctx));
+		w->gather = malloc((size_t)w->nthreads << w->fshift);
+		if (!w->cctx || !w->gather) {
+			unsigned n = w->nthreads;
+
+			free(w->cctx);
+			free(w->gather);
+			free(w);
+			return fvm_err(FVM_ENOMEM, "writer: %u compressing threads", n);
+		}
+		for (unsigned i = 0; i < w->nthreads; i++)
+			fvm_codec_ctx_init(&w->cctx[i], o.codec, o.level);
+	}
 	w->fd = -1;
 	*out = w;
 	return 0;
@@ -196,7 +263,15 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 static int write_header(fvm_writer *w)
 {
 	struct fvm_header h = { FVM_VERSION_MAJOR_FILE, FVM_VERSION_MINOR_FILE,
-				w->with_crc ? FVM_INCOMPAT_PAYLOAD_CRC : 0, 0 };
+				w->with_crc ? FVM_INCOMPAT_PAYLOAD_CRC : 0, 0, 0, 0, 0 };
+
+	if (w->o.codec) {
+		h.minor = FVM_VERSION_MINOR_COMPRESSED;
+		h.incompat = FVM_INCOMPAT_COMPRESSED;
+		h.codec = (uint8_t)w->o.codec;
+		h.level = (uint8_t)(w->o.level ? w->o.level : fvm_codec_default_level(w->o.codec));
+		h.frame_shift = (uint8_t)w->fshift;
+	}
 	uint8_t buf[FVM_HEADER_SIZE];
 
 	fvm_header_encode(buf, &h);
@@ -354,6 +429,155 @@ static int check_name(const char *what, const char *name, size_t min)
 
 /* ------------------------------------------------------------ segments */
 
+/* ------------------------------------------------------------ frames */
+
+struct cjob {
+	fvm_writer *w;
+	uint64_t nframes;
+	uint64_t slot;          /* bytes per frame in cbuf */
+	atomic_uint_fast64_t next;
+	atomic_int failed;
+};
+
+/* Plain bytes [off, off + n) of the pending segment: in place, or gathered. */
+static const unsigned char *frame_plain(fvm_writer *w, uint64_t off, uint64_t n,
+					unsigned char *gather)
+{
+	size_t lo = 0, hi = w->niov;
+	unsigned char *p = gather;
+
+	while (hi - lo > 1) { /* the iovec holding off */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (w->iov_at[mid] <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	if (off + n <= w->iov_at[lo] + w->iov[lo].iov_len)
+		return (const unsigned char *)w->iov[lo].iov_base + (off - w->iov_at[lo]);
+	for (size_t i = lo; n; i++) {
+		uint64_t skip = off - w->iov_at[i];
+		uint64_t k = w->iov[i].iov_len - skip < n ? w->iov[i].iov_len - skip : n;
+
+		memcpy(p, (const unsigned char *)w->iov[i].iov_base + skip, k);
+		p += k;
+		off += k;
+		n -= k;
+	}
+	return gather;
+}
+
+/* One compressing thread: frames taken in turn until none is left. */
+static void compress_frames(void *ctx, unsigned t)
+{
+	struct cjob *j = ctx;
+	fvm_writer *w = j->w;
+
+	for (;;) {
+		uint64_t k = atomic_fetch_add(&j->next, 1);
+		struct fvm_frame *f;
+		const unsigned char *plain;
+		unsigned char *slot;
+		int64_t z;
+
+		if (k >= j->nframes || atomic_load(&j->failed))
+			return;
+		f = &w->fr[k];
+		slot = w->cbuf + k * j->slot;
+		plain = frame_plain(w, k << w->fshift, f->plain_len,
+				    w->gather + ((size_t)t << w->fshift));
+		/* the CRC while the bytes are hot, then the codec reads them again */
+		f->crc_plain = fvm_crc32c(0, plain, f->plain_len);
+		z = fvm_codec_compress(&w->cctx[t], slot, j->slot, plain, f->plain_len);
+		if (z < 0) {
+			atomic_store(&j->failed, 1);
+			return;
+		}
+		if (z == 0) { /* does not shrink: stored (4.5) */
+			memcpy(slot, plain, f->plain_len);
+			f->stored_len = f->plain_len;
+			f->crc_stored = f->crc_plain;
+		} else {
+			f->stored_len = (uint32_t)z;
+			f->crc_stored = fvm_crc32c(0, slot, (size_t)z);
+		}
+	}
+}
+
+/*
+ * The pending segment as a COMPRESSED one (FORMAT.md 4.5): its plain
+ * payload (the iovecs) cut into frames, compressed on nthreads threads into
+ * cbuf, then the record with the frame table, the frames in their layout,
+ * and its extents and frames for the index.
+ */
+static int cseg_write(fvm_writer *w, uint64_t rec_off)
+{
+	uint64_t plain = w->pay_len, n = fvm_frame_count(plain, w->fshift);
+	uint64_t F = 1ull << w->fshift, slot = fvm_codec_bound(w->o.codec, F);
+	uint64_t body_len = fvm_cseg_body_len(w->nents, n), pay_off;
+	struct fvm_seghdr sh = { w->nents, 0 };
+	struct cjob j = { w, n, slot, 0, 0 };
+	size_t niov = 0;
+	uint8_t *body;
+	int rc;
+
+	if (fvm_grow((void **)&w->fr, &w->fr_cap, n, sizeof(*w->fr)) ||
+	    fvm_grow((void **)&w->ciov, &w->ciov_cap, 2 * n, sizeof(*w->ciov)) ||
+	    fvm_grow((void **)&w->iov_at, &w->iov_at_cap, w->niov + 1, sizeof(*w->iov_at)) ||
+	    fvm_grow((void **)&w->frames, &w->frames_cap, w->nframes + n, sizeof(*w->frames)) ||
+	    fvm_grow((void **)&w->cbuf, &w->cbuf_cap, n * slot, 1))
+		return fail(w, fvm_err(FVM_ENOMEM, "%s: %" PRIu64 " frames", w->name, n));
+	for (size_t i = 0, at = 0; i < w->niov; at += w->iov[i].iov_len, i++)
+		w->iov_at[i] = at;
+	for (uint64_t k = 0; k < n; k++)
+		w->fr[k] = (struct fvm_frame){ .plain_offset = w->plain_base + (k << w->fshift),
+					       .plain_len = (uint32_t)(plain - (k << w->fshift) < F
+							? plain - (k << w->fshift) : F) };
+	if (n)
+		fvm_parallel(w->nthreads < n ? w->nthreads : (unsigned)n, compress_frames, &j,
+			     NULL);
+	if (atomic_load(&j.failed))
+		return fail(w, fvm_err(FVM_ENOMEM, "%s: %s compression context", w->name,
+				       fvm_codec_name(w->o.codec)));
+	pay_off = fvm_seg_payload_offset(rec_off, body_len);
+	sh.payload_len = n ? fvm_cseg_layout(w->fr, n, pay_off) : 0;
+
+	body = malloc(body_len);
+	if (!body)
+		return fail(w, fvm_err(FVM_ENOMEM, "%s: segment of %u entries", w->name, w->nents));
+	fvm_seghdr_encode(body, &sh);
+	for (uint32_t i = 0; i < w->nents; i++)
+		fvm_entry_encode(body + FVM_SEGHDR_SIZE + (size_t)i * FVM_ENTRY_SIZE, &w->ents[i]);
+	for (uint64_t k = 0; k < n; k++)
+		fvm_frame_desc_encode(body + fvm_cseg_body_len(w->nents, k), &w->fr[k]);
+	rc = out_record(w, FVM_REC_SEGM, body, body_len, NULL, 0);
+	free(body);
+	if (rc || !n)
+		return rc;
+	/* the frames, each after the zeros that align it (stored ones), one writev */
+	for (uint64_t k = 0, pos = pay_off; k < n; k++) {
+		if (w->fr[k].file_offset > pos)
+			w->ciov[niov++] = (struct iovec){ (void *)zeros,
+							  w->fr[k].file_offset - pos };
+		w->ciov[niov++] = (struct iovec){ w->cbuf + k * slot, w->fr[k].stored_len };
+		pos = w->fr[k].file_offset + w->fr[k].stored_len;
+	}
+	rc = out_pad(w, FVM_PAYLOAD_ALIGN);
+	if (!rc)
+		rc = out_writev(w, w->ciov, niov);
+	if (!rc)
+		rc = out_pad(w, FVM_PAYLOAD_ALIGN);
+	if (rc)
+		return rc;
+	memcpy(w->frames + w->nframes, w->fr, n * sizeof(*w->fr));
+	w->nframes += n;
+	if (w->tmp_path && !(w->o.flags & (FVM_WRITE_NO_FSYNC | FVM_WRITE_SYNC_AT_FINISH)))
+		(void)sync_file_range(w->fd, (off_t)rec_off, (off_t)(w->off - rec_off),
+				      SYNC_FILE_RANGE_WRITE); /* as seg_flush does */
+	return 0;
+}
+
 static int seg_flush(fvm_writer *w)
 {
 	uint8_t head[FVM_SEGHDR_SIZE];
@@ -364,6 +588,20 @@ static int seg_flush(fvm_writer *w)
 
 	if (!w->nents)
 		return 0;
+	if (w->o.codec) {
+		rc = cseg_write(w, rec_off);
+		if (!rc && fvm_grow((void **)&w->ext.v, &w->ext.cap, w->ext.n + w->nents,
+				    sizeof(*w->ext.v)))
+			rc = fvm_err(FVM_ENOMEM, "%s: index", w->name);
+		if (!rc) {
+			struct fvm_seghdr csh = { w->nents, 0 };
+
+			fvm_cseg_extents(&csh, w->ents, w->desc, w->plain_base, w->ext.v + w->ext.n);
+			w->ext.n += w->nents;
+			w->plain_base += w->pay_len;
+		}
+		goto done;
+	}
 	body = malloc(FVM_SEGHDR_SIZE + (size_t)w->nents * FVM_ENTRY_SIZE);
 	if (!body)
 		return fail(w, fvm_err(FVM_ENOMEM, "%s: segment of %u entries", w->name, w->nents));
@@ -401,6 +639,7 @@ static int seg_flush(fvm_writer *w)
 		fvm_seg_extents(rec_off, &sh, w->ents, w->with_crc, w->desc, w->ext.v + w->ext.n);
 		w->ext.n += w->nents;
 	}
+done:
 	w->nents = 0;
 	w->niov = 0;
 	w->pay_len = 0;
@@ -870,7 +1109,8 @@ static int write_index(fvm_writer *w)
 	rc = fvm_extents_resolve(&w->ext, w->desc, &rewrites);
 	if (rc)
 		return fail(w, rc);
-	ih = (struct fvm_indexhdr){ w->nblocks, w->meta.n, w->devs.n, w->ext.n };
+	ih = (struct fvm_indexhdr){ w->nblocks, w->meta.n, w->devs.n, w->ext.n,
+				    !!w->o.codec, w->nframes }; /* 5.1: the frame list */
 	len = fvm_index_body_len(&ih);
 	body = malloc(len);
 	if (!body)
@@ -885,6 +1125,12 @@ static int write_index(fvm_writer *w)
 		fvm_st64(p, w->devs.v[i]);
 	for (uint64_t i = 0; i < w->ext.n; i++, p += FVM_EXTENT_SIZE)
 		fvm_extent_encode(p, &w->ext.v[i]);
+	if (w->o.codec) {
+		fvm_st64(p, w->nframes);
+		p += 8;
+		for (uint64_t k = 0; k < w->nframes; k++, p += FVM_FRAME_SIZE)
+			fvm_frame_encode(p, &w->frames[k]);
+	}
 	index_off = w->off;
 	rc = out_record(w, FVM_REC_INDX, body, len, NULL, 0);
 	free(body);
@@ -1007,6 +1253,15 @@ void fvm_writer_free(fvm_writer *w)
 	free(w->crcs);
 	free(w->sbuf);
 	free(w->dv_buf);
+	for (unsigned i = 0; w->cctx && i < w->nthreads; i++)
+		fvm_codec_ctx_free(&w->cctx[i]);
+	free(w->cctx);
+	free(w->gather);
+	free(w->cbuf);
+	free(w->fr);
+	free(w->ciov);
+	free(w->iov_at);
+	free(w->frames);
 	free(w);
 }
 

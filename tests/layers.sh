@@ -11,14 +11,15 @@ cd "$src"
 
 # layer of each lib module (file name without .c/.h)
 declare -A rank=(
-	[array]=0 [crc]=0 [error]=0
+	[array]=0 [crc]=0 [error]=0 [codec]=0 [pool]=0
 	[io]=1 [abi]=1 [version]=0
 	[format]=2 [zeroscan]=2
-	[extents]=3
+	[extents]=3 [frames]=3
+	[unframe]=4
 	[model]=4 [record]=4
 	[walk]=5
 	[reader]=6 [plan]=6
-	[exec]=7 [exec_pread]=7 [exec_mmap]=7 [exec_uring]=7
+	[exec]=7 [exec_pread]=7 [exec_mmap]=7 [exec_uring]=7 [exec_frames]=7
 	[load]=8 [stream_load]=8 [verify]=8 [writer]=8
 	[compat]=9 [disk]=9
 )

@@ -150,7 +150,7 @@ static void test_crc_path(void **state)
 
 static void header_good(uint8_t h[FVM_HEADER_SIZE])
 {
-	struct fvm_header hd = { 1, 0, FVM_INCOMPAT_PAYLOAD_CRC, 0x8000000000000001ull };
+	struct fvm_header hd = { 1, 0, FVM_INCOMPAT_PAYLOAD_CRC, 0x8000000000000001ull, 0, 0, 0 };
 
 	fvm_header_encode(h, &hd);
 }
@@ -163,7 +163,7 @@ static void header_recrc(uint8_t h[FVM_HEADER_SIZE])
 static void test_header_roundtrip(void **state)
 {
 	uint8_t h[FVM_HEADER_SIZE];
-	struct fvm_header in = { 1, 7, FVM_INCOMPAT_PAYLOAD_CRC, 0xf0f0f0f0f0f0f0f0ull }, out;
+	struct fvm_header in = { 1, 7, FVM_INCOMPAT_PAYLOAD_CRC, 0xf0f0f0f0f0f0f0f0ull, 0, 0, 0 }, out;
 
 	(void)state;
 	fvm_header_encode(h, &in);
@@ -212,9 +212,55 @@ static void test_header_rules(void **state)
 	header_recrc(h);
 	check_err(fvm_header_decode(h, &out, FILE_NAME), FVM_EFEATURE, "file header", "0x10");
 	header_good(h);
-	fvm_st64(h + 16, 2);
+	fvm_st64(h + 16, 4);
 	header_recrc(h);
 	check_err(fvm_header_decode(h, &out, FILE_NAME), FVM_EFEATURE, "incompatible", NULL);
+
+	/* R7..R9: COMPRESSED and its codec, level and frame size */
+	{
+		static const struct { uint64_t incompat; uint8_t codec, shift, extra; int rc;
+				      const char *word; } c[] = {
+			{ FVM_INCOMPAT_COMPRESSED, 1, 18, 0, 0, NULL },
+			{ FVM_INCOMPAT_COMPRESSED, 2, 16, 0, 0, NULL },
+			{ FVM_INCOMPAT_COMPRESSED, 0, 18, 0, FVM_EFEATURE, "codec 0" },
+			{ FVM_INCOMPAT_COMPRESSED, 3, 18, 0, FVM_EFEATURE, "codec 3" },
+			{ FVM_INCOMPAT_COMPRESSED, 1, 15, 0, FVM_ECORRUPT, "frame_shift 15" },
+			{ FVM_INCOMPAT_COMPRESSED, 1, 21, 0, FVM_ECORRUPT, "frame_shift 21" },
+			{ FVM_INCOMPAT_COMPRESSED | FVM_INCOMPAT_PAYLOAD_CRC, 1, 18, 0,
+			  FVM_ECORRUPT, "PAYLOAD_CRC" },
+			{ FVM_INCOMPAT_COMPRESSED, 1, 18, 1, FVM_ECORRUPT, "reserved" },
+			{ FVM_INCOMPAT_PAYLOAD_CRC, 1, 0, 0, FVM_ECORRUPT, "reserved" },
+		};
+		for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+			header_good(h);
+			fvm_st64(h + 16, c[i].incompat);
+			h[32] = c[i].codec;
+			h[33] = 5;
+			h[34] = c[i].shift;
+			h[35] = c[i].extra;
+			header_recrc(h);
+			if (!c[i].rc) {
+				assert_int_equal(fvm_header_decode(h, &out, FILE_NAME), 0);
+				assert_int_equal(out.codec, c[i].codec);
+				assert_int_equal(out.level, 5);
+				assert_int_equal(out.frame_shift, c[i].shift);
+			} else {
+				check_err(fvm_header_decode(h, &out, FILE_NAME), c[i].rc, c[i].word,
+					  NULL);
+			}
+		}
+		/* and the encoder writes them only with COMPRESSED */
+		struct fvm_header hc = { 1, 2, FVM_INCOMPAT_COMPRESSED, 0, 2, 9, 17 }, back;
+		fvm_header_encode(h, &hc);
+		assert_int_equal(fvm_header_decode(h, &back, FILE_NAME), 0);
+		assert_int_equal(back.codec, 2);
+		assert_int_equal(back.level, 9);
+		assert_int_equal(back.frame_shift, 17);
+		hc.incompat = 0;
+		fvm_header_encode(h, &hc);
+		assert_int_equal(fvm_header_decode(h, &back, FILE_NAME), 0);
+		assert_int_equal(back.codec, 0);
+	}
 
 	for (int i = 32; i < 60; i++) { /* R5: each reserved byte */
 		header_good(h);
@@ -748,7 +794,7 @@ static void test_seg_rules(void **state)
 static void test_index_roundtrip(void **state)
 {
 	uint8_t b[FVM_INDEXHDR_SIZE], x[FVM_EXTENT_SIZE];
-	struct fvm_indexhdr ih = { 2, 3, 4, 5 }, oh;
+	struct fvm_indexhdr ih = { 2, 3, 4, 5, 0, 0 }, oh;
 	struct fvm_extent e = { 1, FVM_RUN_FLAG_DATA, 1, 2, 0x200000, 0x1010 }, oe;
 
 	(void)state;
@@ -773,7 +819,7 @@ static void test_index_roundtrip(void **state)
 	assert_int_equal(fvm_extent_decode(x, &oe, blocks2, 2, 0, 0x11000, 0, at(0x9000)), 0);
 
 	/* empty index */
-	ih = (struct fvm_indexhdr){ 0, 0, 0, 0 };
+	ih = (struct fvm_indexhdr){ 0, 0, 0, 0, 0, 0 };
 	fvm_indexhdr_encode(b, &ih);
 	assert_int_equal(fvm_indexhdr_decode(b, 24, &oh, at(0x40)), 0);
 	assert_int_equal(oh.extent_count, 0);
@@ -782,7 +828,7 @@ static void test_index_roundtrip(void **state)
 static void test_index_rules(void **state)
 {
 	uint8_t b[FVM_INDEXHDR_SIZE];
-	struct fvm_indexhdr ih = { 1, 0, 0, 2 }, oh;
+	struct fvm_indexhdr ih = { 1, 0, 0, 2, 0, 0 }, oh;
 
 	(void)state;
 	fvm_indexhdr_encode(b, &ih);
@@ -790,7 +836,7 @@ static void test_index_rules(void **state)
 	b[12] = 1; /* reserved */
 	check_err(fvm_indexhdr_decode(b, 24 + 8 + 80, &oh, at(0x7000)), FVM_ECORRUPT, "reserved", NULL);
 
-	ih = (struct fvm_indexhdr){ 65537, 0, 0, 0 }; /* R26 */
+	ih = (struct fvm_indexhdr){ 65537, 0, 0, 0, 0, 0 }; /* R26 */
 	fvm_indexhdr_encode(b, &ih);
 	check_err(fvm_indexhdr_decode(b, fvm_index_body_len(&ih), &oh, at(0x7000)), FVM_ECORRUPT,
 		  "block_count", "0x7000");
@@ -799,7 +845,7 @@ static void test_index_rules(void **state)
 	assert_int_equal(fvm_indexhdr_decode(b, fvm_index_body_len(&ih), &oh, at(0x7000)), 0);
 
 	/* R60: body_len other than the counts say, including counts that would wrap */
-	ih = (struct fvm_indexhdr){ 1, 2, 3, 4 };
+	ih = (struct fvm_indexhdr){ 1, 2, 3, 4, 0, 0 };
 	fvm_indexhdr_encode(b, &ih);
 	check_err(fvm_indexhdr_decode(b, fvm_index_body_len(&ih) + 8, &oh, at(0x7000)),
 		  FVM_ECORRUPT, "INDX record", NULL);
@@ -809,7 +855,7 @@ static void test_index_rules(void **state)
 	fvm_indexhdr_encode(b, &ih);
 	check_err(fvm_indexhdr_decode(b, 4096, &oh, at(0x7000)), FVM_ECORRUPT, "INDX record", NULL);
 	/* extent_count * 40 wrapping to the real body length */
-	ih = (struct fvm_indexhdr){ 0, 0, 0, 0 };
+	ih = (struct fvm_indexhdr){ 0, 0, 0, 0, 0, 0 };
 	fvm_indexhdr_encode(b, &ih);
 	fvm_st64(b + 16, (UINT64_MAX / 40) + 2); /* 40 * this wraps to a small number */
 	check_err(fvm_indexhdr_decode(b, 24 + (uint64_t)(40 * ((UINT64_MAX / 40) + 2)), &oh,

@@ -42,9 +42,13 @@ typedef struct fvm_load_tuning {
 	 * devices measured it slowed cold loads (doc/BENCHMARKS.md).
 	 */
 	unsigned willneed_window;
+	/* compressed files: decoding threads, the caller's included; 0 = one
+	 * per CPU. queue_depth is then the number of 2 MiB reads in flight
+	 * (default 6). */
+	unsigned threads;
 } fvm_load_tuning;
 
-#define FVM_LOAD_TUNING_INIT { sizeof(fvm_load_tuning), 0, 0, 0, 0 }
+#define FVM_LOAD_TUNING_INIT { sizeof(fvm_load_tuning), 0, 0, 0, 0, 0 }
 
 #ifdef __cplusplus
 }

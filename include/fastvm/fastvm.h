@@ -151,9 +151,30 @@ typedef struct fvm_write_options {
 	                           (16 MiB). Bounds the streaming buffer. */
 	fvm_progress_fn progress; /* called as blocks are written */
 	void *progress_ctx;
+	/* 0.2: compressed payload (doc/FORMAT.md 4.5); all 0 = uncompressed */
+	uint32_t codec;         /* enum fvm_codec */
+	int32_t level;          /* 0 = the codec's default (zstd 3, lz4 1);
+	                           zstd 1..19, lz4 1..12 (3 and up: lz4 HC) */
+	uint32_t frame_bytes;   /* plain bytes per frame, a power of two from
+	                           64 KiB to 1 MiB; 0 = 256 KiB */
+	uint32_t threads;       /* compressing threads; 0 = one per CPU */
 } fvm_write_options;
 
-#define FVM_WRITE_OPTIONS_INIT { sizeof(fvm_write_options), 0, 0, 0, NULL, NULL }
+/*
+ * Codecs of compressed payload. A build has those whose library it found
+ * (fvm_codec_available); a file names its codec in its header.
+ */
+enum fvm_codec { FVM_CODEC_NONE = 0, FVM_CODEC_ZSTD = 1, FVM_CODEC_LZ4 = 2 };
+
+#define FVM_WRITE_OPTIONS_INIT { sizeof(fvm_write_options), 0, 0, 0, NULL, NULL, 0, 0, 0, 0 }
+
+/*
+ * The codec's name ("zstd", "lz4", "none"), or NULL for an unknown id;
+ * fvm_codec_available: 1 when this build encodes and decodes it (none: 1).
+ * Errors: none.
+ */
+FVM_API const char *fvm_codec_name(int codec);
+FVM_API int fvm_codec_available(int codec);
 
 /*
  * Fill *opts (size bytes, the caller's sizeof) with the defaults, as
