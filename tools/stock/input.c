@@ -40,6 +40,8 @@ static int open_qcow2(struct stock_input *in, const char *path,
 		return fvm_error_set(FVM_ENOTFOUND, 0,
 				     "%s: snapshot '%s' has no VM state (a disk-only snapshot)",
 				     path, sn ? sn->name : "?");
+	if ((err = stock_qcow2_vmstate_check(in->q, in->snapshot)))
+		return err;
 	snprintf(in->name, sizeof(in->name), "%s snapshot '%s' vmstate", path, sn->name);
 	return stock_source_open_qcow2(&in->src, in->q, in->snapshot, in->name);
 }
