@@ -24,6 +24,7 @@
 #include "common/util.h"
 
 const char *cli_prog = "fvmsnap";
+const char *cli_output;
 
 int cli_exit_code(int code)
 {
@@ -72,7 +73,12 @@ int cli_fail_as(const char *what, int code, const char *not_what)
 {
 	const char *text = code == FVM_EMAGIC && not_what ? not_what
 			   : fvm_strerror(code);
-	const char *detail = detail_after(fvm_error_detail(), what);
+	const char *detail = fvm_error_detail();
+
+	/* the output failed, not the input the caller names */
+	if (cli_output && detail_after(detail, cli_output) != detail)
+		what = cli_output;
+	detail = detail_after(detail, what);
 
 	progress_clear_current();
 	if (*detail)

@@ -39,6 +39,14 @@ enum cli_exit {
 /* "fvmsnap pack": set by the dispatcher, used as prefix of every message. */
 extern const char *cli_prog;
 
+/*
+ * The file the command writes, set by the commands that write one (pack,
+ * convert, export, save). A failure whose detail starts with it ("OUT: write
+ * at offset ...: No space left on device") is the output's: cli_fail names
+ * OUT, once, instead of the input it was given.
+ */
+extern const char *cli_output;
+
 /* Exit code for a FVM_E* code. */
 int cli_exit_code(int fvm_code);
 

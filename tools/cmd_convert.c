@@ -130,6 +130,7 @@ int cmd_convert(int argc, char **argv)
 		disks[0] = o.input;
 		o.disks = disks;
 	}
+	cli_output = o.output;
 	progress_init(&pg, "converting", mode);
 	o.progress = progress_cb;
 	o.progress_ctx = &pg;
