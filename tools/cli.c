@@ -81,6 +81,12 @@ int cli_fail_as(const char *what, int code, const char *not_what)
 	detail = detail_after(detail, what);
 
 	progress_clear_current();
+	if (code == FVM_ECANCELED && util_interrupted()) {
+		/* canceled by our own progress callback: say why, not how */
+		fprintf(stderr, "%s: %s: interrupted by %s\n", cli_prog, what,
+			util_interrupted() == SIGINT ? "SIGINT" : "SIGTERM");
+		return cli_exit_code(code);
+	}
 	if (*detail)
 		fprintf(stderr, "%s: %s: %s: %s\n", cli_prog, what, text, detail);
 	else

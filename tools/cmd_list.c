@@ -129,6 +129,8 @@ int cmd_list(int argc, char **argv)
 	}
 	if ((c = cli_one_operand(argc, argv, "qcow2 image", &in)))
 		return c;
+	if (!strcmp(in, "-"))
+		return cli_usage_error("list reads a qcow2 image by its path, not from standard input");
 	if ((c = stock_qcow2_open(&q, in)))
 		return cli_fail_as(in, c, "not a qcow2 image"); /* list reads qcow2 only */
 	if (json)

@@ -78,8 +78,8 @@ int stock_input_open(struct stock_input *in, const char *path,
 		return 0;
 	}
 	if (!strcmp(path, "-"))
-		return fvm_error_set(FVM_EUNSUPPORTED, 0,
-				     "standard input: a qcow2 image must be a file, not a pipe");
+		return fvm_error_set(FVM_EINVAL, 0,
+				     "standard input: a qcow2 image is read by its path, not from standard input");
 	stock_source_free(in->src);
 	in->src = NULL;
 	close(in->fd);
