@@ -201,6 +201,34 @@ else
 	echo "note: python3 not found; truncated-vmstate check skipped"
 fi
 
+# Image locking: a running QEMU holds the image's write lock; list and
+# convert refuse it as qemu-img does, and read it with -U (--force-share).
+img=$tmp/locked.qcow2
+cp "$tmp/snap1.qcow2" "$img"
+qemu-system-x86_64 -nodefaults -M pc -m 32M -S -display none -monitor none \
+	-drive file="$img",if=none,format=qcow2,id=d0 >"$tmp/qemu-lock.log" 2>&1 &
+qpid=$!
+for _ in $(seq 100); do
+	qemu-img info "$img" >/dev/null 2>&1 || break # locked: QEMU is up
+	sleep 0.1
+done
+want="$img is in use by another process (QEMU holds its write lock); quit it first, or use --force-share (-U) to read the image anyway"
+for cmd in "list $img" "convert -q $img -s s1 -o $tmp/locked.fvm"; do
+	if "$fvmsnap" $cmd 2>"$tmp/err"; then
+		kill $qpid
+		fail "fvmsnap $cmd read an image a running QEMU holds"
+	fi
+	[ "$(cat "$tmp/err")" = "fvmsnap ${cmd%% *}: $want" ] || { kill $qpid; fail "locked: $(cat "$tmp/err")"; }
+done
+[ ! -e "$tmp/locked.fvm" ] || { kill $qpid; fail "locked: convert wrote an output"; }
+"$fvmsnap" list -U "$img" >/dev/null || { kill $qpid; fail "list -U of a locked image"; }
+"$fvmsnap" convert -q --force-share "$img" -s s1 -o "$tmp/locked.fvm" ||
+	{ kill $qpid; fail "convert --force-share of a locked image"; }
+kill $qpid
+wait $qpid 2>/dev/null || true
+"$fvmsnap" list "$img" >/dev/null || fail "list after QEMU quit"
+echo "ok: an image a running QEMU holds is refused by list and convert, read with -U"
+
 # Refused clearly: encryption (libqcow names the method), zstd.
 # (qemu-img's PBKDF calibration fails now and then under load: "Unable to get
 # accurate CPU usage"; test_qcow2 covers a crafted LUKS header regardless.)

@@ -99,6 +99,60 @@ int cli_fail(const char *what, int code)
 	return cli_fail_as(what, code, NULL);
 }
 
+#define QEMU_LOCK_PERM_BASE 100   /* RAW_LOCK_PERM_BASE */
+#define QEMU_LOCK_SHARED_BASE 200 /* RAW_LOCK_SHARED_BASE */
+#define QEMU_PERM_READ 0          /* BLK_PERM_CONSISTENT_READ, bit 0 */
+#define QEMU_PERM_WRITE 1         /* BLK_PERM_WRITE, bit 1 */
+
+/* F_OFD_GETLK/SETLK on one byte; for GETLK *held is 1 when another has it. */
+static int ofd_lock(int fd, int cmd, short type, off_t byte, int *held)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+
+	if (fcntl(fd, cmd, &fl) < 0)
+		return -errno;
+	if (held)
+		*held = fl.l_type != F_UNLCK;
+	return 0;
+}
+
+int cli_image_lock(const char *path, int force_share, int *fd)
+{
+	int held = 0, err;
+
+	*fd = -1;
+	if (force_share || !strcmp(path, "-"))
+		return 0;
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return 0;
+	/* Someone writing it (a running VM), or refusing to share reads? */
+	err = ofd_lock(*fd, F_OFD_GETLK, F_WRLCK, QEMU_LOCK_PERM_BASE + QEMU_PERM_WRITE, &held);
+	if (!err && held)
+		goto in_use;
+	if (!err)
+		err = ofd_lock(*fd, F_OFD_GETLK, F_WRLCK, QEMU_LOCK_SHARED_BASE + QEMU_PERM_READ, &held);
+	if (!err && held)
+		goto in_use;
+	/* Ours, as qemu-img's: no QEMU may start writing while we read. */
+	if (!err)
+		err = ofd_lock(*fd, F_OFD_SETLK, F_RDLCK, QEMU_LOCK_PERM_BASE + QEMU_PERM_READ, NULL);
+	if (!err)
+		err = ofd_lock(*fd, F_OFD_SETLK, F_RDLCK, QEMU_LOCK_SHARED_BASE + QEMU_PERM_WRITE, NULL);
+	if (err == -EAGAIN || err == -EACCES)
+		goto in_use;
+	/* A filesystem without locks (some network ones): read as qemu-img does. */
+	return 0;
+in_use:
+	close(*fd);
+	*fd = -1;
+	progress_clear_current();
+	fprintf(stderr, "%s: %s is in use by another process (QEMU holds its write lock); "
+		"quit it first, or use --force-share (-U) to read the image anyway\n",
+		cli_prog, path);
+	return EXIT_SYSTEM;
+}
+
 int cli_fail_sys(const char *what, int err)
 {
 	progress_clear_current();

@@ -75,6 +75,20 @@ int cli_fail_as(const char *what, int code, const char *not_what);
  */
 int cli_refuse_same_file(const char *in, const char *out);
 
+/*
+ * QEMU's image locking (block/file-posix.c): a process holding permission N
+ * of an image has an OFD read lock on byte 100+N, one refusing to share it
+ * on byte 200+N (N 0: consistent read, 1: write). Reading an image takes
+ * what qemu-img takes to read it: byte 100 (we read) and byte 201 (we do
+ * not share writing), after testing that no other process holds byte 101
+ * (a running QEMU writing the disk) or byte 200. The locks live as long as
+ * *fd, which the caller closes when done. force_share (-U) skips all of it.
+ * Returns 0, or prints "IMAGE is in use by another process ..." and
+ * returns EXIT_SYSTEM (an image that cannot be opened is left to the
+ * reader to report).
+ */
+int cli_image_lock(const char *path, int force_share, int *fd);
+
 /* "fvmsnap pack: <what>: <strerror(err)>"; returns EXIT_SYSTEM. */
 int cli_fail_sys(const char *what, int err);
 /* "fvmsnap pack: <message>" plus a --help hint; returns EXIT_USAGE. */
