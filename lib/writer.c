@@ -320,7 +320,7 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 
 	fvm_api_begin();
 	if (!out || !path || !*path)
-		return fvm_err(FVM_EINVAL, "fvm_writer_open_path: no path");
+		return fvm_err(FVM_EINVAL, "no output path given");
 	rc = writer_new(&w, opts);
 	if (rc)
 		return rc;
@@ -375,7 +375,7 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 	}
 	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
 	if (w->fd < 0) {
-		rc = fvm_err_sys(errno, "%s: cannot create temporary file %s", path, w->tmp_path);
+		rc = fvm_err_sys(errno, "%s: cannot create the file", path);
 		free(w->tmp_path);
 		w->tmp_path = NULL;
 		fvm_writer_free(w);

@@ -484,6 +484,54 @@ done
 rm -f kill.fvm kill.img
 ok "SIGKILL while writing"
 
+# ---- messages: the failing thing named once, in the user's words
+# An output in a missing directory: the output is named, once, not the
+# input, and no temporary's name leaks.
+expect 0 fs sample -q -o msg.img --size 1M --seed 21
+expect 3 fs pack -q --block pc.ram=msg.img -o nodir/x.fvm
+grep -qx "fvmsnap pack: nodir/x.fvm: I/O error: cannot create the file: No such file or directory" err.log ||
+	fail "pack into a missing directory: $(cat err.log)"
+expect 0 fs pack -q --block pc.ram=msg.img -o msg.fvm
+expect 3 fs export -q msg.fvm -o nodir/x.mig
+grep -qx "fvmsnap export: nodir/x.mig: No such file or directory" err.log ||
+	fail "export into a missing directory: $(cat err.log)"
+expect 3 fs unpack -q msg.fvm -o nodir/sub
+grep -qx "fvmsnap unpack: nodir/sub: No such file or directory" err.log ||
+	fail "unpack into a missing directory: $(cat err.log)"
+# A qcow2 image on a pipe: not "not supported on this system".
+{ printf 'QFI\373\000\000\000\003'; head -c 200 /dev/zero; } >fake.qcow2
+fs convert - -o x.fvm <fake.qcow2 >out.log 2>err.log
+[ $? -eq 1 ] || fail "convert of a qcow2 on standard input: exit not 1"
+grep -qx "fvmsnap convert: standard input: invalid argument: a qcow2 image is read by its path, not from standard input" err.log ||
+	fail "qcow2 on standard input: $(cat err.log)"
+cat fake.qcow2 | fs list - >out.log 2>err.log
+[ $? -eq 1 ] || fail "list -: exit not 1"
+grep -q "^fvmsnap list: list reads a qcow2 image by its path, not from standard input$" err.log ||
+	fail "list -: $(cat err.log)"
+# SIGTERM while loading: "interrupted by SIGTERM", not the library's
+# "canceled by the progress callback"; exit 130, no output directory.
+# (The stream pauses after 300 KB; the signal arrives in the pause and the
+# next progress callback, once data flows again, cancels the load.)
+expect 0 fs sample -q -o term.img --size 8M --seed 22
+expect 0 fs pack -q --block pc.ram=term.img -o term.fvm
+rm -f term.fifo
+mkfifo term.fifo
+"$FVMSNAP" unpack -q - -o term.d <term.fifo >out.log 2>err.log &
+pid=$!
+{ head -c 300000 term.fvm; sleep 1.5; tail -c +300001 term.fvm; } >term.fifo &
+feeder=$!
+sleep 0.7
+kill -TERM $pid
+wait $pid
+rc=$?
+wait $feeder
+[ $rc -eq 130 ] || fail "unpack on SIGTERM: exit $rc, expected 130"
+grep -qx "fvmsnap unpack: standard input: interrupted by SIGTERM" err.log ||
+	fail "unpack on SIGTERM: $(cat err.log)"
+[ -e term.d ] && fail "unpack on SIGTERM left term.d"
+rm -f term.fifo term.fvm term.img msg.fvm msg.img fake.qcow2
+ok "messages name the failing thing once"
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails check(s) failed"
 	exit 1

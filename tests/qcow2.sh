@@ -138,6 +138,97 @@ qemu-io -f qcow2 -c "write -P 0x5a 3k 5k" -c "write -P 0x77 2100k 300k" -c "writ
 	"$img" >/dev/null
 active "$img" qemu "extended L2, 2 MiB clusters"
 
+# Truncated inside the chosen snapshot's vmstate, with the snapshot table and
+# the snapshot's L1 table still in the file: after a snapshot is deleted QEMU
+# reuses its clusters, so the next savevm puts some of its vmstate clusters
+# after its L1 and the snapshot table. Cut the image inside the first such
+# cluster (found here with an independent parser): convert must refuse it,
+# naming the file, the snapshot and the cluster, and write nothing.
+if command -v python3 >/dev/null 2>&1; then
+	img=$tmp/reuse.qcow2
+	qemu-img create -q -f qcow2 "$img" 16M
+	qemu-io -f qcow2 -c "write -P 0x5a 0 1M" "$img" >/dev/null
+	savevm "$img" s1 s2 s3
+	qemu-img snapshot -d s1 "$img"
+	savevm "$img" s4
+	cut=$(python3 - "$img" s4 <<'PY'
+import struct, sys
+f = open(sys.argv[1], 'rb').read()
+be = lambda fmt, o: struct.unpack_from('>' + fmt, f, o)
+cb = be('I', 20)[0]; cs = 1 << cb; l2bits = cb - 3
+disk = be('Q', 24)[0]; nsn, so = be('IQ', 60)
+mask = 0x00fffffffffffe00
+meta_end, o, snap = 0, so, None
+for _ in range(nsn):
+    l1o, l1s, idl, nml = be('QIHH', o)
+    vss, ext = be('II', o + 32)
+    name = f[o + 40 + ext + idl:o + 40 + ext + idl + nml].decode()
+    o = (o + 40 + ext + idl + nml + 7) & ~7
+    if name == sys.argv[2]:
+        snap = (l1o, l1s, vss)
+l1o, l1s, vss = snap
+meta_end = max(o, l1o + 8 * l1s, be('Q', 40)[0] + 8 * be('I', 36)[0])
+shift = cb + l2bits
+base = (disk + (1 << shift) - 1) >> shift
+clusters = []
+for v in range(0, vss, cs):
+    g = (base << shift) + v
+    l2 = be('Q', l1o + 8 * (g >> shift))[0] & mask
+    if not l2:
+        continue
+    clusters.append(l2)
+    h = be('Q', l2 + 8 * ((g >> cb) & ((1 << l2bits) - 1)))[0] & mask
+    if h:
+        clusters.append(h)
+late = sorted(c for c in set(clusters) if c >= meta_end)
+print(late[0] + 512 if late else 0)
+PY
+)
+	[ "$cut" -gt 0 ] || fail "reuse.qcow2: no vmstate cluster of s4 after its metadata (QEMU allocates differently?)"
+	"$fvmsnap" convert -q "$img" -s s4 -o "$tmp/whole.fvm" || fail "convert of the whole image"
+	head -c "$cut" "$img" >"$tmp/cut.qcow2"
+	if "$fvmsnap" convert -q "$tmp/cut.qcow2" -s s4 -o "$tmp/cut.fvm" 2>"$tmp/err"; then
+		fail "an image cut inside the vmstate of s4 converts"
+	fi
+	off=$(printf '0x%x' $((cut - 512)))
+	grep -q "cut.qcow2: .*snapshot 4 ('s4').* $off.*past end of file" "$tmp/err" ||
+		grep -q "cut.qcow2: snapshot 4 ('s4'): vmstate offset .* $off .*the image is truncated" "$tmp/err" ||
+		fail "cut inside the vmstate: $(cat "$tmp/err")"
+	[ "$(grep -c cut.qcow2 "$tmp/err")" -eq 1 ] || fail "cut inside the vmstate: not one message"
+	ls -A "$tmp" | grep -q 'cut\.fvm' && fail "cut inside the vmstate: an output was left: $(ls -A "$tmp")"
+	echo "ok: an image cut at $cut inside the vmstate of s4 is refused: $(cat "$tmp/err")"
+else
+	echo "note: python3 not found; truncated-vmstate check skipped"
+fi
+
+# Image locking: a running QEMU holds the image's write lock; list and
+# convert refuse it as qemu-img does, and read it with -U (--force-share).
+img=$tmp/locked.qcow2
+cp "$tmp/snap1.qcow2" "$img"
+qemu-system-x86_64 -nodefaults -M pc -m 32M -S -display none -monitor none \
+	-drive file="$img",if=none,format=qcow2,id=d0 >"$tmp/qemu-lock.log" 2>&1 &
+qpid=$!
+for _ in $(seq 100); do
+	qemu-img info "$img" >/dev/null 2>&1 || break # locked: QEMU is up
+	sleep 0.1
+done
+want="$img is in use by another process (QEMU holds its write lock); quit it first, or use --force-share (-U) to read the image anyway"
+for cmd in "list $img" "convert -q $img -s s1 -o $tmp/locked.fvm"; do
+	if "$fvmsnap" $cmd 2>"$tmp/err"; then
+		kill $qpid
+		fail "fvmsnap $cmd read an image a running QEMU holds"
+	fi
+	[ "$(cat "$tmp/err")" = "fvmsnap ${cmd%% *}: $want" ] || { kill $qpid; fail "locked: $(cat "$tmp/err")"; }
+done
+[ ! -e "$tmp/locked.fvm" ] || { kill $qpid; fail "locked: convert wrote an output"; }
+"$fvmsnap" list -U "$img" >/dev/null || { kill $qpid; fail "list -U of a locked image"; }
+"$fvmsnap" convert -q --force-share "$img" -s s1 -o "$tmp/locked.fvm" ||
+	{ kill $qpid; fail "convert --force-share of a locked image"; }
+kill $qpid
+wait $qpid 2>/dev/null || true
+"$fvmsnap" list "$img" >/dev/null || fail "list after QEMU quit"
+echo "ok: an image a running QEMU holds is refused by list and convert, read with -U"
+
 # Refused clearly: encryption (libqcow names the method), zstd.
 # (qemu-img's PBKDF calibration fails now and then under load: "Unable to get
 # accurate CPU usage"; test_qcow2 covers a crafted LUKS header regardless.)

@@ -393,6 +393,25 @@ static void expect_read_(const uint8_t *img, size_t len, uint64_t vm_len, int co
 }
 #define expect_read(i, l, v, c, w) expect_read_((i), (l), (v), (c), (w), __LINE__)
 
+/* stock_qcow2_vmstate_check of snapshot 1 (0: must pass). */
+static void expect_vmcheck_(const uint8_t *img, size_t len, int code, const char *what, int line)
+{
+	struct stock_qcow2 *q;
+	int rc;
+
+	write_img(img, len);
+	rc = stock_qcow2_open(&q, path);
+	if (rc)
+		fail_msg("open: %s", fvm_error_detail());
+	rc = stock_qcow2_vmstate_check(q, 0);
+	if (code)
+		check_err_(rc, code, what, __FILE__, line);
+	else if (rc)
+		fail_msg("line %d: check of a good image: %s", line, fvm_error_detail());
+	stock_qcow2_close(q);
+}
+#define expect_vmcheck(i, l, c, w) expect_vmcheck_((i), (l), (c), (w), __LINE__)
+
 static void test_hostile_header(void **state)
 {
 	struct img t;
@@ -529,6 +548,14 @@ static void test_hostile_tables(void **state)
 	expect_read(m, t.len, vm, FVM_ECORRUPT, "L1 table");
 	MUT(put64(m + t.lay.snap_entry_off[0] + 40, 1ull << 40));
 	expect_read(m, t.len, 16, FVM_ECORRUPT, "L1 table");
+	/* the up-front check: clusters of the state past the end of the file */
+	expect_vmcheck(t.img, t.len, 0, NULL);
+	MUT(put64(m + l2e_at, (get64(t.img + l2e_at) & ~0x00fffffffffffe00ull) | ((t.len + 0xffff) & ~0xffffull)));
+	expect_vmcheck(m, t.len, FVM_ETRUNCATED, "snapshot 1 ('s1'): vmstate offset 0x0 is in the cluster at file offset 0x");
+	MUT(put64(m + l2e_at, 1ull << 62 | (t.len + 100)));
+	expect_vmcheck(m, t.len, FVM_ETRUNCATED, "snapshot 1 ('s1'): vmstate offset 0x0 is in the compressed cluster");
+	MUT(put64(m + l1e_at, (t.len + 0xffff) & ~0xffffull));
+	expect_vmcheck(m, t.len, FVM_ERANGE, "L1 table of snapshot 1 ('s1') entry 1");
 	/* truncated inside the vmstate data: open is fine, the read fails */
 	{
 		struct stock_qcow2 *q;

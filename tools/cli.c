@@ -24,6 +24,7 @@
 #include "common/util.h"
 
 const char *cli_prog = "fvmsnap";
+const char *cli_output;
 
 int cli_exit_code(int code)
 {
@@ -72,9 +73,20 @@ int cli_fail_as(const char *what, int code, const char *not_what)
 {
 	const char *text = code == FVM_EMAGIC && not_what ? not_what
 			   : fvm_strerror(code);
-	const char *detail = detail_after(fvm_error_detail(), what);
+	const char *detail = fvm_error_detail();
+
+	/* the output failed, not the input the caller names */
+	if (cli_output && detail_after(detail, cli_output) != detail)
+		what = cli_output;
+	detail = detail_after(detail, what);
 
 	progress_clear_current();
+	if (code == FVM_ECANCELED && util_interrupted()) {
+		/* canceled by our own progress callback: say why, not how */
+		fprintf(stderr, "%s: %s: interrupted by %s\n", cli_prog, what,
+			util_interrupted() == SIGINT ? "SIGINT" : "SIGTERM");
+		return cli_exit_code(code);
+	}
 	if (*detail)
 		fprintf(stderr, "%s: %s: %s: %s\n", cli_prog, what, text, detail);
 	else
@@ -85,6 +97,60 @@ int cli_fail_as(const char *what, int code, const char *not_what)
 int cli_fail(const char *what, int code)
 {
 	return cli_fail_as(what, code, NULL);
+}
+
+#define QEMU_LOCK_PERM_BASE 100   /* RAW_LOCK_PERM_BASE */
+#define QEMU_LOCK_SHARED_BASE 200 /* RAW_LOCK_SHARED_BASE */
+#define QEMU_PERM_READ 0          /* BLK_PERM_CONSISTENT_READ, bit 0 */
+#define QEMU_PERM_WRITE 1         /* BLK_PERM_WRITE, bit 1 */
+
+/* F_OFD_GETLK/SETLK on one byte; for GETLK *held is 1 when another has it. */
+static int ofd_lock(int fd, int cmd, short type, off_t byte, int *held)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+
+	if (fcntl(fd, cmd, &fl) < 0)
+		return -errno;
+	if (held)
+		*held = fl.l_type != F_UNLCK;
+	return 0;
+}
+
+int cli_image_lock(const char *path, int force_share, int *fd)
+{
+	int held = 0, err;
+
+	*fd = -1;
+	if (force_share || !strcmp(path, "-"))
+		return 0;
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return 0;
+	/* Someone writing it (a running VM), or refusing to share reads? */
+	err = ofd_lock(*fd, F_OFD_GETLK, F_WRLCK, QEMU_LOCK_PERM_BASE + QEMU_PERM_WRITE, &held);
+	if (!err && held)
+		goto in_use;
+	if (!err)
+		err = ofd_lock(*fd, F_OFD_GETLK, F_WRLCK, QEMU_LOCK_SHARED_BASE + QEMU_PERM_READ, &held);
+	if (!err && held)
+		goto in_use;
+	/* Ours, as qemu-img's: no QEMU may start writing while we read. */
+	if (!err)
+		err = ofd_lock(*fd, F_OFD_SETLK, F_RDLCK, QEMU_LOCK_PERM_BASE + QEMU_PERM_READ, NULL);
+	if (!err)
+		err = ofd_lock(*fd, F_OFD_SETLK, F_RDLCK, QEMU_LOCK_SHARED_BASE + QEMU_PERM_WRITE, NULL);
+	if (err == -EAGAIN || err == -EACCES)
+		goto in_use;
+	/* A filesystem without locks (some network ones): read as qemu-img does. */
+	return 0;
+in_use:
+	close(*fd);
+	*fd = -1;
+	progress_clear_current();
+	fprintf(stderr, "%s: %s is in use by another process (QEMU holds its write lock); "
+		"quit it first, or use --force-share (-U) to read the image anyway\n",
+		cli_prog, path);
+	return EXIT_SYSTEM;
 }
 
 int cli_fail_sys(const char *what, int err)

@@ -39,6 +39,14 @@ enum cli_exit {
 /* "fvmsnap pack": set by the dispatcher, used as prefix of every message. */
 extern const char *cli_prog;
 
+/*
+ * The file the command writes, set by the commands that write one (pack,
+ * convert, export, save). A failure whose detail starts with it ("OUT: write
+ * at offset ...: No space left on device") is the output's: cli_fail names
+ * OUT, once, instead of the input it was given.
+ */
+extern const char *cli_output;
+
 /* Exit code for a FVM_E* code. */
 int cli_exit_code(int fvm_code);
 
@@ -66,6 +74,20 @@ int cli_fail_as(const char *what, int code, const char *not_what);
  * not exist yet. "-" is never the same file.
  */
 int cli_refuse_same_file(const char *in, const char *out);
+
+/*
+ * QEMU's image locking (block/file-posix.c): a process holding permission N
+ * of an image has an OFD read lock on byte 100+N, one refusing to share it
+ * on byte 200+N (N 0: consistent read, 1: write). Reading an image takes
+ * what qemu-img takes to read it: byte 100 (we read) and byte 201 (we do
+ * not share writing), after testing that no other process holds byte 101
+ * (a running QEMU writing the disk) or byte 200. The locks live as long as
+ * *fd, which the caller closes when done. force_share (-U) skips all of it.
+ * Returns 0, or prints "IMAGE is in use by another process ..." and
+ * returns EXIT_SYSTEM (an image that cannot be opened is left to the
+ * reader to report).
+ */
+int cli_image_lock(const char *path, int force_share, int *fd);
 
 /* "fvmsnap pack: <what>: <strerror(err)>"; returns EXIT_SYSTEM. */
 int cli_fail_sys(const char *what, int err);

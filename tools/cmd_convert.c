@@ -32,6 +32,8 @@ static void usage(FILE *f)
 		"  -o, --output OUT.fvm      the snapshot to write\n"
 		"  -s, --snapshot NAME|ID    qcow2: the internal snapshot (by id, then by\n"
 		"                            name); optional when the image has exactly one\n"
+		"  -U, --force-share         qcow2: read an image a running QEMU holds\n"
+		"                            locked (its state may be changing)\n"
 		"      --no-crc              omit payload checksums\n"
 		"      --no-fsync            skip fsync (scratch files, tests)\n"
 		"  -q, --quiet               no progress bar, no summary line\n"
@@ -72,6 +74,7 @@ int cmd_convert(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "snapshot", required_argument, NULL, 's' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ "no-crc", no_argument, NULL, OPT_NO_CRC },
 		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -83,15 +86,16 @@ int cmd_convert(int argc, char **argv)
 	struct stock_convert_result res;
 	struct progress pg;
 	char creator[64], created[64], b1[32], b2[32], b3[32], b4[32], b5[48];
-	int c, mode = PROGRESS_AUTO, err;
+	int c, mode = PROGRESS_AUTO, err, force_share = 0, lock_fd = -1;
 	uint64_t t0, ns, again;
 	struct stat st;
 	double secs;
 
-	while ((c = getopt_long(argc, argv, "o:s:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:s:Uqh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o': o.output = optarg; break;
 		case 's': o.snapshot = optarg; break;
+		case 'U': force_share = 1; break;
 		case OPT_NO_CRC: o.write_flags |= FVM_WRITE_NO_CRC; break;
 		case OPT_NO_FSYNC: o.write_flags |= FVM_WRITE_NO_FSYNC; break;
 		case 'q': mode = PROGRESS_NEVER; break;
@@ -129,13 +133,22 @@ int cmd_convert(int argc, char **argv)
 	    !strcmp(disk.kind, "qcow2")) {
 		disks[0] = o.input;
 		o.disks = disks;
+		/* held while its snapshot is read, as qemu-img would */
+		if ((c = cli_image_lock(o.input, force_share, &lock_fd))) {
+			if (o.out_fd >= 0)
+				close(o.out_fd);
+			return c;
+		}
 	}
+	cli_output = o.output;
 	progress_init(&pg, "converting", mode);
 	o.progress = progress_cb;
 	o.progress_ctx = &pg;
 	t0 = util_now_ns();
 	err = stock_convert(&o, &res);
 	progress_done(&pg);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	if (o.out_fd >= 0)
 		close(o.out_fd);
 	if (err)

@@ -127,6 +127,7 @@ int cmd_export(int argc, char **argv)
 		o.out_fd = at.fd;
 		o.out_name = out;
 	}
+	cli_output = to_stdout ? NULL : out;
 	progress_init(&pg, "exporting", mode);
 	o.progress = progress_cb;
 	o.progress_ctx = &pg;

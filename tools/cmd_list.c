@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "cli.h"
@@ -19,13 +20,16 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: fvmsnap list DISK.qcow2 [--json]\n"
+		"Usage: fvmsnap list DISK.qcow2 [--json] [-U]\n"
 		"\n"
 		"List the internal snapshots (savevm) of a qcow2 image: id, name, date\n"
 		"(UTC), VM clock, VM state size and disk size. Snapshots are chosen for\n"
 		"'fvmsnap convert --snapshot' by id first, then by name, like loadvm.\n"
 		"\n"
 		"  -j, --json   machine-readable output\n"
+		"  -U, --force-share\n"
+		"               read an image another process (a running QEMU) holds\n"
+		"               locked; what it reads may be changing\n"
 		"  -h, --help   this help\n");
 }
 
@@ -113,23 +117,32 @@ int cmd_list(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct stock_qcow2 *q;
 	const char *in;
-	int c, json = 0;
+	int c, json = 0, force_share = 0, lock_fd;
 
-	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jUh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = 1; break;
+		case 'U': force_share = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: return cli_try_help();
 		}
 	}
 	if ((c = cli_one_operand(argc, argv, "qcow2 image", &in)))
 		return c;
-	if ((c = stock_qcow2_open(&q, in)))
+	if (!strcmp(in, "-"))
+		return cli_usage_error("list reads a qcow2 image by its path, not from standard input");
+	if ((c = cli_image_lock(in, force_share, &lock_fd)))
+		return c;
+	c = stock_qcow2_open(&q, in);
+	if (lock_fd >= 0)
+		close(lock_fd); /* the table is read: QEMU may have the image back */
+	if (c)
 		return cli_fail_as(in, c, "not a qcow2 image"); /* list reads qcow2 only */
 	if (json)
 		print_json(q, in);

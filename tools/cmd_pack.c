@@ -383,6 +383,7 @@ int cmd_pack(int argc, char **argv)
 		if ((ret = map_input(&a.devs[i], 0)))
 			goto out;
 
+	cli_output = to_stdout ? NULL : a.out;
 	progress_init(&pg, "packing", a.progress_mode);
 	wo.progress = progress_cb;
 	wo.progress_ctx = &pg;

@@ -363,6 +363,7 @@ static int convert(struct save *s)
 	o.shared = sh;
 	o.nshared = s->nb;
 	o.disks = s->ndisks ? s->disks : NULL;
+	cli_output = s->out;
 	err = stock_convert(&o, &res);
 	return err ? cli_fail(s->out, err) : 0;
 }

@@ -6,6 +6,14 @@
  * data pages into the mappings and never touches the zero pages, so they
  * stay holes. Nothing in DIR is replaced until every block loaded, and then
  * only by rename.
+ *
+ * A page stored through a shared mapping of a file on a full filesystem
+ * cannot fail like a write: the fault fails, and the loader's read into the
+ * mapping returns EFAULT naming the input. So where the runs are known
+ * before loading (a seekable input) the data pages' ranges are allocated
+ * first with fallocate, which fails with ENOSPC naming the output; the
+ * zero pages stay holes. A stream's runs are known only after the load: an
+ * EFAULT there with no space left in DIR is reported as ENOSPC of DIR.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -86,14 +95,71 @@ static int prepare_block(struct out_block *ob, const char *dir)
 	}
 	/* A file of holes: pages the loader does not write stay unallocated. */
 	if (ftruncate(ob->at.fd, (off_t)ob->length) < 0)
-		return cli_fail_sys(ob->at.tmp, errno);
+		return cli_fail_sys(ob->at.path, errno);
 	ob->map = mmap(NULL, (size_t)ob->length, PROT_READ | PROT_WRITE,
 		       MAP_SHARED, ob->at.fd, 0);
 	if (ob->map == MAP_FAILED) {
 		ob->map = NULL;
-		return cli_fail_sys(ob->at.tmp, errno);
+		return cli_fail_sys(ob->at.path, errno);
 	}
 	return 0;
+}
+
+/*
+ * Allocate the byte ranges of every data run in the block files (adjacent
+ * runs merged), so that a full filesystem fails here, as ENOSPC of the file,
+ * rather than as a fault in the loader. Nothing to do for a stream (runs
+ * unknown yet) or where the filesystem has no fallocate.
+ */
+static int reserve_data(fvm_reader *r, const fvm_block_info *bi, struct out_block *ob,
+			uint32_t nb)
+{
+	uint64_t i, n = fvm_reader_run_count(r), start = 0, end = 0;
+	uint32_t blk = UINT32_MAX;
+
+	for (i = 0; i <= n; i++) {
+		fvm_run_info ri = FVM_RUN_INFO_INIT;
+		uint64_t s = 0, e = 0;
+
+		if (i < n) {
+			if (fvm_reader_run(r, i, &ri))
+				return 0; /* a stream: listed only after the load */
+			if (ri.kind != FVM_RUN_DATA || ri.block_id >= nb)
+				continue;
+			s = ri.first_page * bi[ri.block_id].page_size;
+			e = s + ri.page_count * bi[ri.block_id].page_size;
+			if (ri.block_id == blk && s == end) {
+				end = e;
+				continue;
+			}
+		}
+		if (blk != UINT32_MAX && end > start) {
+			if (end > ob[blk].length)
+				end = ob[blk].length;
+			if (fallocate(ob[blk].at.fd, 0, (off_t)start, (off_t)(end - start)) < 0) {
+				if (errno == EOPNOTSUPP || errno == ENOSYS)
+					return 0;
+				return cli_fail_sys(ob[blk].at.path, errno);
+			}
+		}
+		blk = ri.block_id;
+		start = s;
+		end = e;
+	}
+	return 0;
+}
+
+/*
+ * The loader failed: when it could not store a page into a mapping (EFAULT)
+ * and DIR has no space left, that is what to report, naming DIR.
+ */
+static int load_failed(const char *name, const char *dir, int code)
+{
+	struct statvfs sv;
+
+	if (fvm_error_errno() == EFAULT && statvfs(dir, &sv) == 0 && sv.f_bavail == 0)
+		return cli_fail_sys(dir, ENOSPC);
+	return cli_fail(name, code);
 }
 
 /* Write a small text file atomically from a memory stream's buffer. */
@@ -108,7 +174,7 @@ static int write_text(const char *dir, const char *name, const char *text,
 		return cli_fail_sys(path, -err);
 	if ((err = cli_write_all(at->fd, text, len)) ||
 	    (err = cli_atomic_sync(at)))
-		return cli_fail_sys(at->tmp, -err);
+		return cli_fail_sys(path, -err);
 	return 0;
 }
 
@@ -214,17 +280,21 @@ static int write_devstate(fvm_reader *r, const char *dir, uint32_t nd,
 			ret = cli_atomic_sync(&at[i]);
 		free(buf);
 		if (ret)
-			return cli_fail_sys(at[i].tmp, -ret);
+			return cli_fail_sys(path, -ret);
 	}
 	return 0;
 }
 
-static int make_dir(const char *dir)
+/* *made: 1 when DIR was created here (removed again if nothing lands in it). */
+static int make_dir(const char *dir, int *made)
 {
 	struct stat st;
 
-	if (mkdir(dir, 0777) == 0)
+	*made = 0;
+	if (mkdir(dir, 0777) == 0) {
+		*made = 1;
 		return 0;
+	}
 	if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
 		return 0;
 	if (errno == EEXIST)
@@ -256,7 +326,7 @@ int cmd_unpack(int argc, char **argv)
 	char **devfiles = NULL;
 	struct progress pg;
 	const char *in, *name, *dir = NULL;
-	int c, ret = EXIT_OK, mode = PROGRESS_AUTO, verify = 1;
+	int c, ret = EXIT_OK, mode = PROGRESS_AUTO, verify = 1, made = 0;
 	uint64_t t0;
 	uint32_t i, nb = 0, nd = 0;
 
@@ -288,7 +358,7 @@ int cmd_unpack(int argc, char **argv)
 		ret = cli_fail(name, c);
 		goto out;
 	}
-	if ((ret = make_dir(dir)))
+	if ((ret = make_dir(dir, &made)))
 		goto out;
 	nb = fi.block_count;
 	bi = calloc(nb ? nb : 1, sizeof(*bi));
@@ -321,6 +391,9 @@ int cmd_unpack(int argc, char **argv)
 		maps[i].length = bi[i].length;
 	}
 
+	if ((ret = reserve_data(r, bi, ob, nb)))
+		goto out;
+
 	progress_init(&pg, "unpacking", mode);
 	lo.zero_policy = FVM_ZERO_LEAVE;
 	lo.flags = verify ? FVM_LOAD_VERIFY : 0;
@@ -329,18 +402,18 @@ int cmd_unpack(int argc, char **argv)
 	c = fvm_load(r, maps, nb, &lo, &st);
 	progress_done(&pg);
 	if (c) {
-		ret = cli_fail(name, c);
+		ret = load_failed(name, dir, c);
 		goto out;
 	}
 	for (i = 0; i < nb; i++) {
 		if (msync(ob[i].map, (size_t)ob[i].length, MS_SYNC) < 0) {
-			ret = cli_fail_sys(ob[i].at.tmp, errno);
+			ret = cli_fail_sys(ob[i].at.path, errno);
 			goto out;
 		}
 		munmap(ob[i].map, (size_t)ob[i].length);
 		ob[i].map = NULL;
 		if ((c = cli_atomic_sync(&ob[i].at))) {
-			ret = cli_fail_sys(ob[i].at.tmp, -c);
+			ret = cli_fail_sys(ob[i].at.path, -c);
 			goto out;
 		}
 	}
@@ -396,6 +469,8 @@ out:
 		free(devfiles[i]);
 	for (i = 0; i < 3; i++)
 		cli_atomic_abort(&lists[i]);
+	if (ret && made)
+		rmdir(dir); /* only when empty: a failed unpack leaves no new directory */
 	free(devfiles);
 	free(dat);
 	free(ob);

@@ -22,6 +22,7 @@ uint64_t util_now_ns(void);
  * reads the flag.
  */
 void util_install_signals(void);
+/* The signal that arrived (SIGINT or SIGTERM), else 0. */
 int util_interrupted(void);
 
 #endif

@@ -40,6 +40,8 @@ static int open_qcow2(struct stock_input *in, const char *path,
 		return fvm_error_set(FVM_ENOTFOUND, 0,
 				     "%s: snapshot '%s' has no VM state (a disk-only snapshot)",
 				     path, sn ? sn->name : "?");
+	if ((err = stock_qcow2_vmstate_check(in->q, in->snapshot)))
+		return err;
 	snprintf(in->name, sizeof(in->name), "%s snapshot '%s' vmstate", path, sn->name);
 	return stock_source_open_qcow2(&in->src, in->q, in->snapshot, in->name);
 }
@@ -76,8 +78,8 @@ int stock_input_open(struct stock_input *in, const char *path,
 		return 0;
 	}
 	if (!strcmp(path, "-"))
-		return fvm_error_set(FVM_EUNSUPPORTED, 0,
-				     "standard input: a qcow2 image must be a file, not a pipe");
+		return fvm_error_set(FVM_EINVAL, 0,
+				     "standard input: a qcow2 image is read by its path, not from standard input");
 	stock_source_free(in->src);
 	in->src = NULL;
 	close(in->fd);

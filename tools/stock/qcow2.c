@@ -927,12 +927,17 @@ int stock_qcow2_active_pread(struct stock_qcow2 *q, void *buf, size_t len, uint6
 	return map_read(q, &m, buf, len, off);
 }
 
-int stock_qcow2_vmstate_pread(struct stock_qcow2 *q, size_t i, void *buf, size_t len, uint64_t off)
+/*
+ * The map of snapshot i's VM state: its L1 table checked against the file
+ * and against vm_state_size, *base the first L1 index of the state (QEMU
+ * l1_vm_state_index: the state follows the disk). what (WHAT_LEN bytes)
+ * receives the table's name for messages and must outlive m.
+ */
+#define WHAT_LEN 112
+static int snap_map(struct stock_qcow2 *q, size_t i, struct map *m, uint64_t *base, char *what)
 {
 	const struct stock_qcow2_snapshot *sn;
-	char what[64];
-	struct map m;
-	uint64_t base, end;
+	uint64_t end;
 	uint32_t shift = q->cluster_bits + q->l2_bits;
 	int ret;
 
@@ -940,28 +945,110 @@ int stock_qcow2_vmstate_pread(struct stock_qcow2 *q, size_t i, void *buf, size_t
 		return fvm_error_set(FVM_EINVAL, 0, "%s: snapshot index %zu out of range (%" PRIu32 " snapshots)",
 				     q->path, i, q->nb_snapshots);
 	sn = &q->snaps[i];
-	snprintf(what, sizeof(what), "L1 table of snapshot %zu", i + 1);
+	/* named as qemu-img and fvmsnap list show it: by id and name */
+	snprintf(what, WHAT_LEN, "L1 table of snapshot %.16s ('%.48s')", sn->id, sn->name);
 	ret = check_table(q, sn->l1_table_offset, sn->l1_size, 8, MAX_L1_BYTES, what);
 	if (ret)
 		return ret;
 	if (sn->l1_size && sn->l1_table_offset < q->cluster_size)
 		return fvm_error_set(FVM_ECORRUPT, 0, "%s: %s at offset 0x%" PRIx64 " overlaps the image header",
 				     q->path, what, sn->l1_table_offset);
-	if (off > sn->vm_state_size || len > sn->vm_state_size - off)
-		return fvm_error_set(FVM_ERANGE, 0, "%s: snapshot %zu ('%s'): read of %zu bytes at vmstate offset 0x%" PRIx64 " past vm_state_size %" PRIu64,
-				     q->path, i + 1, sn->id, len, off, sn->vm_state_size);
-	/* QEMU: l1_vm_state_index = size_to_l1(disk size); the state follows the disk. */
-	base = size_to_l1(q, sn->disk_size);
-	end = base + ((sn->vm_state_size >> shift) + ((sn->vm_state_size & ((1ull << shift) - 1)) != 0));
-	if (base > sn->l1_size || end > sn->l1_size)
-		return fvm_error_set(FVM_ECORRUPT, 0, "%s: snapshot %zu ('%s'): %" PRIu64 " bytes of vmstate after a %" PRIu64 "-byte disk need L1 entries up to %" PRIu64 ", its L1 table at 0x%" PRIx64 " has %" PRIu32,
-				     q->path, i + 1, sn->id, sn->vm_state_size, sn->disk_size, end,
+	*base = size_to_l1(q, sn->disk_size);
+	end = *base + ((sn->vm_state_size >> shift) + ((sn->vm_state_size & ((1ull << shift) - 1)) != 0));
+	if (*base > sn->l1_size || end > sn->l1_size)
+		return fvm_error_set(FVM_ECORRUPT, 0, "%s: snapshot %s ('%s'): %" PRIu64 " bytes of vmstate after a %" PRIu64 "-byte disk need L1 entries up to %" PRIu64 ", its L1 table at 0x%" PRIx64 " has %" PRIu32,
+				     q->path, sn->id, sn->name, sn->vm_state_size, sn->disk_size, end,
 				     sn->l1_table_offset, sn->l1_size);
-	m.what = what;
-	m.l1_off = sn->l1_table_offset;
-	m.l1_size = sn->l1_size;
-	m.own_l1.start = sn->l1_table_offset;
-	m.own_l1.end = sn->l1_table_offset + (uint64_t)sn->l1_size * 8;
-	m.own_l1.what = what;
-	return map_read(q, &m, buf, len, (base << shift) + off);
+	m->what = what;
+	m->l1_off = sn->l1_table_offset;
+	m->l1_size = sn->l1_size;
+	m->own_l1.start = sn->l1_table_offset;
+	m->own_l1.end = sn->l1_table_offset + (uint64_t)sn->l1_size * 8;
+	m->own_l1.what = what;
+	return 0;
+}
+
+int stock_qcow2_vmstate_pread(struct stock_qcow2 *q, size_t i, void *buf, size_t len, uint64_t off)
+{
+	const struct stock_qcow2_snapshot *sn;
+	char what[WHAT_LEN];
+	struct map m;
+	uint64_t base;
+	int ret;
+
+	ret = snap_map(q, i, &m, &base, what);
+	if (ret)
+		return ret;
+	sn = &q->snaps[i];
+	if (off > sn->vm_state_size || len > sn->vm_state_size - off)
+		return fvm_error_set(FVM_ERANGE, 0, "%s: snapshot %s ('%s'): read of %zu bytes at vmstate offset 0x%" PRIx64 " past vm_state_size %" PRIu64,
+				     q->path, sn->id, sn->name, len, off, sn->vm_state_size);
+	return map_read(q, &m, buf, len, (base << (q->cluster_bits + q->l2_bits)) + off);
+}
+
+/*
+ * One pass over the L2 entries of snapshot i's VM state before anything is
+ * read: every L2 table and every host cluster holding state bytes must lie
+ * inside the file. A truncated image (a copy cut short, a full disk while
+ * saving) is refused here, naming the snapshot and the cluster, rather than
+ * part-way through a conversion; QEMU itself would read zeros past the end.
+ * Costs one L2 table read per 2^(2*cluster_bits-3) bytes of state.
+ */
+int stock_qcow2_vmstate_check(struct stock_qcow2 *q, size_t i)
+{
+	const struct stock_qcow2_snapshot *sn;
+	char what[WHAT_LEN];
+	struct map m;
+	uint64_t base, voff;
+	uint32_t shift = q->cluster_bits + q->l2_bits;
+	int ret;
+
+	ret = snap_map(q, i, &m, &base, what);
+	if (ret)
+		return ret;
+	sn = &q->snaps[i];
+	for (voff = 0; voff < sn->vm_state_size; voff += q->cluster_size) {
+		uint64_t goff = (base << shift) + voff;
+		uint64_t l2i = (goff >> q->cluster_bits) & ((1ull << q->l2_bits) - 1);
+		uint64_t l2_off, e, host, need, coff, lim;
+		const uint8_t *tab;
+
+		ret = l1_entry(q, &m, goff >> shift, &l2_off);
+		if (ret)
+			return ret;
+		if (!l2_off)
+			continue;
+		ret = l2_table(q, &m, l2_off, &tab);
+		if (ret)
+			return ret;
+		e = be64(tab + l2i * q->l2e_size);
+		need = sn->vm_state_size - voff < q->cluster_size ? sn->vm_state_size - voff : q->cluster_size;
+		if (e & OFLAG_COMPRESSED) {
+			coff = e & q->coff_mask;
+			if (coff < q->file_size)
+				continue;
+			return fvm_error_set(FVM_ETRUNCATED, 0, "%s: snapshot %s ('%s'): vmstate offset 0x%" PRIx64 " is in the compressed cluster at file offset 0x%" PRIx64 ", past the end of the file (size 0x%" PRIx64 "): the image is truncated",
+					     q->path, sn->id, sn->name, voff, coff, q->file_size);
+		}
+		host = e & L2E_OFFSET_MASK;
+		if (q->extl2) {
+			uint32_t alloc = (uint32_t)be64(tab + l2i * q->l2e_size + 8);
+			uint64_t nsc = (need + (1ull << q->sc_bits) - 1) >> q->sc_bits;
+
+			alloc &= nsc >= 32 ? 0xffffffffu : (1u << nsc) - 1;
+			if (!alloc)
+				continue;
+			/* up to the end of the last allocated subcluster the state needs */
+			lim = (uint64_t)(32 - __builtin_clz(alloc)) << q->sc_bits;
+			if (lim < need)
+				need = lim;
+		} else if (e & OFLAG_ZERO) {
+			continue;
+		}
+		if (!host || (host <= q->file_size && need <= q->file_size - host))
+			continue;
+		return fvm_error_set(FVM_ETRUNCATED, 0, "%s: snapshot %s ('%s'): vmstate offset 0x%" PRIx64 " is in the cluster at file offset 0x%" PRIx64 " (+%" PRIu64 " bytes), past the end of the file (size 0x%" PRIx64 "): the image is truncated",
+				     q->path, sn->id, sn->name, voff, host, need, q->file_size);
+	}
+	return 0;
 }

@@ -39,6 +39,12 @@ const struct stock_qcow2_snapshot *stock_qcow2_snapshot(const struct stock_qcow2
 int stock_qcow2_find_snapshot(const struct stock_qcow2 *q, const char *id_or_name, size_t *index);
 /* Read vmstate bytes [off, off+len) of snapshot i through its own L1/L2 tables. */
 int stock_qcow2_vmstate_pread(struct stock_qcow2 *q, size_t i, void *buf, size_t len, uint64_t off);
+/*
+ * Check, before reading, that every L2 table and host cluster holding
+ * snapshot i's VM state lies inside the file: FVM_ETRUNCATED naming the
+ * snapshot and the cluster otherwise (a truncated image).
+ */
+int stock_qcow2_vmstate_check(struct stock_qcow2 *q, size_t i);
 
 /*
  * Guest disk bytes [off, off+len) through the ACTIVE L1 table, with the same
