@@ -532,6 +532,58 @@ grep -qx "fvmsnap unpack: standard input: interrupted by SIGTERM" err.log ||
 rm -f term.fifo term.fvm term.img msg.fvm msg.img fake.qcow2
 ok "messages name the failing thing once"
 
+# Compressed runs (FORMAT.md 4.5): pack --compress, inspect shows the codec
+# and the ratio, verify, unpack gives the same bytes, recompress both ways,
+# bad --compress values are usage errors, recompress never replaces its input.
+expect 0 fs sample -q -o cz.img --size 16M --seed 31 --nonzero-share 0.5
+expect 1 fs pack --block pc.ram=cz.img -o cz.fvm --compress gzip
+expect 1 fs pack --block pc.ram=cz.img -o cz.fvm --compress zstd:99
+expect 1 fs pack --block pc.ram=cz.img -o cz.fvm --compress none:3
+expect 1 fs pack --block pc.ram=cz.img -o cz.fvm --compress zstd --frame-size 100K
+[ -e cz.fvm ] && fail "a refused pack --compress left cz.fvm"
+for codec in zstd lz4:9; do
+	expect 0 fs pack -q --block pc.ram=cz.img -o cz.fvm --compress $codec --frame-size 64K
+	fs inspect cz.fvm >out.log 2>&1 || fail "inspect of a $codec file"
+	grep -q "^compression:  ${codec%%:*} level" out.log || fail "inspect: no compression line ($codec)"
+	grep -q "COMPRESSED" out.log || fail "inspect: no COMPRESSED feature ($codec)"
+	fs inspect --json cz.fvm | python3 -c 'import json,sys; c=json.load(sys.stdin)["compression"]; assert c["frames"] > 0 and c["ratio"] > 1.0, c' ||
+		fail "inspect --json: compression ($codec)"
+	expect 0 fs verify -q cz.fvm
+	rm -rf cz.d
+	expect 0 fs unpack -q cz.fvm -o cz.d
+	cmp -s cz.d/pc.ram.raw cz.img || fail "unpack of a $codec file differs from its image"
+	expect 0 fs recompress -q cz.fvm -o plain.fvm --compress none
+	fs inspect plain.fvm | grep -q "^compression:" && fail "recompress --compress none kept frames"
+	expect 0 fs recompress -q plain.fvm -o cz2.fvm --compress zstd:1
+	rm -rf cz.d && expect 0 fs unpack -q cz2.fvm -o cz.d
+	cmp -s cz.d/pc.ram.raw cz.img || fail "recompressed file differs from its image ($codec)"
+done
+cp cz.fvm keep.fvm
+expect 1 fs recompress cz.fvm -o cz.fvm
+cmp -s cz.fvm keep.fvm || fail "recompress -o its input changed it"
+expect 1 fs recompress - -o x.fvm
+# a damaged frame is found by verify and by unpack, naming the frame
+python3 - cz.fvm <<'PY'
+import sys, struct
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+io = struct.unpack_from('<Q', b, len(b) - 32)[0]
+nb, nm, nd, _, ne = struct.unpack_from('<IIIIQ', b, io + 16)
+fa = io + 16 + 24 + 8 * (nb + nm + nd) + 40 * ne
+for k in range(struct.unpack_from('<Q', b, fa)[0]):
+    po, fo, pl, sl = struct.unpack_from('<QQII', b, fa + 8 + 32 * k)
+    if sl < pl:
+        b[fo + sl // 2] ^= 1
+        break
+open(p, 'wb').write(b)
+PY
+fs verify cz.fvm >out.log 2>err.log && fail "verify accepted a damaged frame"
+grep -q "frame [0-9]* at file offset 0x" err.log || fail "verify: damaged frame: $(cat err.log)"
+rm -rf cz.d
+fs unpack -q cz.fvm -o cz.d 2>err.log && fail "unpack accepted a damaged frame"
+grep -q "stored crc" err.log || fail "unpack: damaged frame: $(cat err.log)"
+rm -rf cz.d cz.img cz.fvm cz2.fvm plain.fvm keep.fvm
+ok "compressed runs: pack, inspect, verify, unpack, recompress"
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails check(s) failed"
 	exit 1

@@ -424,6 +424,46 @@ int cli_parse_uint(const char *s, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+int cli_parse_compress(const char *arg, fvm_write_options *wo)
+{
+	static const int codecs[] = { FVM_CODEC_NONE, FVM_CODEC_ZSTD, FVM_CODEC_LZ4 };
+	const char *colon = strchr(arg, ':');
+	size_t n = colon ? (size_t)(colon - arg) : strlen(arg);
+	uint64_t level = 0;
+
+	for (size_t i = 0; i < sizeof(codecs) / sizeof(codecs[0]); i++) {
+		const char *name = fvm_codec_name(codecs[i]);
+
+		if (strlen(name) != n || strncmp(arg, name, n))
+			continue;
+		if (!fvm_codec_available(codecs[i]))
+			return cli_usage_error("--compress %s: this fvmsnap's libfastvm was built "
+					       "without %s", arg, name);
+		if (colon && (codecs[i] == FVM_CODEC_NONE ||
+			      cli_parse_uint(colon + 1, codecs[i] == FVM_CODEC_ZSTD ? 19 : 12,
+					     &level) || level == 0))
+			return cli_usage_error("--compress %s: level must be %s", arg,
+					       codecs[i] == FVM_CODEC_ZSTD ? "1..19" :
+					       codecs[i] == FVM_CODEC_LZ4 ? "1..12 (3 and up: HC)"
+									   : "absent for none");
+		wo->codec = (uint32_t)codecs[i];
+		wo->level = (int32_t)level;
+		return 0;
+	}
+	return cli_usage_error("--compress '%s': expected zstd, lz4 or none, optionally "
+			       ":LEVEL", arg);
+}
+
+int cli_parse_frame_size(const char *arg, fvm_write_options *wo)
+{
+	uint64_t v;
+
+	if (cli_parse_size(arg, &v) || v < (64u << 10) || v > (1u << 20) || (v & (v - 1)))
+		return cli_usage_error("--frame-size '%s': a power of two from 64K to 1M", arg);
+	wo->frame_bytes = (uint32_t)v;
+	return 0;
+}
+
 int cli_parse_size(const char *s, uint64_t *out)
 {
 	static const char units[] = "KMGT";

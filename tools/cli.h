@@ -165,6 +165,14 @@ int cli_load_env(fvm_load_options *lo, fvm_load_tuning *tu);
  * not a size or overflows 64 bits.
  */
 int cli_parse_size(const char *s, uint64_t *out);
+/*
+ * --compress CODEC[:LEVEL] and --frame-size SIZE into write options:
+ * "zstd", "zstd:9", "lz4", "lz4:9" (HC), "none". Returns 0, or a usage
+ * error's exit code (unknown codec, bad level, a codec this build lacks).
+ */
+int cli_parse_compress(const char *arg, fvm_write_options *wo);
+int cli_parse_frame_size(const char *arg, fvm_write_options *wo);
+
 /* Parse a non-negative decimal integer up to max; 0 or -1. */
 int cli_parse_uint(const char *s, uint64_t max, uint64_t *out);
 

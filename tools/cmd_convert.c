@@ -36,12 +36,15 @@ static void usage(FILE *f)
 		"                            locked (its state may be changing)\n"
 		"      --no-crc              omit payload checksums\n"
 		"      --no-fsync            skip fsync (scratch files, tests)\n"
+		"      --compress CODEC[:LEVEL]  zstd (1-19, default 3), lz4 (1-12) or none:\n"
+		"                            RAM runs as compressed frames (slow flash)\n"
+		"      --frame-size SIZE     plain bytes per frame, 64K..1M (default 256K)\n"
 		"  -q, --quiet               no progress bar, no summary line\n"
 		"      --progress            progress bar even when stderr is not a TTY\n"
 		"  -h, --help                this help\n");
 }
 
-enum { OPT_NO_CRC = 256, OPT_NO_FSYNC, OPT_PROGRESS };
+enum { OPT_NO_CRC = 256, OPT_NO_FSYNC, OPT_PROGRESS, OPT_COMPRESS, OPT_FRAME };
 
 /*
  * The live page counts of the snapshot written: a live stream sends a page
@@ -77,6 +80,8 @@ int cmd_convert(int argc, char **argv)
 		{ "force-share", no_argument, NULL, 'U' },
 		{ "no-crc", no_argument, NULL, OPT_NO_CRC },
 		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
+		{ "compress", required_argument, NULL, OPT_COMPRESS },
+		{ "frame-size", required_argument, NULL, OPT_FRAME },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "progress", no_argument, NULL, OPT_PROGRESS },
 		{ "help", no_argument, NULL, 'h' },
@@ -98,6 +103,23 @@ int cmd_convert(int argc, char **argv)
 		case 'U': force_share = 1; break;
 		case OPT_NO_CRC: o.write_flags |= FVM_WRITE_NO_CRC; break;
 		case OPT_NO_FSYNC: o.write_flags |= FVM_WRITE_NO_FSYNC; break;
+		case OPT_COMPRESS:
+		case OPT_FRAME: {
+			fvm_write_options wo = FVM_WRITE_OPTIONS_INIT;
+			int e;
+
+			wo.codec = o.codec;
+			wo.level = o.level;
+			wo.frame_bytes = o.frame_bytes;
+			e = c == OPT_COMPRESS ? cli_parse_compress(optarg, &wo)
+					      : cli_parse_frame_size(optarg, &wo);
+			if (e)
+				return e;
+			o.codec = wo.codec;
+			o.level = wo.level;
+			o.frame_bytes = wo.frame_bytes;
+			break;
+		}
 		case 'q': mode = PROGRESS_NEVER; break;
 		case OPT_PROGRESS: mode = PROGRESS_ALWAYS; break;
 		case 'h': usage(stdout); return EXIT_OK;

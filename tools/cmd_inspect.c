@@ -98,10 +98,16 @@ static int collect(fvm_reader *r, const char *in, struct summary *s)
 	return 0;
 }
 
-static const char *const feature_names[2][1] = {
-	{ "PAYLOAD_CRC" }, /* incompatible bit 0 */
-	{ "REWRITES" },    /* compatible bit 0 */
+/* Names of the feature bits FORMAT.md defines, by bit; NULL past them. */
+static const char *const feature_names[2][2] = {
+	{ "PAYLOAD_CRC", "COMPRESSED" }, /* incompatible bits 0, 1 */
+	{ "REWRITES", NULL },            /* compatible bit 0 */
 };
+
+static const char *feature_name(int compat, int b)
+{
+	return b < 2 ? feature_names[compat][b] : NULL;
+}
 
 /* ------------------------------------------------------------ text */
 
@@ -114,8 +120,8 @@ static void print_features(uint64_t bits, int compat)
 		if (!(bits >> b & 1))
 			continue;
 		printf(first ? " (" : ", ");
-		if (b == 0)
-			printf("%s", feature_names[compat][0]);
+		if (feature_name(compat, b))
+			printf("%s", feature_name(compat, b));
 		else
 			printf("bit %d", b);
 		first = 0;
@@ -171,7 +177,7 @@ static void print_runs_json(fvm_reader *r)
 static void print_text(fvm_reader *r, const char *in, const struct summary *s)
 {
 	const fvm_file_info *fi = &s->fi;
-	char b1[32], b2[32];
+	char b1[32], b2[32], b3[32];
 	uint32_t i;
 	int k;
 
@@ -197,6 +203,14 @@ static void print_text(fvm_reader *r, const char *in, const struct summary *s)
 	       (unsigned long long)s->zero_pages, (unsigned long long)s->zero_runs,
 	       (unsigned long long)(s->pages - s->data_pages - s->zero_pages));
 	printf("zero share:   %.2f%% of the bytes\n", 100.0 * zero_share(s));
+	if (fi->codec)
+		printf("compression:  %s level %u, %llu frames of %s, %s stored for %s: "
+		       "ratio %.3f\n", fvm_codec_name((int)fi->codec), fi->level,
+		       (unsigned long long)fi->frame_count,
+		       util_fmt_bytes(b1, sizeof(b1), fi->frame_bytes),
+		       util_fmt_bytes(b2, sizeof(b2), fi->stored_bytes),
+		       util_fmt_bytes(b3, sizeof(b3), fi->payload_bytes),
+		       fi->stored_bytes ? (double)fi->payload_bytes / (double)fi->stored_bytes : 0.0);
 	if (fi->payload_bytes && !fi->streamed)
 		printf("overhead:     %.3f%% (file size over non-zero page bytes)\n",
 		       100.0 * ((double)fi->file_size / (double)fi->payload_bytes - 1.0));
@@ -275,8 +289,8 @@ static void json_features(uint64_t bits, int compat, int *first)
 
 		if (!(bits >> b & 1))
 			continue;
-		if (b == 0)
-			snprintf(name, sizeof(name), "%s", feature_names[compat][0]);
+		if (feature_name(compat, b))
+			snprintf(name, sizeof(name), "%s", feature_name(compat, b));
 		else
 			snprintf(name, sizeof(name), "%s_BIT%d", compat ? "COMPAT" : "INCOMPAT", b);
 		printf("%s", *first ? "" : ", ");
@@ -317,6 +331,14 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 		printf("null");
 	printf(", \"devstate_sections\": %u, \"meta_entries\": %u},\n",
 	       fi->devstate_count, fi->meta_count);
+	if (fi->codec)
+		printf("  \"compression\": {\"codec\": \"%s\", \"level\": %u, \"frame_bytes\": %u, "
+		       "\"frames\": %llu, \"stored_bytes\": %llu, \"ratio\": %.4f},\n",
+		       fvm_codec_name((int)fi->codec), fi->level, fi->frame_bytes,
+		       U(fi->frame_count), U(fi->stored_bytes),
+		       fi->stored_bytes ? (double)fi->payload_bytes / (double)fi->stored_bytes : 0.0);
+	else
+		printf("  \"compression\": null,\n");
 
 	printf("  \"blocks\": [");
 	for (i = 0; i < fi->block_count; i++) {

@@ -42,6 +42,7 @@ static void usage(FILE *f)
 		"Usage: fvmsnap pack --block NAME=FILE[,pagesize=N] [--block ...] -o OUT\n"
 		"                    [--meta KEY=VALUE]... [--devstate NAME=FILE]...\n"
 		"                    [--no-crc] [--max-run SIZE] [--segment-size SIZE]\n"
+		"                    [--compress CODEC[:LEVEL]] [--frame-size SIZE]\n"
 		"                    [--no-fsync] [--quiet | --progress]\n"
 		"\n"
 		"Build a snapshot from raw RAM images (e.g. QEMU pmemsave output).\n"
@@ -56,6 +57,10 @@ static void usage(FILE *f)
 		"      --max-run SIZE     split data runs longer than SIZE bytes\n"
 		"      --segment-size SIZE  payload bytes per segment (default 16M)\n"
 		"      --no-fsync         do not fsync the output (scratch files)\n"
+		"      --compress CODEC[:LEVEL]  zstd (level 1-19, default 3), lz4 (1-12, 3 and\n"
+		"                         up HC; default 1) or none: runs stored as compressed\n"
+		"                         frames (for slow flash; fvmsnap recompress undoes it)\n"
+		"      --frame-size SIZE  plain bytes per frame, 64K..1M (default 256K)\n"
 		"  -q, --quiet            no progress bar, no summary line\n"
 		"      --progress         progress bar even when stderr is not a TTY\n"
 		"  -h, --help             this help\n"
@@ -264,7 +269,8 @@ static void summary(const struct pack_args *a, int to_stdout, uint64_t ns)
 		zero, secs, secs > 0 ? (double)in / secs / 1e6 : 0.0);
 }
 
-enum { OPT_NO_CRC = 256, OPT_MAX_RUN, OPT_SEGMENT, OPT_PROGRESS, OPT_NO_FSYNC };
+enum { OPT_NO_CRC = 256, OPT_MAX_RUN, OPT_SEGMENT, OPT_PROGRESS, OPT_NO_FSYNC, OPT_COMPRESS,
+       OPT_FRAME };
 
 int cmd_pack(int argc, char **argv)
 {
@@ -277,6 +283,8 @@ int cmd_pack(int argc, char **argv)
 		{ "max-run", required_argument, NULL, OPT_MAX_RUN },
 		{ "segment-size", required_argument, NULL, OPT_SEGMENT },
 		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
+		{ "compress", required_argument, NULL, OPT_COMPRESS },
+		{ "frame-size", required_argument, NULL, OPT_FRAME },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "progress", no_argument, NULL, OPT_PROGRESS },
 		{ "help", no_argument, NULL, 'h' },
@@ -326,6 +334,14 @@ int cmd_pack(int argc, char **argv)
 			break;
 		case OPT_NO_FSYNC:
 			wo.flags |= FVM_WRITE_NO_FSYNC;
+			break;
+		case OPT_COMPRESS:
+			if ((ret = cli_parse_compress(optarg, &wo)))
+				goto out;
+			break;
+		case OPT_FRAME:
+			if ((ret = cli_parse_frame_size(optarg, &wo)))
+				goto out;
 			break;
 		case OPT_MAX_RUN:
 			if (cli_parse_size(optarg, &wo.max_run_bytes)) {

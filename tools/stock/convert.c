@@ -250,6 +250,9 @@ int stock_convert(const struct stock_convert_opts *o, struct stock_convert_resul
 	ops = (struct stock_stream_ops){ c, cv_block, cv_pages, cv_zero, cv_progress };
 	wo.flags = o->write_flags;
 	wo.segment_bytes = CONVERT_SEGMENT_BYTES;
+	wo.codec = o->codec;
+	wo.level = o->level;
+	wo.frame_bytes = o->frame_bytes;
 	st.batch_pages = CONVERT_BATCH_PAGES;
 	/* Open the input first: a missing or foreign input creates nothing. */
 	if ((err = stock_input_open(&in, o->input, o->snapshot)))

@@ -21,6 +21,9 @@ struct stock_convert_opts {
 	const char *creator;      /* metadata "creator" */
 	const char *created;      /* metadata "created" (RFC 3339) or NULL */
 	uint32_t write_flags;     /* FVM_WRITE_* */
+	uint32_t codec;           /* enum fvm_codec; 0 = uncompressed */
+	int32_t level;            /* 0 = the codec's default */
+	uint32_t frame_bytes;     /* 0 = the library's default */
 	fvm_progress_fn progress; /* (input bytes done, input size or 0) */
 	void *progress_ctx;
 	/*
