@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,27 @@ struct fvm_writer {
 
 	uint64_t progress_total, progress_done;
 
+	/*
+	 * Pipelined writes of a seekable output (write_block/write_pages, from
+	 * the caller's memory): a segment's record and payload are written by
+	 * a thread with pwritev at their offset while this thread scans and
+	 * CRCs the next segment. One job in flight; every other write waits
+	 * for it first, and write_mem returns only when it is done.
+	 */
+	int seekable;           /* pwritev at off: a temporary file we own */
+	int pipeline;           /* inside write_mem: seg_flush hands off */
+	int wt_started, wt_quit, job_pending;
+	pthread_t wt;
+	pthread_mutex_t wmu;
+	pthread_cond_t wcv;
+	struct iovec *jiov;     /* the job: its head (record, padding), then payload */
+	size_t jniov, jiov_cap;
+	uint8_t *jhead;
+	size_t jhead_cap;
+	uint64_t joff;
+	int jerr;               /* errno of the job's failed write, 0 if none */
+	uint64_t jerr_off;
+
 	/* COMPRESSED (FORMAT.md 4.5): frames of each segment, compressed by
 	 * nthreads threads with a codec context each */
 	unsigned fshift, nthreads;
@@ -129,20 +151,25 @@ static int fail(fvm_writer *w, int rc)
 	return rc;
 }
 
-static int out_writev(fvm_writer *w, struct iovec *iov, size_t n)
+/*
+ * Write n iovecs at *off (pwritev) or at the file position (seekable 0),
+ * advancing *off; short writes resume mid-iovec. 0 or an errno, with the
+ * offset it happened at in *off.
+ */
+static int write_iov(int fd, int seekable, struct iovec *iov, size_t n, uint64_t *off)
 {
 	while (n) {
 		int cnt = n > IOV_MAX ? IOV_MAX : (int)n;
-		ssize_t r = writev(w->fd, iov, cnt);
+		ssize_t r = seekable ? pwritev(fd, iov, cnt, (off_t)*off) : writev(fd, iov, cnt);
 
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return fail(w, fvm_err_sys(errno, "%s: write at offset 0x%" PRIx64,
-						   w->name, w->off));
+			return errno;
 		}
-		w->off += (uint64_t)r;
-		/* skip what was written; a short write resumes mid-iovec */
+		if (r == 0)
+			return EIO; /* a regular file that takes nothing */
+		*off += (uint64_t)r;
 		while (n && (size_t)r >= iov->iov_len) {
 			r -= (ssize_t)iov->iov_len;
 			iov++;
@@ -153,6 +180,80 @@ static int out_writev(fvm_writer *w, struct iovec *iov, size_t n)
 			iov->iov_len -= (size_t)r;
 		}
 	}
+	return 0;
+}
+
+static void *write_thread(void *arg)
+{
+	fvm_writer *w = arg;
+
+	pthread_mutex_lock(&w->wmu);
+	for (;;) {
+		uint64_t off;
+		int e;
+
+		while (!w->job_pending && !w->wt_quit)
+			pthread_cond_wait(&w->wcv, &w->wmu);
+		if (!w->job_pending)
+			break;
+		off = w->joff;
+		pthread_mutex_unlock(&w->wmu);
+		e = write_iov(w->fd, 1, w->jiov, w->jniov, &off);
+		if (!e && !(w->o.flags & (FVM_WRITE_NO_FSYNC | FVM_WRITE_SYNC_AT_FINISH)))
+			(void)sync_file_range(w->fd, (off_t)w->joff, (off_t)(off - w->joff),
+					      SYNC_FILE_RANGE_WRITE); /* as seg_flush does */
+		pthread_mutex_lock(&w->wmu);
+		if (e && !w->jerr) {
+			w->jerr = e;
+			w->jerr_off = off;
+		}
+		w->job_pending = 0;
+		pthread_cond_broadcast(&w->wcv);
+	}
+	pthread_mutex_unlock(&w->wmu);
+	return NULL;
+}
+
+/* Wait for the job in flight; its error, if it failed. */
+static int job_wait(fvm_writer *w)
+{
+	int e;
+
+	if (!w->wt_started)
+		return 0;
+	pthread_mutex_lock(&w->wmu);
+	while (w->job_pending)
+		pthread_cond_wait(&w->wcv, &w->wmu);
+	e = w->jerr;
+	pthread_mutex_unlock(&w->wmu);
+	if (!e)
+		return 0;
+	return fail(w, fvm_err_sys(e, "%s: write at offset 0x%" PRIx64, w->name, w->jerr_off));
+}
+
+static void job_stop(fvm_writer *w)
+{
+	if (!w->wt_started)
+		return;
+	pthread_mutex_lock(&w->wmu);
+	w->wt_quit = 1;
+	pthread_cond_broadcast(&w->wcv);
+	pthread_mutex_unlock(&w->wmu);
+	pthread_join(w->wt, NULL); /* after the job in flight: the fd stays open until then */
+	pthread_mutex_destroy(&w->wmu);
+	pthread_cond_destroy(&w->wcv);
+	w->wt_started = 0;
+}
+
+static int out_writev(fvm_writer *w, struct iovec *iov, size_t n)
+{
+	int e = job_wait(w);
+
+	if (e)
+		return e;
+	e = write_iov(w->fd, w->seekable, iov, n, &w->off);
+	if (e)
+		return fail(w, fvm_err_sys(e, "%s: write at offset 0x%" PRIx64, w->name, w->off));
 	return 0;
 }
 
@@ -222,7 +323,8 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 		return rc;
 	if (o.codec && (rc = check_codec(&o)))
 		return rc;
-	if (o.flags & ~(uint32_t)(FVM_WRITE_NO_CRC | FVM_WRITE_NO_FSYNC | FVM_WRITE_SYNC_AT_FINISH))
+	if (o.flags & ~(uint32_t)(FVM_WRITE_NO_CRC | FVM_WRITE_NO_FSYNC | FVM_WRITE_SYNC_AT_FINISH |
+				  FVM_WRITE_STABLE_MEM))
 		return fvm_err(FVM_EINVAL, "fvm_write_options: unknown flags 0x%x", o.flags);
 	w = calloc(1, sizeof(*w));
 	if (!w)
@@ -371,6 +473,7 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 	}
 	if (w->fd >= 0) {
 		w->unnamed = 1;
+		w->seekable = 1;
 		goto header;
 	}
 	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
@@ -382,6 +485,7 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 		return rc;
 	}
 	(void)fchmod(w->fd, 0666 & ~um);
+	w->seekable = 1;
 header:
 	rc = write_header(w);
 	if (rc) {
@@ -578,6 +682,41 @@ static int cseg_write(fvm_writer *w, uint64_t rec_off)
 	return 0;
 }
 
+/*
+ * Hand the pending segment (record body a + b, payload w->iov) to the
+ * write thread: its record header, body and padding are copied into the
+ * job's head, its payload iovecs (the caller's memory) into the job's list.
+ */
+static int seg_submit(fvm_writer *w, const uint8_t *a, uint64_t alen, const void *b,
+		      uint64_t blen)
+{
+	uint64_t rec_end = w->off + FVM_RECHDR_SIZE + alen + blen;
+	uint64_t head_len = fvm_align(fvm_align(rec_end, 8), FVM_PAYLOAD_ALIGN) - w->off;
+	int rc = job_wait(w);
+
+	if (rc)
+		return rc;
+	if (fvm_grow((void **)&w->jhead, &w->jhead_cap, head_len, 1) ||
+	    fvm_grow((void **)&w->jiov, &w->jiov_cap, w->niov + 1, sizeof(*w->jiov)))
+		return fail(w, fvm_err(FVM_ENOMEM, "%s: write job", w->name));
+	fvm_rechdr_encode2(w->jhead, FVM_REC_SEGM, a, alen, b, blen);
+	memcpy(w->jhead + FVM_RECHDR_SIZE, a, alen);
+	if (blen)
+		memcpy(w->jhead + FVM_RECHDR_SIZE + alen, b, blen);
+	memset(w->jhead + FVM_RECHDR_SIZE + alen + blen, 0,
+	       head_len - (FVM_RECHDR_SIZE + alen + blen));
+	w->jiov[0] = (struct iovec){ w->jhead, head_len };
+	memcpy(w->jiov + 1, w->iov, w->niov * sizeof(*w->iov));
+	w->jniov = w->niov + 1;
+	pthread_mutex_lock(&w->wmu);
+	w->joff = w->off;
+	w->job_pending = 1;
+	pthread_cond_broadcast(&w->wcv);
+	pthread_mutex_unlock(&w->wmu);
+	w->off += head_len + w->pay_len;
+	return 0;
+}
+
 static int seg_flush(fvm_writer *w)
 {
 	uint8_t head[FVM_SEGHDR_SIZE];
@@ -610,6 +749,14 @@ static int seg_flush(fvm_writer *w)
 	for (uint32_t i = 0; i < w->nents; i++)
 		fvm_entry_encode(body + FVM_SEGHDR_SIZE + (size_t)i * FVM_ENTRY_SIZE, &w->ents[i]);
 
+	if (w->pipeline && w->pay_len) {
+		rc = seg_submit(w, body, FVM_SEGHDR_SIZE + (uint64_t)w->nents * FVM_ENTRY_SIZE,
+				w->crcs, w->with_crc ? w->pay_len / FVM_CHUNK * 4 : 0);
+		free(body);
+		if (rc)
+			return rc;
+		goto index;
+	}
 	rc = out_record(w, FVM_REC_SEGM, body, FVM_SEGHDR_SIZE + (uint64_t)w->nents * FVM_ENTRY_SIZE,
 			w->crcs, w->with_crc ? w->pay_len / FVM_CHUNK * 4 : 0);
 	free(body);
@@ -632,6 +779,7 @@ static int seg_flush(fvm_writer *w)
 			(void)sync_file_range(w->fd, (off_t)rec_off, (off_t)(w->off - rec_off),
 					      SYNC_FILE_RANGE_WRITE);
 	}
+index:
 	/* the entries, with where their bytes went, join the index */
 	if (fvm_grow((void **)&w->ext.v, &w->ext.cap, w->ext.n + w->nents, sizeof(*w->ext.v)))
 		rc = fvm_err(FVM_ENOMEM, "%s: index", w->name);
@@ -693,6 +841,8 @@ static int seg_add(fvm_writer *w, uint32_t b, int data, uint64_t first, uint64_t
 				unsigned char *nb;
 				int rc = w->sbuf_len ? seg_flush(w) : 0;
 
+				if (!rc)
+					rc = job_wait(w); /* it may be writing from the buffer */
 				if (rc)
 					return rc;
 				nb = realloc(w->sbuf, cap);
@@ -722,6 +872,13 @@ static int seg_add(fvm_writer *w, uint32_t b, int data, uint64_t first, uint64_t
 			const unsigned char *p = src;
 
 			if (copy) {
+				/* a job in flight may still be writing the buffer */
+				if (w->sbuf_len == 0) {
+					int rc = job_wait(w);
+
+					if (rc)
+						return rc;
+				}
 				p = w->sbuf + w->sbuf_len;
 				/* with CRCs, the copy is made below, fused with the CRC */
 				if (!w->with_crc)
@@ -896,11 +1053,33 @@ static int add_pages(fvm_writer *w, uint32_t b, uint64_t first, uint64_t count,
 }
 
 /* Pages first..first+pages of a block from host memory at p, no copy. */
+/*
+ * Pipelined writes for write_mem, where the segments' payload is the
+ * caller's memory: on a seekable output, uncompressed (the frame path has
+ * its own threads), once the write thread runs.
+ */
+static void pipeline_on(fvm_writer *w)
+{
+	if (!w->seekable || w->o.codec)
+		return;
+	if (!w->wt_started) {
+		pthread_mutex_init(&w->wmu, NULL);
+		pthread_cond_init(&w->wcv, NULL);
+		if (pthread_create(&w->wt, NULL, write_thread, w)) {
+			pthread_mutex_destroy(&w->wmu);
+			pthread_cond_destroy(&w->wcv);
+			return; /* synchronous writes, as before */
+		}
+		w->wt_started = 1;
+	}
+	w->pipeline = 1;
+}
+
 static int write_mem(fvm_writer *w, uint32_t block_id, uint64_t first0, uint64_t pages,
 		     const unsigned char *p)
 {
 	uint64_t step, page;
-	int rc;
+	int rc = 0, e;
 
 	page = 1ull << w->blocks[block_id].page_shift;
 	/*
@@ -909,6 +1088,7 @@ static int write_mem(fvm_writer *w, uint32_t block_id, uint64_t first0, uint64_t
 	 * payload is full, not at fixed places in the block.
 	 */
 	step = seg_cap(w, page) / page;
+	pipeline_on(w);
 	for (uint64_t first = 0; first < pages; first += step) {
 		uint64_t n = pages - first < step ? pages - first : step;
 
@@ -916,10 +1096,17 @@ static int write_mem(fvm_writer *w, uint32_t block_id, uint64_t first0, uint64_t
 		if (!rc)
 			rc = report(w, n * page);
 		if (rc)
-			return rc;
+			break;
 	}
-	/* the pending runs point into mem: write them before returning */
-	return seg_flush(w);
+	/* the pending runs point into mem: written before returning, unless
+	 * the caller keeps it as it is until finish */
+	if (w->o.flags & FVM_WRITE_STABLE_MEM)
+		return rc;
+	if (!rc)
+		rc = seg_flush(w);
+	w->pipeline = 0;
+	e = job_wait(w);
+	return rc ? rc : e;
 }
 
 int fvm_writer_write_block(fvm_writer *w, uint32_t block_id, const void *mem)
@@ -1233,6 +1420,7 @@ void fvm_writer_free(fvm_writer *w)
 {
 	if (!w)
 		return;
+	job_stop(w);
 	if (w->tmp_path) { /* unfinished: the target stays as it was */
 		if (w->fd >= 0)
 			close(w->fd); /* an unnamed file goes with its last fd */
@@ -1262,6 +1450,8 @@ void fvm_writer_free(fvm_writer *w)
 	free(w->ciov);
 	free(w->iov_at);
 	free(w->frames);
+	free(w->jiov);
+	free(w->jhead);
 	free(w);
 }
 

@@ -139,7 +139,16 @@ enum fvm_write_flags {
 	 * device's work waits for fvm_writer_finish(): for a caller that
 	 * resumes something in between (QEMU's VM, once its RAM is written).
 	 */
-	FVM_WRITE_SYNC_AT_FINISH = 1u << 2
+	FVM_WRITE_SYNC_AT_FINISH = 1u << 2,
+	/*
+	 * Path writer: the memory given to write_block and write_pages stays
+	 * valid and unchanged until fvm_writer_finish() (or _free) returns (a
+	 * stopped VM's RAM). The calls then return before their pages are
+	 * written: a thread writes each segment while the next is scanned and
+	 * checksummed, across calls, and runs continue from one call into the
+	 * next segment. Without it, they return only once mem is written.
+	 */
+	FVM_WRITE_STABLE_MEM = 1u << 3
 };
 
 typedef struct fvm_write_options {
