@@ -1376,6 +1376,16 @@ static int link_unnamed(fvm_writer *w)
 	return fvm_err_sys(EEXIST, "%s: cannot name the new file %s (linkat)", w->path, w->tmp_path);
 }
 
+int fvm_writer_flush(fvm_writer *w)
+{
+	int rc;
+
+	fvm_api_begin();
+	if ((rc = usable(w)) || (rc = seg_flush(w)) || (rc = job_wait(w)))
+		return rc;
+	return 0;
+}
+
 int fvm_writer_finish(fvm_writer *w)
 {
 	int rc, sync = 0;

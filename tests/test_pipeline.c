@@ -109,10 +109,20 @@ static void run(uint32_t flags, int to_pipe)
 	o.flags = flags | FVM_WRITE_NO_FSYNC;
 	o.segment_bytes = (1u + (unsigned)tu_below(&r, 4)) << 20;
 	if (!to_pipe) {
+		uint8_t *copy = malloc((size_t)PAGES * PAGE);
+
 		assert_int_equal(fvm_writer_open_path(&w, path, &o), 0);
 		write_it(w, m, small, &r);
+		/* after flush the memory is the caller's again: the file keeps
+		 * what was given (QEMU resumes the VM here) */
+		assert_int_equal(fvm_writer_flush(w), 0);
+		memcpy(copy, m, (size_t)PAGES * PAGE);
+		memset(m, 0xdd, (size_t)PAGES * PAGE);
 		assert_int_equal(fvm_writer_finish(w), 0);
+		assert_int_equal(fvm_writer_flush(w), FVM_ESTATE);
 		fvm_writer_free(w);
+		memcpy(m, copy, (size_t)PAGES * PAGE);
+		free(copy);
 	} else {
 		int fds[2], fd;
 		pid_t pid;

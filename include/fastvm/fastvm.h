@@ -146,7 +146,8 @@ enum fvm_write_flags {
 	 * stopped VM's RAM). The calls then return before their pages are
 	 * written: a thread writes each segment while the next is scanned and
 	 * checksummed, across calls, and runs continue from one call into the
-	 * next segment. Without it, they return only once mem is written.
+	 * next segment; fvm_writer_flush() ends the promise early. Without it,
+	 * they return only once mem is written.
 	 */
 	FVM_WRITE_STABLE_MEM = 1u << 3
 };
@@ -281,6 +282,16 @@ FVM_API int fvm_writer_devstate_begin(fvm_writer *w, const char *name);
 FVM_API int fvm_writer_devstate_write(fvm_writer *w, const void *data,
 				      size_t len);
 FVM_API int fvm_writer_devstate_end(fvm_writer *w);
+
+/*
+ * Write every pending run and wait until it is written: after this returns,
+ * no memory given to the writer is referenced any more (with
+ * FVM_WRITE_STABLE_MEM, the point after which the caller may change it,
+ * e.g. resume the VM, before fvm_writer_finish()).
+ * Errors: FVM_EINVAL (NULL w), FVM_ESTATE (writer failed or finished, a
+ * section open), FVM_ENOMEM, FVM_EIO.
+ */
+FVM_API int fvm_writer_flush(fvm_writer *w);
 
 /*
  * Write index and footer; for open_path: fsync, rename, fsync directory.
