@@ -20,7 +20,7 @@ declare -A rank=(
 	[walk]=5
 	[reader]=6 [plan]=6
 	[exec]=7 [exec_pread]=7 [exec_mmap]=7 [exec_uring]=7 [exec_frames]=7
-	[load]=8 [stream_load]=8 [verify]=8 [writer]=8
+	[load]=8 [stream_load]=8 [prefetch]=8 [verify]=8 [writer]=8
 	[compat]=9 [disk]=9
 )
 # a layer's shared header, usable by every file of that layer

@@ -625,6 +625,30 @@ FVM_API int fvm_load(fvm_reader *r, const fvm_mapping *maps, size_t n_maps,
  */
 FVM_API int fvm_verify(fvm_reader *r, fvm_progress_fn progress, void *ctx);
 
+/*
+ * Prefetch after a lazy load (FVM_LOAD_LAZY): a thread reads the file's
+ * data runs in file order, in large reads, into the page cache, so that
+ * the guest runs at once and its first touches of a page rarely wait for
+ * the device (on flash, faults one page at a time are 4 KiB random reads).
+ * It stops when every run has been read, at the first read error, or when
+ * cancelled. The reader must outlive the prefetch (fvm_prefetch_free
+ * first). Plain runs only: a compressed file is never lazily mapped.
+ *
+ * fvm_prefetch_start: flags must be 0. fvm_prefetch_status: bytes read so
+ * far and in all, and whether it has ended (no blocking). fvm_prefetch_wait:
+ * blocks until it ends; 0, or the read error. fvm_prefetch_free: cancels,
+ * waits for the thread, frees; NULL is ok.
+ * Errors: FVM_EINVAL (NULL argument, flags, a stream reader), FVM_ENOMEM,
+ * FVM_EUNSUPPORTED (a compressed file; no thread), FVM_EIO (wait: a read).
+ */
+typedef struct fvm_prefetch fvm_prefetch;
+
+FVM_API int fvm_prefetch_start(fvm_reader *r, uint32_t flags, fvm_prefetch **out);
+FVM_API int fvm_prefetch_status(const fvm_prefetch *p, uint64_t *done, uint64_t *total,
+				int *ended);
+FVM_API int fvm_prefetch_wait(fvm_prefetch *p);
+FVM_API void fvm_prefetch_free(fvm_prefetch *p);
+
 /* ---------------------------------------------------------------- disks */
 
 /*
