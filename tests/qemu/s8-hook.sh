@@ -12,6 +12,7 @@ ver=${FVM_S8_VERSION:-7.2}
 fvm_init "s8-hook-$ver" "${1:-}"
 need_fvmsnap
 need_sub restore
+need_sub hot
 # the stock QEMU of the same series for the cross tests
 [ "$ver" = 7.2 ] || use_qemu10
 use_patched "$ver"
@@ -30,6 +31,51 @@ fvm_incoming "$W/a-lazy" "fvm-lazy:$W/s.fvm" "${drive[@]}"
 check_ram "$W/a-lazy" "$W/orig.bin"
 check_alive "$W/a-lazy" "$hb"
 vm_quit "$W/a-lazy"
+# 1b. the working set: a lazily restored VM runs (no pmemsave, which would
+# read every page), fvmsnap hot lists the pages it touched, recompress
+# --hot writes them first, and the reordered file restores the same RAM.
+fvm_incoming "$W/ws" "fvm-lazy:$W/s.fvm" "${drive[@]}"
+check_alive "$W/ws" "$hb"
+fvm hot --pid "$(vm_pid "$W/ws")" "$W/s.fvm" -o "$W/hot.txt"
+vm_quit "$W/ws"
+fvm inspect --json --runs "$W/s.fvm" >"$W/runs.json"
+python3 - "$W/hot.txt" "$W/runs.json" <<'PY' || die "hot: the working set is not a proper part of the data pages"
+import json, sys
+hot = [l.split() for l in open(sys.argv[1]) if l.strip()]
+n = sum(int(c) for _, _, c in hot)
+data = json.load(open(sys.argv[2]))["totals"]["data_pages"]
+assert hot and all(b == hot[0][0] or b for b, _, _ in hot), hot[:3]
+assert any(b == "pc.ram" for b, _, _ in hot), "no pc.ram page"
+assert 0 < n < data, (n, data)
+print("working set: %d of %d data pages in %d ranges" % (n, data, len(hot)))
+PY
+fvm recompress -q "$W/s.fvm" -o "$W/s-hot.fvm" --compress none --hot "$W/hot.txt"
+fvm verify "$W/s-hot.fvm"
+fvm inspect --json --runs "$W/s-hot.fvm" >"$W/runs-hot.json"
+python3 - "$W/hot.txt" "$W/runs-hot.json" <<'PY' || die "recompress --hot: the working set does not come first in the file"
+import json, sys
+hot = {}
+for l in open(sys.argv[1]):
+    if l.strip():
+        b, f, c = l.split()
+        hot.setdefault(b, set()).update(range(int(f), int(f) + int(c)))
+j = json.load(open(sys.argv[2]))
+names = {b["id"]: b["name"] for b in j["blocks"]}
+runs = sorted((r for r in j["runs"] if r["kind"] == "data"), key=lambda r: r["file_offset"])
+want = sum(len(v) for v in hot.values())
+seen = 0
+for r in runs:   # the first data runs in file order hold exactly the hot pages
+    if seen >= want:
+        break
+    pages = set(range(r["first_page"], r["first_page"] + r["page_count"]))
+    assert pages <= hot.get(names[r["block"]], set()), r
+    seen += len(pages)
+assert seen == want, (seen, want)
+PY
+fvm_incoming "$W/ws2" "fvm-lazy:$W/s-hot.fvm" "${drive[@]}"
+check_ram "$W/ws2" "$W/orig.bin"
+check_alive "$W/ws2" "$hb"
+vm_quit "$W/ws2"
 fvm_incoming "$W/a" "fvm:$W/s.fvm" "${drive[@]}"
 [ "$(vm_status "$W/a")" = paused ] || die "a is not paused"
 check_ram "$W/a" "$W/orig.bin"
