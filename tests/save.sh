@@ -5,7 +5,9 @@
 #   quotes saves, and no PWNED appears (QEMU gets a pipe by getfd, not
 #   "exec:cat > PATH");
 # - no temporary stream beside the output after a save;
-# - a running VM saved (resumed after) and saved with --stop;
+# - a VM that a save left stopped (QEMU: postmigrate) saves again, twice,
+#   and stays stopped; the brief run that takes is said; a running VM
+#   saved (resumed after), saved with --stop, then saved again;
 # - SIGTERM at several points of a save of a running VM: exit 130
 #   "interrupted by SIGTERM" and the older file kept byte for byte, or a
 #   whole new snapshot; never a temporary left, and the VM runs again.
@@ -98,15 +100,21 @@ only "out dir" "$(basename "$out")"
 echo "ok: saved to $out, no PWNED"
 [ "$(status)" = postmigrate ] || fail "after a save of a paused VM: status $(status)"
 
-qemu_stop
-
-# ---- a path with quotes and backquotes (neither shell nor JSON)
-qemu_start ram.img 64M -S
+# ---- a second save of the stopped VM: works, and it stays stopped; into a
+# path with quotes and backquotes (neither shell nor JSON)
 out2="out dir/\`touch PWNED2\`; 'q\" y.fvm"
-"$FVMSNAP" save -q --qmp qmp.sock -o "$out2" 2>err.log || fail "save to $out2: $(cat err.log)"
+"$FVMSNAP" save --qmp qmp.sock -o "$out2" 2>err.log ||
+	fail "second save of a paused VM: $(cat err.log)"
 [ -z "$(find . -name 'PWNED*')" ] || fail "the output path was run as shell: $(find . -name 'PWNED*')"
+grep -q "stopped by an earlier migration (postmigrate): ran it for .* ms" err.log ||
+	fail "second save: the run is not said: $(cat err.log)"
+grep -q "VM stopped$" err.log || fail "second save: $(cat err.log)"
+case "$(status)" in postmigrate | paused) ;; *) fail "after the second save: status $(status)" ;; esac
 same_ram "$out2" ram.img
-only "out dir" "$(basename "$out")" "$(basename "$out2")"
+"$FVMSNAP" save -q --qmp qmp.sock -o "out dir/third.fvm" 2>err.log ||
+	fail "third save of a paused VM: $(cat err.log)"
+only "out dir" "$(basename "$out")" "$(basename "$out2")" third.fvm
+echo "ok: a paused VM saved three times"
 qemu_stop
 
 # ---- a running VM: save resumes it; --stop, then save again
@@ -117,7 +125,10 @@ qemu_start ram.img 64M
 "$FVMSNAP" save -q --stop --qmp qmp.sock -o run2.fvm 2>err.log || fail "save --stop: $(cat err.log)"
 [ "$(status)" = postmigrate ] || fail "after save --stop: status $(status)"
 same_ram run2.fvm ram.img
-echo "ok: a running VM saved, and saved with --stop"
+"$FVMSNAP" save -q --qmp qmp.sock -o run3.fvm 2>err.log || fail "save after save --stop: $(cat err.log)"
+case "$(status)" in postmigrate | paused) ;; *) fail "after a save of a stopped VM: status $(status)" ;; esac
+same_ram run3.fvm ram.img
+echo "ok: a running VM saved, saved with --stop, saved again"
 qemu_stop
 
 # ---- SIGTERM during a save of a running VM over an older snapshot: 512 MiB

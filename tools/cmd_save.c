@@ -76,6 +76,8 @@ struct save {
 	struct backend b[MAX_SHARED];
 	unsigned nb;
 	int was_running, cap_was_on;
+	int from_postmigrate;     /* found in postmigrate: ran for ran_ns */
+	uint64_t ran_ns;
 	int pipe_rd;              /* read end of QEMU's migration stream */
 	char mig_name[PATH_MAX + 32]; /* the stream, for messages */
 	int conv_err;             /* the converting thread's result... */
@@ -293,9 +295,22 @@ static int stop_vm(struct save *s)
 	    qmp_string(s->reply, "status", st, sizeof(st)))
 		return err ? err : cli_usage_error("QMP query-status: %s", s->reply);
 	s->was_running = !strcmp(st, "running");
-	if (!strcmp(st, "postmigrate"))
-		return cli_usage_error("the VM at %s was migrated out and not resumed since: "
-				       "QEMU refuses another migration (cont it first)", s->sock);
+	if (!strcmp(st, "postmigrate")) {
+		/*
+		 * Stopped by an earlier migration (a save that left the VM
+		 * stopped): QEMU migrates such a VM again only after it ran
+		 * ("Can't migrate the vm that was paused due to previous
+		 * migration"). cont and stop at once, and say for how long the
+		 * guest ran; it is stopped, as before, when the save ends.
+		 */
+		uint64_t t = util_now_ns();
+
+		if ((err = qmp(s, "{\"execute\":\"cont\"}")) ||
+		    (err = qmp(s, "{\"execute\":\"stop\"}")))
+			return err;
+		s->ran_ns = util_now_ns() - t;
+		s->from_postmigrate = 1;
+	}
 	if (s->was_running && (err = qmp(s, "{\"execute\":\"stop\"}")))
 		return err;
 	s->t_stop = util_now_ns();
@@ -563,10 +578,15 @@ out:
 		fputs("{\"output\":", stdout);
 		json_str(stdout, s.out);
 		printf(",\"stop_seconds\":%.6f,\"device_state_seconds\":%.6f,\"write_seconds\":%.6f,"
-		       "\"total_seconds\":%.6f,\"shared_bytes\":%" PRIu64 ",\"resumed\":%s}\n", stop_s,
-		       state_s, write_s, total_s, s.b[0].size,
-		       !s.stop && s.was_running ? "true" : "false");
+		       "\"total_seconds\":%.6f,\"shared_bytes\":%" PRIu64 ",\"resumed\":%s,"
+		       "\"postmigrate_run_seconds\":%.6f}\n", stop_s, state_s, write_s, total_s,
+		       s.b[0].size, !s.stop && s.was_running ? "true" : "false",
+		       (double)s.ran_ns / 1e9);
 	}
+	if (!s.quiet && s.from_postmigrate)
+		fprintf(stderr, "%s: the VM was stopped by an earlier migration (postmigrate): ran it "
+			"for %.3f ms so that QEMU migrates it again\n", cli_prog,
+			(double)s.ran_ns / 1e6);
 	if (!s.quiet)
 		fprintf(stderr, "saved %s in %.3f s: stop %.3f s, device state %.3f s, RAM and "
 			"write %.3f s (%s shared RAM in %u backend%s); VM %s\n", s.out, total_s,
