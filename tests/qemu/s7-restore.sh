@@ -48,6 +48,12 @@ log "$(cat "$WORK/fvmsnap.err" | tail -n 1)"
 case "$(vm_status "$W/r3")" in paused*) ;; *) die "r3 not stopped after save --stop" ;; esac
 hb2=$(last_hb "$W/r3")
 pmemsave "$W/r3" "$W/orig2.bin"
+# saved again while stopped (QEMU's postmigrate): works, and stays stopped
+fvm save --qmp "$qmp3" -o "$W/s2b.fvm"
+grep -q 'stopped by an earlier migration (postmigrate): ran it for' "$WORK/fvmsnap.err" ||
+	die "second save: the brief run is not said: $(cat "$WORK/fvmsnap.err")"
+case "$(vm_status "$W/r3")" in paused*) ;; *) die "r3 not stopped after a second save" ;; esac
+fvm verify "$W/s2b.fvm"
 vm_quit "$W/r3"
 fvm verify "$W/s2.fvm"
 fvm_restore "$W/r4" "$W/s2.fvm" --paused -- -drive file="$W/disk.qcow2",if=virtio
