@@ -19,6 +19,9 @@
  *                  and writes only; 1-byte transfers are left alone)
  *   FVM_FAULT_LOG  file that gets the counts, and "injected NAME N ERR" each
  *                  time a fault is injected ("... tmpfile" for an O_TMPFILE open)
+ *   FVM_FAULT_NOSYNC set: fsync and fdatasync of the files counted return 0
+ *                  without syncing (a test's speed; durability is not
+ *                  what it checks), the injected one still fails
  *   FVM_FAULT_TRACE set: a backtrace of the injected call goes to standard
  *                  error (to find the call site by hand)
  *
@@ -58,7 +61,7 @@ static unsigned char tracked[MAXFD]; /* 1: a file under the directory, 2: a dire
 static unsigned long counts[C_N];
 static char dir[PATH_MAX];
 static size_t dirlen;
-static int active, counting, target = -1, err_code, short_mode, persist;
+static int active, counting, nosync, target = -1, err_code, short_mode, persist;
 static unsigned long nth;
 static const char *logpath;
 
@@ -121,6 +124,7 @@ __attribute__((constructor)) static void fault_init(void)
 	while (dirlen > 1 && dir[dirlen - 1] == '/')
 		dir[--dirlen] = '\0';
 	active = 1;
+	nosync = getenv("FVM_FAULT_NOSYNC") != NULL;
 	if (!strcmp(f, "count")) {
 		counting = 1;
 		return;
@@ -379,11 +383,25 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt)
 int fsync(int fd)
 {
 	REAL(fsync);
-	if (fd_tracked(fd) && hit_note(C_FSYNC, tracked[fd] == 2 ? " dir" : "") == 1)
-		return -1;
+	if (fd_tracked(fd)) {
+		if (hit_note(C_FSYNC, tracked[fd] == 2 ? " dir" : "") == 1)
+			return -1;
+		if (nosync)
+			return 0;
+	}
 	return r_fsync(fd);
 }
-FD_CALL(C_FDATASYNC, fdatasync, (fd), int fd)
+int fdatasync(int fd)
+{
+	REAL(fdatasync);
+	if (fd_tracked(fd)) {
+		if (hit(C_FDATASYNC) == 1)
+			return -1;
+		if (nosync)
+			return 0;
+	}
+	return r_fdatasync(fd);
+}
 FD_CALL(C_FTRUNCATE, ftruncate64, (fd, len), int fd, off_t len)
 int ftruncate(int fd, off_t len) __attribute__((alias("ftruncate64")));
 FD_CALL(C_FALLOCATE, fallocate64, (fd, mode, off, len),
