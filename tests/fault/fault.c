@@ -3,7 +3,8 @@
  * library, without any change to either: the fault-injection seam of
  * tests/fault.sh (doc/RELIABILITY.md). It wraps the calls the library and
  * the tool make on files (open, read, pread, preadv, write, writev, pwrite,
- * fsync, fdatasync, ftruncate, fallocate, msync, rename, renameat, linkat)
+ * splice, fsync, fdatasync, ftruncate, fallocate, msync, rename, renameat,
+ * linkat)
  * and counts those that touch FVM_FAULT_DIR: files opened under it (the
  * directory itself too, so O_TMPFILE files count), and rename/linkat whose
  * new name lies under it. Standard streams, the dynamic loader and /proc are
@@ -19,6 +20,8 @@
  *                  and writes only; 1-byte transfers are left alone)
  *   FVM_FAULT_LOG  file that gets the counts, and "injected NAME N ERR" each
  *                  time a fault is injected ("... tmpfile" for an O_TMPFILE open)
+ *   FVM_FAULT_STDIN set: standard input counts as a file under the directory
+ *                  (a test redirects a snapshot or a pipe to it)
  *   FVM_FAULT_NOSYNC set: fsync and fdatasync of the files counted return 0
  *                  without syncing (a test's speed; durability is not
  *                  what it checks), the injected one still fails
@@ -49,11 +52,12 @@
 enum call {
 	C_OPEN, C_READ, C_PREAD, C_PREADV, C_WRITE, C_WRITEV, C_PWRITE, C_PWRITEV,
 	C_FSYNC, C_FDATASYNC, C_FTRUNCATE, C_FALLOCATE, C_MSYNC, C_RENAME, C_LINKAT,
-	C_N
+	C_SPLICE, C_N
 };
 static const char *const names[C_N] = {
 	"open", "read", "pread", "preadv", "write", "writev", "pwrite", "pwritev",
 	"fsync", "fdatasync", "ftruncate", "fallocate", "msync", "rename", "linkat",
+	"splice",
 };
 
 #define MAXFD 4096
@@ -125,6 +129,8 @@ __attribute__((constructor)) static void fault_init(void)
 		dir[--dirlen] = '\0';
 	active = 1;
 	nosync = getenv("FVM_FAULT_NOSYNC") != NULL;
+	if (getenv("FVM_FAULT_STDIN"))
+		tracked[0] = 1;
 	if (!strcmp(f, "count")) {
 		counting = 1;
 		return;
@@ -417,6 +423,17 @@ int posix_fallocate64(int fd, off_t off, off_t len)
 	return r_posix_fallocate64(fd, off, len);
 }
 int posix_fallocate(int fd, off_t off, off_t len) __attribute__((alias("posix_fallocate64")));
+
+ssize_t splice(int in, loff_t *in_off, int out, loff_t *out_off, size_t n, unsigned flags)
+{
+	REAL(splice);
+	if (fd_tracked(in) || fd_tracked(out))
+		switch (hit(C_SPLICE)) {
+		case 1: return -1;
+		case 2: n = half(n); break;
+		}
+	return r_splice(in, in_off, out, out_off, n, flags);
+}
 
 /* msync has no fd: every msync of a process under test counts. */
 int msync(void *addr, size_t len, int flags)
