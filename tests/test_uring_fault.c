@@ -43,6 +43,7 @@ enum mode {
 	M_CQE_ZERO,      /* completion fault_nth reports 0 bytes (end of file) */
 	M_SUBMIT_TAKEN,  /* call fault_nth submits, then fails: reads in flight */
 	M_SUBMIT_LOST,   /* call fault_nth fails, nothing submitted */
+	M_SUBMIT_WAIT,   /* as M_SUBMIT_TAKEN, and from then on waiting fails too */
 };
 
 static enum mode fault_mode;
@@ -53,6 +54,10 @@ static unsigned cq_scanned; /* absolute CQ index scanned up to */
 static int exit_checked, exit_inflight, exit_unreaped;
 
 int __real_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags);
+int __real___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
+			      unsigned submit, unsigned wait_nr, sigset_t *sigmask);
+int __wrap___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
+			      unsigned submit, unsigned wait_nr, sigset_t *sigmask);
 int __real_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
 void __real_io_uring_queue_exit(struct io_uring *ring);
 
@@ -111,7 +116,8 @@ int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr)
 	int rc;
 
 	submit_calls++;
-	if (fault_mode == M_SUBMIT_TAKEN && submit_calls == fault_nth) {
+	if ((fault_mode == M_SUBMIT_TAKEN || fault_mode == M_SUBMIT_WAIT) &&
+	    submit_calls == fault_nth) {
 		rc = io_uring_submit(ring); /* the kernel has the reads */
 		assert_true(rc >= 0);
 		injected++;
@@ -125,6 +131,17 @@ int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr)
 	if (rc >= 0)
 		edit_cqes(ring);
 	return rc;
+}
+
+/* io_uring_wait_cqe's system call (when no completion is ready yet) */
+int __wrap___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
+			      unsigned submit, unsigned wait_nr, sigset_t *sigmask)
+{
+	if (fault_mode == M_SUBMIT_WAIT && submit_calls >= fault_nth) {
+		injected++;
+		return -EBADR; /* what the kernel says when it dropped completions */
+	}
+	return __real___io_uring_get_cqe(ring, cqe_ptr, submit, wait_nr, sigmask);
 }
 
 void __wrap_io_uring_queue_exit(struct io_uring *ring)
@@ -362,6 +379,26 @@ static void test_submit_error_nothing_taken(void **state)
 	}
 }
 
+/*
+ * Submitting fails after the kernel took the reads, and waiting for their
+ * completions fails as well: the completions still arrive in the CQ ring,
+ * so the load must collect them there before it returns.
+ */
+static void test_submit_and_wait_fail(void **state)
+{
+	static const unsigned nths[] = { 1, 2, 5 };
+
+	(void)state;
+	/* whether reads are still out when waiting fails is a race: 10 tries each */
+	for (size_t i = 0; i < 10 * sizeof(nths) / sizeof(nths[0]); i++) {
+		struct result r = load(M_SUBMIT_WAIT, EIO, nths[i % 3], FVM_BACKEND_URING);
+
+		assert_int_equal(r.rc, FVM_EIO);
+		assert_non_null(strstr(r.detail, "io_uring_submit"));
+		assert_true(exit_checked);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -373,6 +410,7 @@ int main(void)
 		cmocka_unit_test(test_cqe_zero),
 		cmocka_unit_test(test_submit_error_in_flight),
 		cmocka_unit_test(test_submit_error_nothing_taken),
+		cmocka_unit_test(test_submit_and_wait_fail),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
