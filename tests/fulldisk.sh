@@ -4,7 +4,7 @@
 # none to most of what the output needs), and pack, convert, export and
 # unpack writing a 16 MiB guest's snapshot (stream, RAM images) into it.
 # Each either works (the output whole) or fails with exit 1-127 and a
-# message that says "No space left on device" (unpack: see KNOWN below);
+# message that says "No space left on device";
 # the old output stays byte
 # for byte, nothing else is left in the directory, and the space is given
 # back (the tmpfs as full as before).
@@ -88,11 +88,6 @@ for op in "${OPS[@]}"; do
 		msg=$(head -1 err.log)
 		case $msg in
 		"fvmsnap $name: "*"No space left on device"*) ;;
-		"fvmsnap unpack: "*"Bad address"*)
-			# known (issue 10): the sparse output is a MAP_SHARED mapping,
-			# and a page tmpfs cannot allocate fails the read into it with
-			# EFAULT; the rest of the contract holds and is checked
-			echo "KNOWN: $what: the message says 'Bad address', not ENOSPC" ;;
 		*) fail "$what: exit $rc, message: $msg" ;;
 		esac
 		if [ -d "$old" ]; then
