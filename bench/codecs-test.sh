@@ -10,10 +10,8 @@ set -eu
 fvmsnap=${1:?usage: codecs-test.sh FVMSNAP CODECS}
 codecs=${2:?usage: codecs-test.sh FVMSNAP CODECS}
 # Meson passes build-relative names: make them paths.
-for v in fvmsnap codecs; do
-	eval "p=\$$v"
-	case $p in */*) ;; *) eval "$v=./\$p" ;; esac
-done
+case $fvmsnap in */*) ;; *) fvmsnap=./$fvmsnap ;; esac
+case $codecs in */*) ;; *) codecs=./$codecs ;; esac
 fail() { echo "codecs-test: FAIL: $*" >&2; exit 1; }
 t=$(mktemp -d "${TMPDIR:-/tmp}/codecs-test.XXXXXX")
 trap 'rm -rf "$t"' EXIT

@@ -45,6 +45,7 @@ FVMSNAP=${2:-$top/build/tools/fvmsnap}
 # shellcheck source=../tests/qemu/lib.sh
 . "$top/tests/qemu/lib.sh"
 set -e
+# shellcheck disable=SC2034  # read by lib.sh's log
 TEST_NAME=real-guest
 
 for t in "$FVM_QEMU" socat cpio dpkg dpkg-query md5sum python3; do
@@ -160,7 +161,7 @@ EOF
 sum=$( { printf '%s\n' "$PKGS"; printf '%s' "$init"; } | md5sum | cut -c1-12)
 cpio_out=$R/initrd-real.cpio
 if [ ! -s "$cpio_out" ] || [ "$(cat "$R/initrd.sum" 2>/dev/null)" != "$sum" ]; then
-	log "building the initramfs (packages: $(echo $PKGS | wc -w))"
+	log "building the initramfs (packages: $(printf "%s\n" $PKGS | wc -l))"
 	root=$R/initrd.d
 	rm -rf "$root"
 	mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/pkg"
@@ -244,9 +245,9 @@ if [ ! -s "$R/real.mig" ] || [ "${FVM_REAL_REBOOT:-0}" = 1 ]; then
 	{
 		echo "qemu: $("$FVM_QEMU" --version | head -n 1)"
 		echo "kernel: $(cat "$R/vmlinuz.pkg" 2>/dev/null || echo unknown)"
-		printf 'boot to init (kernel + initramfs unpack, wall): %.1f s\n' "$(el $t0 $t1)"
-		printf 'init to FVM-READY (move to tmpfs, programs): %.1f s\n' "$(el $t1 $t2)"
-		printf 'migrate to file (stopped, heartbeat %s): %.1f s\n' "$hb" "$(el $t3 $t4)"
+		printf 'boot to init (kernel + initramfs unpack, wall): %.1f s\n' "$(el "$t0" "$t1")"
+		printf 'init to FVM-READY (move to tmpfs, programs): %.1f s\n' "$(el "$t1" "$t2")"
+		printf 'migrate to file (stopped, heartbeat %s): %.1f s\n' "$hb" "$(el "$t3" "$t4")"
 		grep -a 'FVM-REAL' "$V/serial.log" | sed 's/.*FVM-REAL/FVM-REAL/' | tr -d '\r'
 	} > "$R/boot.txt"
 	rm -f "$R/real.fvm"
@@ -258,12 +259,12 @@ if [ ! -s "$R/real.fvm" ] || [ "$R/real.mig" -nt "$R/real.fvm" ]; then
 	t0=$(date +%s.%N)
 	"$FVMSNAP" convert "$R/real.mig" -o "$R/real.fvm" --quiet
 	t1=$(date +%s.%N)
-	log "$(printf 'fvmsnap convert: %.2f s' "$(el $t0 $t1)")"
+	log "$(printf 'fvmsnap convert: %.2f s' "$(el "$t0" "$t1")")"
 	rm -rf "$R/ram"
 	t0=$(date +%s.%N)
 	"$FVMSNAP" unpack "$R/real.fvm" -o "$R/ram" --quiet
 	t1=$(date +%s.%N)
-	log "$(printf 'fvmsnap unpack: %.2f s' "$(el $t0 $t1)")"
+	log "$(printf 'fvmsnap unpack: %.2f s' "$(el "$t0" "$t1")")"
 fi
 log "real.fvm: $(stat -c %s "$R/real.fvm") bytes"
 "$FVMSNAP" inspect "$R/real.fvm" 2>&1 | grep -iE 'pc.ram|pages|payload' | head -n 6 >&2 || true
