@@ -267,7 +267,7 @@ if [ ! -s "$R/real.fvm" ] || [ "$R/real.mig" -nt "$R/real.fvm" ]; then
 	log "$(printf 'fvmsnap unpack: %.2f s' "$(el "$t0" "$t1")")"
 fi
 log "real.fvm: $(stat -c %s "$R/real.fvm") bytes"
-"$FVMSNAP" inspect "$R/real.fvm" 2>&1 | grep -iE 'pc.ram|pages|payload' | head -n 6 >&2 || true
+"$FVMSNAP" inspect "$R/real.fvm" 2>&1 | grep -E '^(blocks|data|zero):|pc\.ram' >&2 || true
 raw=$R/ram/pc.ram.raw
 [ -s "$raw" ] || die "no $raw after unpack"
 log "pc.ram.raw: $(stat -c %s "$raw") bytes, $(du -k "$raw" | cut -f1) KiB allocated (non-zero pages, sparse file)"
