@@ -15,7 +15,9 @@ estimated load time of the input's data (max of read time and decode time)
 and the headroom, and the winners; also the best codec whose compression
 runs at >= SAVE_MBPS per core (usable while saving, not only offline).
 
-Usage: codecs-report.py FILE.json [--margin 2] [--save-mbps 100]
+Usage: codecs-report.py FILE.json [MORE.json ...] [--margin 2] [--save-mbps 100]
+A result in a later file replaces the one for the same codec, level and
+frame size in an earlier one (e.g. zstd 19 measured again on every frame).
 """
 import argparse
 import json
@@ -27,11 +29,18 @@ CORES = (2, 4)
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("json")
+    ap.add_argument("json", nargs="+")
     ap.add_argument("--margin", type=float, default=2.0)
     ap.add_argument("--save-mbps", type=float, default=100.0)
     a = ap.parse_args()
-    d = json.load(open(a.json))
+    d = json.load(open(a.json[0]))
+    for more in a.json[1:]:
+        m = json.load(open(more))
+        if m["data_bytes"] != d["data_bytes"]:
+            sys.exit(f"codecs-report: {more} measured other data than {a.json[0]}")
+        key = lambda r: (r["codec"], r["level"], r["frame_size"])
+        new = {key(r): r for r in m["results"]}
+        d["results"] = [new.pop(key(r), r) for r in d["results"]] + list(new.values())
     data_mb = d["data_bytes"] / 1e6
     print(f"Input {d['input']}: {data_mb:.0f} MB of non-zero pages; "
           f"margin {a.margin:g}x; load time = max(stored / device, data / (decode x cores))\n")
