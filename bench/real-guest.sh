@@ -20,12 +20,13 @@
 # wait for the heartbeat, stop the VM, save a migration stream
 # (migrate "exec:cat > real.mig"), convert it with the build's fvmsnap
 # (real.fvm) and unpack its RAM to a raw image (pc.ram.raw), printing sizes,
-# non-zero pages and the time of each step.
+# non-zero pages and the time of each step. The stream is first restored
+# by the same QEMU, whose heartbeat must go on, so it is a live VM.
 #
 # Usage: bench/real-guest.sh CACHEDIR [FVMSNAP]
 #   CACHEDIR  kernel, initramfs and the outputs: CACHEDIR/real/{vmlinuz,
 #             initrd-real.cpio, pkgs.txt, real.mig, real.fvm, ram/pc.ram.raw,
-#             boot.txt}. Cached: the kernel is taken from CACHEDIR/vmlinuz,
+#             boot.txt, qemu-cmdline.txt (the guest's QEMU, for restores)}. Cached: the kernel is taken from CACHEDIR/vmlinuz,
 #             else from $FVM_QEMU_CACHE/vmlinuz, else build-guest.sh
 #             downloads it; the initramfs is rebuilt only when this script's
 #             package list or init changes; the snapshot only when the
@@ -217,18 +218,35 @@ trap fvm_cleanup EXIT
 trap 'exit 130' INT TERM
 V=$WORK/vm
 
-if [ ! -s "$R/real.mig" ] || [ "${FVM_REAL_REBOOT:-0}" = 1 ]; then
-	mkdir -p "$V"
-	t0=$(date +%s.%N)
-	# shellcheck disable=SC2086
-	"$FVM_QEMU" $FVM_QEMU_L -accel tcg -m 1G -nodefaults -nographic \
-		-serial file:"$V/serial.log" \
-		-monitor unix:"$V/mon.sock",server,nowait \
-		-kernel "$R/vmlinuz" -initrd "$cpio_out" \
-		-append "console=ttyS0 quiet panic=-1 rootfstype=ramfs" -no-reboot \
-		-pidfile "$V/qemu.pid" >"$V/qemu.out" 2>&1 &
+# real_vm VMDIR [qemu args...]: the guest's QEMU (1 GiB, TCG), started in
+# the background and registered for lib.sh's cleanup, as vm_start does for
+# the test guest. Its command line is kept in qemu-cmdline.txt (one
+# argument a line, without VMDIR's files) for restore benchmarks.
+real_vm() {
+	local vm=$1 _; shift
+	mkdir -p "$vm"
+	rm -f "$vm/serial.log" "$vm/mon.sock"
+	local cmd=("$FVM_QEMU")
+	# shellcheck disable=SC2206
+	[ -n "$FVM_QEMU_L" ] && cmd+=($FVM_QEMU_L)
+	cmd+=(-accel tcg -m 1G -nodefaults -nographic
+		-kernel "$R/vmlinuz" -initrd "$cpio_out"
+		-append "console=ttyS0 quiet panic=-1 rootfstype=ramfs" -no-reboot)
+	printf '%s\n' "${cmd[@]}" > "$R/qemu-cmdline.txt"
+	"${cmd[@]}" -serial file:"$vm/serial.log" -monitor unix:"$vm/mon.sock",server,nowait \
+		-pidfile "$vm/qemu.pid" "$@" >"$vm/qemu.out" 2>&1 &
 	QEMU_PIDS+=("$!")
-	VM_DIRS+=("$V")
+	VM_DIRS+=("$vm")
+	for _ in $(seq 1 100); do
+		[ -S "$vm/mon.sock" ] && return 0
+		sleep 0.1
+	done
+	die "QEMU for $(basename "$vm") has no monitor socket after 10 s: $(tail -n 3 "$vm/qemu.out")"
+}
+
+if [ ! -s "$R/real.mig" ] || [ "${FVM_REAL_REBOOT:-0}" = 1 ]; then
+	t0=$(date +%s.%N)
+	real_vm "$V"
 	wait_serial "$V" 'FVM-REAL unpacked' 600
 	t1=$(date +%s.%N)
 	wait_serial "$V" 'FVM-READY' 900
@@ -241,6 +259,12 @@ if [ ! -s "$R/real.mig" ] || [ "${FVM_REAL_REBOOT:-0}" = 1 ]; then
 	migrate_out "$V" "exec:cat > $R/real.mig.tmp"
 	t4=$(date +%s.%N)
 	vm_quit "$V"
+	# The stream must be a live VM: stock QEMU restores it and the
+	# heartbeat goes on from where it stopped (no second boot).
+	real_vm "$WORK/restored" -S -incoming "exec:cat $R/real.mig.tmp"
+	wait_incoming "$WORK/restored" 300
+	check_alive "$WORK/restored" "$hb"
+	vm_quit "$WORK/restored"
 	mv "$R/real.mig.tmp" "$R/real.mig"
 	{
 		echo "qemu: $("$FVM_QEMU" --version | head -n 1)"
