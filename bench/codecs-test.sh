@@ -56,4 +56,9 @@ head -c 65536 /dev/zero > "$t/zero"
 rc=0
 "$codecs" -q "$t/zero" > /dev/null 2> "$t/zero.err" || rc=$?
 [ $rc = 1 ] && grep -q "$t/zero" "$t/zero.err" || fail "all-zero image: exit $rc, $(cat "$t/zero.err")"
+# A file that is not there: one message naming it once, exit 1.
+rc=0
+"$codecs" -q "$t/absent" > /dev/null 2> "$t/absent.err" || rc=$?
+[ $rc = 1 ] && [ "$(grep -o "$t/absent" "$t/absent.err" | wc -l)" = 1 ] ||
+	fail "missing file: exit $rc, $(cat "$t/absent.err")"
 echo "codecs-test: ok"

@@ -196,8 +196,10 @@ static void read_raw(const char *path, struct image *im)
 	unsigned char *buf;
 	size_t fill = 0;
 
-	if (fd < 0 || fstat(fd, &st) < 0)
-		die("cannot open %s", path);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "%s: %s: open: %s\n", prog, path, strerror(errno));
+		exit(1);
+	}
 	if (st.st_size < (off_t)PAGE)
 		die("%s: smaller than one 4 KiB page", path);
 	buf = big_alloc((size_t)st.st_size);
@@ -229,12 +231,17 @@ static int read_fvm(const char *path, struct image *im)
 	fvm_mapping *maps;
 	uint64_t total = 0;
 	size_t fill = 0;
+	struct stat st;
 	int rc = fvm_reader_open(&r, path);
 
-	if (rc == FVM_EMAGIC)
+	/* Not a snapshot, or too short to be one: a raw image (read_raw
+	 * refuses what is shorter than a page). */
+	if (rc == FVM_EMAGIC ||
+	    (rc == FVM_ETRUNCATED && stat(path, &st) == 0 && st.st_size < (off_t)PAGE))
 		return 0;
 	if (rc < 0) {
-		fprintf(stderr, "%s: %s: %s\n", prog, path, fvm_error_detail());
+		/* The detail names the file already. */
+		fprintf(stderr, "%s: %s\n", prog, fvm_error_detail());
 		exit(1);
 	}
 	if (fvm_reader_info(r, &fi) < 0 || fi.block_count == 0)
@@ -259,7 +266,7 @@ static int read_fvm(const char *path, struct image *im)
 	}
 	rc = fvm_load(r, maps, fi.block_count, NULL, NULL);
 	if (rc < 0) {
-		fprintf(stderr, "%s: loading %s: %s\n", prog, path, fvm_error_detail());
+		fprintf(stderr, "%s: loading: %s\n", prog, fvm_error_detail());
 		exit(1);
 	}
 	im->data = big_alloc(total);
