@@ -491,6 +491,13 @@ void fvm_reader_fill_info(const struct fvm_reader *r, fvm_file_info *info)
 	info->devstate_count = m->nsects;
 	info->meta_count = m->nmeta;
 	info->streamed = r->streamed;
+	if (m->compressed) {
+		info->codec = m->hdr.codec;
+		info->level = m->hdr.level;
+		info->frame_bytes = 1u << m->hdr.frame_shift;
+		info->frame_count = m->nframes;
+		info->stored_bytes = m->stored_total;
+	}
 }
 
 FVM_DEFAULT_0_2(fvm_reader_info)(const fvm_reader *r, fvm_file_info *info)

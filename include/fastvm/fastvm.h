@@ -304,9 +304,17 @@ typedef struct fvm_file_info {
 	uint64_t data_runs, zero_runs; /* extents in the index */
 	uint32_t block_count, devstate_count, meta_count;
 	int streamed;            /* opened with fvm_reader_open_stream */
+	/* compressed payload (0.2; all 0 when uncompressed) */
+	uint32_t codec;          /* enum fvm_codec */
+	uint32_t level;          /* as the writer recorded it */
+	uint32_t frame_bytes;    /* plain bytes per frame */
+	uint64_t frame_count;
+	uint64_t stored_bytes;   /* bytes the frames take in the file (payload_bytes
+	                            is what they decode to) */
 } fvm_file_info;
 
-#define FVM_FILE_INFO_INIT { sizeof(fvm_file_info), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define FVM_FILE_INFO_INIT { sizeof(fvm_file_info), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, \
+			     0, 0, 0, 0, 0 }
 
 typedef struct fvm_block_info {
 	uint32_t size;           /* sizeof(fvm_block_info), set by the caller */
