@@ -72,6 +72,8 @@ struct fvm_writer {
 	struct wblock *blocks;
 	struct fvm_blockdesc *desc;
 	uint32_t nblocks;
+	uint32_t *name_hash;    /* open addressing: block id + 1, 0 = empty */
+	uint32_t hash_cap;      /* a power of two, > 2 x nblocks */
 	struct u64vec meta, devs;
 	struct fvm_extlist ext; /* extents in file order, resolved at finish */
 
@@ -948,6 +950,48 @@ int fvm_writer_add_meta(fvm_writer *w, const char *key, const char *value)
 	return rc;
 }
 
+/*
+ * Block names, for the duplicate check: a hash table, so 65536 blocks
+ * (FORMAT.md R26) with long common prefixes take no quadratic time.
+ */
+static uint32_t name_slot(const fvm_writer *w, const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	for (h &= w->hash_cap - 1;; h = (h + 1) & (w->hash_cap - 1))
+		if (!w->name_hash[h] || !strcmp(w->blocks[w->name_hash[h] - 1].name, name))
+			return h;
+}
+
+static int name_seen(const fvm_writer *w, const char *name)
+{
+	return w->hash_cap && w->name_hash[name_slot(w, name)];
+}
+
+/* Room for one more name (the table is rebuilt at twice the size). */
+static int name_reserve(fvm_writer *w)
+{
+	uint32_t cap = w->hash_cap ? w->hash_cap : 64;
+	uint32_t *old = w->name_hash;
+
+	if (2 * (w->nblocks + 1) < w->hash_cap)
+		return 0;
+	while (2 * (w->nblocks + 1) >= cap)
+		cap *= 2;
+	w->name_hash = calloc(cap, sizeof(*w->name_hash));
+	if (!w->name_hash) {
+		w->name_hash = old;
+		return fvm_err(FVM_ENOMEM, "%s: block names", w->name);
+	}
+	w->hash_cap = cap;
+	for (uint32_t i = 0; i < w->nblocks; i++)
+		w->name_hash[name_slot(w, w->blocks[i].name)] = i + 1;
+	free(old);
+	return 0;
+}
+
 int fvm_writer_add_block(fvm_writer *w, const char *name, uint64_t length,
 			 uint64_t page_size, uint32_t *block_id)
 {
@@ -968,10 +1012,11 @@ int fvm_writer_add_block(fvm_writer *w, const char *name, uint64_t length,
 			       "multiple of the page size %" PRIu64, name, length, page_size);
 	if (w->nblocks == FVM_MAX_BLOCKS)
 		return fvm_err(FVM_EINVAL, "block %s: more than 65536 blocks", name);
-	for (uint32_t i = 0; i < w->nblocks; i++)
-		if (!strcmp(w->blocks[i].name, name))
-			return fvm_err(FVM_EINVAL, "block %s declared twice", name);
+	if (name_seen(w, name))
+		return fvm_err(FVM_EINVAL, "block %s declared twice", name);
 	if ((rc = seg_flush(w)))
+		return rc;
+	if ((rc = name_reserve(w)))
 		return rc;
 	nb = realloc(w->blocks, (w->nblocks + 1) * sizeof(*nb));
 	if (nb)
@@ -998,6 +1043,7 @@ int fvm_writer_add_block(fvm_writer *w, const char *name, uint64_t length,
 		return rc;
 	if (block_id)
 		*block_id = w->nblocks;
+	w->name_hash[name_slot(w, name)] = w->nblocks + 1;
 	w->nblocks++;
 	return 0;
 }
@@ -1442,6 +1488,7 @@ void fvm_writer_free(fvm_writer *w)
 	}
 	free(w->path);
 	free(w->blocks);
+	free(w->name_hash);
 	free(w->desc);
 	free(w->meta.v);
 	free(w->devs.v);
