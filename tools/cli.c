@@ -654,10 +654,12 @@ int cli_atomic_commit(struct cli_atomic *a)
 		return ret;
 	if (!ret && rename(a->tmp, a->path) < 0)
 		ret = -errno;
-	if (ret && !a->unnamed) /* named by us: ours to remove */
-		unlink(a->tmp);
-	else
+	if (ret) {
+		if (!a->unnamed) /* named by us: ours to remove */
+			unlink(a->tmp);
+	} else {
 		ret = cli_fsync_dir_of(a->path);
+	}
 	free(a->path);
 	free(a->tmp);
 	a->path = a->tmp = NULL;
