@@ -8,6 +8,10 @@
  *     version keeps loading that version (io_uring, pread, mmap eager and
  *     lazy; mapped memory of the replaced inode stays valid), read_pages and
  *     devstate_pread too, and a reader opened after a replacement sees it;
+ *  C. one reader handle shared by several threads calling fvm_load (each
+ *     into its own memory), read_pages, devstate_pread, fvm_verify and the
+ *     listing calls at once, on an uncompressed and a compressed file, and
+ *     the error detail of each thread is its own;
  *  D. several threads, each with readers of its own on one file.
  * Not cmocka: its asserts longjmp, which a failing thread cannot do.
  * Usage: test_concurrency [SCALE] (rounds and iterations times SCALE, >= 1)
@@ -482,6 +486,184 @@ static void test_replace(void)
 	       "copies checked again after the replacement\n", s.versions, loads, outlived);
 }
 
+/* ------------------------------------------------- C: one reader, threads */
+
+struct sharer {
+	pthread_t t;
+	fvm_reader *r;
+	const struct version *x;
+	int id, iters;
+	pthread_barrier_t *start;
+	unsigned ops[5];
+};
+
+/* A failing call in this thread leaves this thread's detail, whatever the
+ * others are doing. */
+static void own_errors(struct sharer *a, int i)
+{
+	char name[64], want[64];
+	uint32_t id;
+	uint8_t page[PAGE];
+	fvm_file_info info = FVM_FILE_INFO_INIT;
+	int rc;
+
+	snprintf(name, sizeof(name), "absent-%d-%d", a->id, i);
+	rc = fvm_reader_find_block(a->r, name, &id);
+	if (rc != FVM_ENOTFOUND || !strstr(fvm_error_detail(), name))
+		fail("thread %d: find_block %s: %d, detail \"%s\"", a->id, name, rc,
+		     fvm_error_detail());
+	rc = fvm_reader_read_pages(a->r, 100u + (uint32_t)a->id, 0, 1, page);
+	snprintf(want, sizeof(want), "no block %u ", 100u + (unsigned)a->id);
+	if (rc != FVM_ENOTFOUND || !strstr(fvm_error_detail(), want))
+		fail("thread %d: read_pages of block %u: %d, detail \"%s\"", a->id,
+		     100u + (unsigned)a->id, rc, fvm_error_detail());
+	if (check(fvm_reader_info(a->r, &info), "shared: info") && fvm_error_detail()[0])
+		fail("thread %d: a successful call left the detail \"%s\"", a->id,
+		     fvm_error_detail());
+}
+
+static void listings(struct sharer *a)
+{
+	fvm_file_info info = FVM_FILE_INFO_INIT;
+	fvm_block_info b = FVM_BLOCK_INFO_INIT;
+	fvm_devstate_info d = FVM_DEVSTATE_INFO_INIT;
+	uint64_t n = fvm_reader_run_count(a->r), pages = 0;
+	uint32_t id;
+
+	if (!check(fvm_reader_info(a->r, &info), "shared: info") ||
+	    !check(fvm_reader_block(a->r, 0, &b), "shared: block") ||
+	    !check(fvm_reader_find_block(a->r, "ram", &id), "shared: find_block") ||
+	    !check(fvm_reader_devstate(a->r, 0, &d), "shared: devstate"))
+		return;
+	for (uint64_t i = 0; i < n; i++) {
+		fvm_run_info run = FVM_RUN_INFO_INIT;
+
+		if (!check(fvm_reader_run(a->r, i, &run), "shared: run"))
+			return;
+		pages += run.page_count;
+	}
+	if (pages != PAGES || b.length != (uint64_t)PAGES * PAGE || d.length != dev_len(a->x->v) ||
+	    reader_version(a->r) != a->x->v)
+		fail("thread %d: listings disagree (%llu pages in runs)", a->id,
+		     (unsigned long long)pages);
+	if (!info.codec) { /* it checks uncompressed payload's places in the file */
+		const char *msg = tu_check_consistent(a->r);
+
+		if (msg)
+			fail("thread %d: %s", a->id, msg);
+	}
+}
+
+static void *share_thread(void *arg)
+{
+	struct sharer *a = arg;
+	struct tu_rng rng;
+	uint8_t *buf = malloc(DEVLEN + 7000u);
+	uint32_t di;
+
+	tu_rng_seed(&rng, 99u + (unsigned)a->id);
+	if (!buf || !check(fvm_reader_find_devstate(a->r, "dev", &di), "shared: find dev"))
+		goto out;
+	pthread_barrier_wait(a->start);
+	for (int i = 0; i < a->iters && !atomic_load(&failures); i++) {
+		int op = (a->id + i) % 5;
+		static const int backends[] = { FVM_BACKEND_URING, FVM_BACKEND_PREAD,
+						FVM_BACKEND_MMAP };
+
+		a->ops[op]++;
+		switch (op) {
+		case 0: { /* a whole load into this thread's memory */
+			int b = backends[(i / 5) % 3];
+			uint8_t *m = load(a->r, b, b == FVM_BACKEND_MMAP && i % 2 ? FVM_LOAD_LAZY
+					  : b == FVM_BACKEND_MMAP ? 0 : FVM_LOAD_VERIFY, "shared");
+
+			if (m) {
+				same_ram(m, a->x, 0, PAGES, "shared load");
+				tu_guard_free(m, (size_t)PAGES * PAGE);
+			}
+			break;
+		}
+		case 1: /* pages, here and there: the frame cache is contended */
+			for (int k = 0; k < 8; k++) {
+				uint64_t first = tu_below(&rng, PAGES), n = 1 + tu_below(&rng, 48);
+
+				if (n > PAGES - first)
+					n = PAGES - first;
+				if (!check(fvm_reader_read_pages(a->r, 0, first, n, buf),
+					   "shared: read_pages") ||
+				    !same_ram(buf, a->x, first, n, "shared read_pages"))
+					break;
+			}
+			break;
+		case 2: /* device state in small pieces: the part cache is contended */
+			for (int k = 0; k < 16; k++) {
+				size_t len = dev_len(a->x->v), got;
+				uint64_t off = tu_below(&rng, len), n = 1 + tu_below(&rng, 200000);
+
+				if (!check(fvm_reader_devstate_pread(a->r, di, buf, n, off, &got),
+					   "shared: devstate_pread"))
+					break;
+				if (got != (n < len - off ? n : len - off) ||
+				    memcmp(buf, a->x->dev + off, got)) {
+					fail("thread %d: devstate_pread %llu+%llu: wrong bytes", a->id,
+					     (unsigned long long)off, (unsigned long long)n);
+					break;
+				}
+			}
+			break;
+		case 3:
+			check(fvm_verify(a->r, NULL, NULL), "shared: verify");
+			break;
+		case 4:
+			listings(a);
+			break;
+		}
+		own_errors(a, i);
+	}
+out:
+	free(buf);
+	return NULL;
+}
+
+static void test_shared(unsigned codec)
+{
+	enum { NT = 4 };
+	struct sharer a[NT];
+	struct version x;
+	fvm_reader *r = NULL;
+	pthread_barrier_t start;
+	char path[4200];
+	unsigned ops[5] = { 0 };
+
+	snprintf(path, sizeof(path), "%s/shared-%u.fvm", dir, codec);
+	if (version_make(&x, 500 + codec))
+		return;
+	if (!check(write_version(path, &x, codec), "shared: write") ||
+	    !check(fvm_reader_open(&r, path), "shared: open")) {
+		version_free(&x);
+		return;
+	}
+	pthread_barrier_init(&start, NULL, NT);
+	for (int i = 0; i < NT; i++) {
+		a[i] = (struct sharer){ .r = r, .x = &x, .id = i, .iters = 40 * (int)scale,
+					.start = &start };
+		pthread_create(&a[i].t, NULL, share_thread, &a[i]);
+	}
+	for (int i = 0; i < NT; i++) {
+		pthread_join(a[i].t, NULL);
+		for (int k = 0; k < 5; k++)
+			ops[k] += a[i].ops[k];
+	}
+	pthread_barrier_destroy(&start);
+	fvm_reader_free(r);
+	version_free(&x);
+	unlink(path);
+	printf("C: one reader of a %s file shared by %d threads: %u loads, %u read_pages "
+	       "rounds, %u devstate_pread rounds, %u verifies, %u listings\n",
+	       codec ? fvm_codec_name((int)codec) : "uncompressed", NT, ops[0], ops[1], ops[2],
+	       ops[3], ops[4]);
+}
+
 /* ------------------------------------------------------- D: many readers */
 
 struct own_reader {
@@ -541,6 +723,8 @@ static void test_readers(void)
 
 int main(int argc, char **argv)
 {
+	unsigned codec = codec_of_build();
+
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc > 1)
 		scale = (unsigned)strtoul(argv[1], NULL, 10);
@@ -553,6 +737,11 @@ int main(int argc, char **argv)
 	}
 	test_race();
 	test_replace();
+	test_shared(0);
+	if (codec)
+		test_shared(codec);
+	else
+		printf("C: no codec in this build: the compressed file's frame cache not tried\n");
 	test_readers();
 	rmdir(dir);
 	tu_tmpdir_remove();
