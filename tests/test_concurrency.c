@@ -12,12 +12,15 @@
  *     into its own memory), read_pages, devstate_pread, fvm_verify and the
  *     listing calls at once, on an uncompressed and a compressed file, and
  *     the error detail of each thread is its own;
- *  D. several threads, each with readers of its own on one file.
+ *  D. several threads, each with readers of its own on one file;
+ *  E. files other threads create while writers are opened get the mode the
+ *     process's umask gives (a writer never changes it, even for a moment).
  * Not cmocka: its asserts longjmp, which a failing thread cannot do.
  * Usage: test_concurrency [SCALE] (rounds and iterations times SCALE, >= 1)
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -721,6 +724,68 @@ static void test_readers(void)
 	       "read_pages and verifies each\n", NT, 6 * (int)scale);
 }
 
+/* -------------------------------------------- E: the process's umask */
+
+/*
+ * The umask is the process's: a writer that changed it, even for a moment,
+ * would give files other threads create meanwhile the wrong mode (QEMU's
+ * threads create files while a snapshot is written).
+ */
+struct umask_opener {
+	atomic_int stop;
+	unsigned opens;
+};
+
+static void *umask_writer_thread(void *arg)
+{
+	struct umask_opener *u = arg;
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/umask.fvm", dir);
+	while (!atomic_load(&u->stop)) {
+		fvm_writer *w = NULL;
+
+		if (!check(fvm_writer_open_path(&w, path, NULL), "umask: writer"))
+			break;
+		fvm_writer_free(w); /* unfinished: leaves nothing */
+		u->opens++;
+	}
+	return NULL;
+}
+
+static void test_umask(void)
+{
+	struct umask_opener u = { 0 };
+	mode_t old = umask(022);
+	char path[4200];
+	unsigned files = 0, wrong = 0;
+	pthread_t t;
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/umask-probe", dir);
+	pthread_create(&t, NULL, umask_writer_thread, &u);
+	for (int i = 0; i < 20000 * (int)scale; i++) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+
+		if (fd < 0) {
+			fail("umask: create %s: %s", path, strerror(errno));
+			break;
+		}
+		if (fstat(fd, &st) == 0 && (st.st_mode & 0777) != 0644 && !wrong++)
+			fail("umask: a file created while writers open has mode %03o, not 644",
+			     (unsigned)(st.st_mode & 0777));
+		close(fd);
+		unlink(path);
+		files++;
+	}
+	atomic_store(&u.stop, 1);
+	pthread_join(t, NULL);
+	umask(old);
+	only_file("", "umask");
+	printf("E: %u files created beside %u writers being opened: %u with a wrong mode\n",
+	       files, u.opens, wrong);
+}
+
 int main(int argc, char **argv)
 {
 	unsigned codec = codec_of_build();
@@ -743,6 +808,7 @@ int main(int argc, char **argv)
 	else
 		printf("C: no codec in this build: the compressed file's frame cache not tried\n");
 	test_readers();
+	test_umask();
 	rmdir(dir);
 	tu_tmpdir_remove();
 	if (atomic_load(&failures)) {
