@@ -9,9 +9,9 @@
  *     lazy; mapped memory of the replaced inode stays valid), read_pages and
  *     devstate_pread too, and a reader opened after a replacement sees it;
  *  C. one reader handle shared by several threads calling fvm_load (each
- *     into its own memory), read_pages, devstate_pread, fvm_verify and the
- *     listing calls at once, on an uncompressed and a compressed file, and
- *     the error detail of each thread is its own;
+ *     into its own memory), read_pages, devstate_pread, fvm_verify, the
+ *     listing calls and fvm_prefetch_start at once, on an uncompressed and
+ *     a compressed file, and the error detail of each thread is its own;
  *  D. several threads, each with readers of its own on one file;
  *  E. files other threads create while writers are opened get the mode the
  *     process's umask gives (a writer never changes it, even for a moment).
@@ -497,7 +497,7 @@ struct sharer {
 	const struct version *x;
 	int id, iters;
 	pthread_barrier_t *start;
-	unsigned ops[5];
+	unsigned ops[6];
 };
 
 /* A failing call in this thread leaves this thread's detail, whatever the
@@ -569,7 +569,7 @@ static void *share_thread(void *arg)
 		goto out;
 	pthread_barrier_wait(a->start);
 	for (int i = 0; i < a->iters && !atomic_load(&failures); i++) {
-		int op = (a->id + i) % 5;
+		int op = (a->id + i) % 6;
 		static const int backends[] = { FVM_BACKEND_URING, FVM_BACKEND_PREAD,
 						FVM_BACKEND_MMAP };
 
@@ -620,6 +620,20 @@ static void *share_thread(void *arg)
 		case 4:
 			listings(a);
 			break;
+		case 5: { /* a prefetch thread on the same reader */
+			fvm_file_info info = FVM_FILE_INFO_INIT;
+			fvm_prefetch *pf = NULL;
+			int rc = fvm_prefetch_start(a->r, 0, &pf);
+
+			if (check(fvm_reader_info(a->r, &info), "shared: info") && info.codec) {
+				if (rc != FVM_EUNSUPPORTED) /* compressed runs are never mapped */
+					fail("thread %d: prefetch of a compressed file: %d", a->id, rc);
+			} else if (check(rc, "shared: prefetch_start")) {
+				check(fvm_prefetch_wait(pf), "shared: prefetch_wait");
+			}
+			fvm_prefetch_free(pf);
+			break;
+		}
 		}
 		own_errors(a, i);
 	}
@@ -636,7 +650,7 @@ static void test_shared(unsigned codec)
 	fvm_reader *r = NULL;
 	pthread_barrier_t start;
 	char path[4200];
-	unsigned ops[5] = { 0 };
+	unsigned ops[6] = { 0 };
 
 	snprintf(path, sizeof(path), "%s/shared-%u.fvm", dir, codec);
 	if (version_make(&x, 500 + codec))
@@ -654,7 +668,7 @@ static void test_shared(unsigned codec)
 	}
 	for (int i = 0; i < NT; i++) {
 		pthread_join(a[i].t, NULL);
-		for (int k = 0; k < 5; k++)
+		for (int k = 0; k < 6; k++)
 			ops[k] += a[i].ops[k];
 	}
 	pthread_barrier_destroy(&start);
@@ -662,9 +676,9 @@ static void test_shared(unsigned codec)
 	version_free(&x);
 	unlink(path);
 	printf("C: one reader of a %s file shared by %d threads: %u loads, %u read_pages "
-	       "rounds, %u devstate_pread rounds, %u verifies, %u listings\n",
+	       "rounds, %u devstate_pread rounds, %u verifies, %u listings, %u prefetches\n",
 	       codec ? fvm_codec_name((int)codec) : "uncompressed", NT, ops[0], ops[1], ops[2],
-	       ops[3], ops[4]);
+	       ops[3], ops[4], ops[5]);
 }
 
 /* ------------------------------------------------------- D: many readers */

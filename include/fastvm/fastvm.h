@@ -383,9 +383,9 @@ FVM_API int fvm_devstate_info_init(fvm_devstate_info *p, size_t size);
 /*
  * Threads: a reader of a seekable file (fvm_reader_open, or open_fd of a file
  * or block device) may be shared by several threads calling fvm_load (each
- * into its own memory), fvm_verify, read_pages, devstate_read/_pread and the
- * listing calls at once; fvm_reader_free waits for none of them, so call it
- * after they have returned. A stream reader (open_stream) and a writer are
+ * into its own memory), fvm_verify, read_pages, devstate_read/_pread, the
+ * listing calls and fvm_prefetch_start at once; fvm_reader_free waits for
+ * none of them, so call it after they have returned (and prefetches freed). A stream reader (open_stream) and a writer are
  * used by one thread at a time. Errors are the calling thread's.
  *
  * Open a seekable snapshot: header, footer and index are read and every
