@@ -5,7 +5,9 @@
  * (tu_check_consistent), fvm_load and fvm_reader_read_pages must give the
  * same bytes, and when fvm_verify accepts it too, a stream load must give
  * those bytes as well (R68: the index is what the segments say). Each input
- * also runs with its CRCs recomputed, so mutations get past the checksums.
+ * also runs with its CRCs recomputed (reseal.c: chunk CRCs, and frames'
+ * crc_stored so the decoders see mutated frames), so mutations get past
+ * the checksums.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "fastvm/experimental.h"
 #include "fastvm/fastvm.h"
 #include "format.h"
+#include "reseal.h"
 #include "testutil.h"
 
 /* Blocks larger than this are left unmapped (FVM_LOAD_PARTIAL). */
@@ -126,53 +129,6 @@ static void stream_check(int fd, const struct maps *ref, int verified)
 	fvm_reader_free(r);
 }
 
-/*
- * Recompute every CRC the bytes claim to have (header, records, chunk CRCs
- * of segment payloads, footer), walking records as far as their lengths
- * allow. Mutated inputs would otherwise almost all stop at the first CRC;
- * resealed, they reach the structural rules behind it.
- */
-static void reseal(uint8_t *b, size_t len)
-{
-	uint64_t off = FVM_HEADER_SIZE;
-	int with_crc;
-
-	if (len < FVM_HEADER_SIZE + FVM_FOOTER_SIZE)
-		return;
-	fvm_st32(b + 60, fvm_crc32c(0, b, 60));
-	with_crc = (int)(fvm_ld64(b + 16) & FVM_INCOMPAT_PAYLOAD_CRC);
-	while (off % 8 == 0 && off + FVM_RECHDR_SIZE <= len - FVM_FOOTER_SIZE) {
-		uint32_t type = fvm_ld32(b + off);
-		uint64_t body_len = fvm_ld64(b + off + 8), end = len - FVM_FOOTER_SIZE;
-		uint8_t *body = b + off + FVM_RECHDR_SIZE;
-		uint64_t next;
-
-		if (body_len > end - off - FVM_RECHDR_SIZE)
-			break;
-		next = fvm_rec_next(off, body_len);
-		if (type == FVM_REC_SEGM && body_len >= FVM_SEGHDR_SIZE) {
-			uint64_t n = fvm_ld32(body), pl = fvm_ld64(body + 8);
-			uint64_t po = fvm_seg_payload_offset(off, body_len);
-
-			if (pl && po <= end && pl <= end - po) {
-				uint64_t crcs = FVM_SEGHDR_SIZE + n * FVM_ENTRY_SIZE;
-
-				if (with_crc && n <= FVM_MAX_ENTRIES && crcs <= body_len &&
-				    (body_len - crcs) / 4 >= pl / FVM_CHUNK)
-					for (uint64_t c = 0; c < pl / FVM_CHUNK; c++)
-						fvm_st32(body + crcs + 4 * c,
-							 fvm_crc32c(0, b + po + c * FVM_CHUNK, FVM_CHUNK));
-				next = po + pl;
-			}
-		}
-		fvm_rechdr_encode(b + off, type, body, body_len);
-		if (type == FVM_REC_INDX || next <= off)
-			break;
-		off = next;
-	}
-	fvm_st32(b + len - FVM_FOOTER_SIZE + 24, fvm_crc32c(0, b + len - FVM_FOOTER_SIZE, 24));
-}
-
 static void one_input(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -186,7 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!copy)
 		return 0;
 	memcpy(copy, data, size);
-	reseal(copy, size);
+	fuzz_reseal(copy, size);
 	if (memcmp(copy, data, size))
 		one_input(copy, size);
 	free(copy);

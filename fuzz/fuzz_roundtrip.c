@@ -3,13 +3,21 @@
  * (in streaming mode) a sequence of put_pages/put_zero deliveries, rewrites
  * included. The snapshot is written with fvm_writer into a memfd, read back
  * seekable and as a stream, loaded into guard-paged memory and compared
- * with the expected RAM; any difference, or any error for valid input,
- * aborts.
+ * with the expected RAM (and with fvm_reader_read_pages); any difference,
+ * or any error for valid input, aborts. Bits of [1] make it a compressed
+ * file (FORMAT.md 4.5): zstd or lz4, frames of 64 KiB to 1 MiB, one or
+ * three compressing threads; it is then loaded with io_uring and with
+ * pread, on one and on three threads, the mmap backend must refuse it
+ * with a reason, and verify and the stream reader go through the frames.
  *
  * Input layout:
- *   [0] flags: bit0 NO_CRC, bit1 streaming, bit2 small segments,
- *              bit3 max_run_bytes, bits4-7 size parameter
- *   [1] block count - 1 (low 2 bits)
+ *   [0] flags: bit0 NO_CRC (ignored with a codec), bit1 streaming,
+ *              bit2 small segments, bit3 max_run_bytes, bits4-7 size parameter
+ *   [1] bits0-1 block count - 1; bits2-3 codec: 0 none, 1 zstd, 2 lz4,
+ *       3 lz4 HC level 9 (none when this build lacks it); bits4-5 frame
+ *       size 64 KiB << n (n = 3: 1 MiB); bit6 three compressing threads;
+ *       bit7 the io_uring load on three threads and the pread one on one
+ *       (else the other way round)
  *   per block 2 bytes: page size selector (4K, 8K, 16K, 2M), page count
  *   rest: whole-block mode: one byte per page (0 zero, else content seed);
  *         streaming: 4-byte ops (block, first, count, content seed; 0 = put_zero)
@@ -21,6 +29,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fastvm/experimental.h"
 #include "fastvm/fastvm.h"
 #include "testutil.h"
 
@@ -64,10 +73,12 @@ static int memfd_new(void)
 	return fd;
 }
 
-static void check_load(fvm_reader *r, struct blk *b, unsigned nb, int backend, const char *what)
+static void check_load(fvm_reader *r, struct blk *b, unsigned nb, int backend, unsigned threads,
+		       const char *what)
 {
 	fvm_mapping m[4];
 	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
+	fvm_load_tuning t = FVM_LOAD_TUNING_INIT;
 	int rc;
 
 	for (unsigned i = 0; i < nb; i++) {
@@ -78,6 +89,8 @@ static void check_load(fvm_reader *r, struct blk *b, unsigned nb, int backend, c
 	o.flags = FVM_LOAD_VERIFY;
 	o.zero_policy = FVM_ZERO_MEMSET;
 	o.backend = backend;
+	t.threads = threads;
+	o.tuning = &t;
 	rc = fvm_load(r, m, nb, &o, NULL);
 	if (rc) {
 		fprintf(stderr, "%s: ", what);
@@ -90,6 +103,45 @@ static void check_load(fvm_reader *r, struct blk *b, unsigned nb, int backend, c
 		}
 		tu_guard_free(m[i].addr, b[i].length);
 	}
+}
+
+/* read_pages gives the same bytes as the load, from a page into the block on */
+static void check_read_pages(fvm_reader *r, struct blk *b, unsigned nb)
+{
+	for (unsigned i = 0; i < nb; i++) {
+		uint64_t first = b[i].pages > 1 ? 1 : 0, n = b[i].pages - first;
+		uint8_t *buf = tu_guard_alloc(n * b[i].page_size, 0x5A);
+
+		if (!buf)
+			die("mmap");
+		if (fvm_reader_read_pages(r, b[i].id, first, n, buf))
+			die("read_pages of a valid snapshot failed");
+		if (memcmp(buf, b[i].want + first * b[i].page_size, n * b[i].page_size)) {
+			fprintf(stderr, "read_pages: block %s differs\n", b[i].name);
+			abort();
+		}
+		tu_guard_free(buf, n * b[i].page_size);
+	}
+}
+
+/* A compressed file cannot be mapped: the mmap load refuses it, saying why. */
+static void check_mmap_refused(fvm_reader *r, struct blk *b, unsigned nb)
+{
+	fvm_mapping m[4];
+	fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
+	int rc;
+
+	for (unsigned i = 0; i < nb; i++) {
+		m[i] = (fvm_mapping){ sizeof(fvm_mapping), 0, b[i].name, tu_guard_alloc(b[i].length, 0xAA), b[i].length, 0 };
+		if (!m[i].addr)
+			die("mmap");
+	}
+	o.backend = FVM_BACKEND_MMAP;
+	rc = fvm_load(r, m, nb, &o, NULL);
+	if (rc != FVM_EUNSUPPORTED || !strstr(fvm_error_detail(), "compressed"))
+		die("mmap load of a compressed file not refused with a reason");
+	for (unsigned i = 0; i < nb; i++)
+		tu_guard_free(m[i].addr, b[i].length);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -106,7 +158,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fvm_reader *r = NULL;
 	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	uint64_t want_data = 0;
-	int fd, rc;
+	int fd, rc, codec;
+	unsigned uring_threads;
 
 	if (size < 4)
 		return 0;
@@ -128,6 +181,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!page)
 		die("malloc");
 
+	codec = data[1] >> 2 & 3;
+	if (codec == 3) {
+		codec = FVM_CODEC_LZ4;
+		wo.level = 9;
+	}
+	if (!fvm_codec_available(codec)) {
+		codec = FVM_CODEC_NONE;
+		wo.level = 0;
+	}
+	uring_threads = data[1] & 0x80 ? 3 : 1;
+	wo.codec = (uint32_t)codec;
+	if (codec) {
+		wo.frame_bytes = (64u << 10) << (data[1] >> 4 & 3);
+		if ((data[1] >> 4 & 3) == 3)
+			wo.frame_bytes = 1u << 20;
+		wo.threads = data[1] & 0x40 ? 3 : 1;
+		flags &= (uint8_t)~1; /* frames always carry CRCs */
+	}
 	wo.flags = FVM_WRITE_NO_FSYNC | (flags & 1 ? FVM_WRITE_NO_CRC : 0);
 	if (flags & 4)
 		wo.segment_bytes = 4096ull << (flags >> 4 & 7);
@@ -201,7 +272,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (fvm_reader_info(r, &fi) || fi.block_count != nb || fi.data_pages != want_data ||
 	    fi.devstate_count != 1)
 		die("file info does not match what was written");
-	check_load(r, b, nb, flags & 0x10 ? FVM_BACKEND_URING : FVM_BACKEND_PREAD, "seekable");
+	if (!codec) {
+		check_load(r, b, nb, flags & 0x10 ? FVM_BACKEND_URING : FVM_BACKEND_PREAD, 1,
+			   "seekable");
+	} else {
+		check_load(r, b, nb, FVM_BACKEND_URING, uring_threads, "seekable io_uring");
+		check_load(r, b, nb, FVM_BACKEND_PREAD, 4 - uring_threads, "seekable pread");
+		check_mmap_refused(r, b, nb);
+	}
+	check_read_pages(r, b, nb);
 	if (fvm_verify(r, NULL, NULL))
 		die("verify of a valid snapshot failed");
 	fvm_reader_free(r);
@@ -210,7 +289,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lseek(fd, 0, SEEK_SET);
 	if (fvm_reader_open_stream(&r, fd, "fuzz-rt-stream"))
 		die("open_stream of a valid snapshot failed");
-	check_load(r, b, nb, FVM_BACKEND_AUTO, "stream");
+	check_load(r, b, nb, FVM_BACKEND_AUTO, 1, "stream");
 	fvm_reader_free(r);
 
 	close(fd);

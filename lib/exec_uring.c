@@ -7,13 +7,14 @@
  * everything in the submitting thread. Short reads are resubmitted for the remainder, EAGAIN
  * and EINTR completions retried. On any error nothing new is submitted and
  * the reads in flight are reaped before returning: they write into the
- * caller's memory.
+ * caller's memory (should waiting fail as well, by polling the CQ ring).
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "exec.h"
@@ -141,8 +142,8 @@ int fvm_exec_uring(struct fvm_exec *x, const char **why)
 	struct slot *slots, **freel;
 	struct io_uring ring;
 	size_t next = 0;
-	unsigned inflight = 0, nfree;
-	int rc, err = 0, broken = 0;
+	unsigned inflight = 0, nfree, idle = 0;
+	int rc, err = 0, broken = 0, deaf = 0;
 
 	if (!p->nreq)
 		return 0;
@@ -179,12 +180,31 @@ int fvm_exec_uring(struct fvm_exec *x, const char **why)
 			prep(&ring, x, s);
 			inflight++;
 		}
-		rc = broken ? io_uring_wait_cqe(&ring, &cqe) : io_uring_submit_and_wait(&ring, 1);
+		if (deaf) {
+			/*
+			 * Waiting failed too, but the kernel still posts each
+			 * completion to the CQ ring: poll it, for the reads write
+			 * into the caller's memory. Given up after 10 s without
+			 * one (completions the kernel dropped never come).
+			 */
+			if (!io_uring_cq_ready(&ring)) {
+				if (++idle > 100000)
+					break;
+				nanosleep(&(struct timespec){ 0, 100000 }, NULL);
+				continue;
+			}
+			idle = 0;
+			rc = 0;
+		} else {
+			rc = broken ? io_uring_wait_cqe(&ring, &cqe) : io_uring_submit_and_wait(&ring, 1);
+		}
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
 			unsigned lost = io_uring_sq_ready(&ring);
 
-			if (broken)
-				break; /* even waiting fails: nothing can be reaped */
+			if (broken) {
+				deaf = 1;
+				continue;
+			}
 			/* submitting failed: submit nothing more, but reap the
 			 * reads the kernel took (they write into caller memory) */
 			broken = 1;
@@ -204,7 +224,7 @@ int fvm_exec_uring(struct fvm_exec *x, const char **why)
 		}
 		io_uring_cq_advance(&ring, seen);
 	}
-	/* inflight is 0 here unless waiting on the ring itself failed */
+	/* inflight is 0 here unless the kernel dropped completions */
 	io_uring_queue_exit(&ring);
 	for (unsigned i = 0; i < qd; i++)
 		free(slots[i].fix);

@@ -315,8 +315,9 @@ static int on_csegm(struct fvm_walk *w)
 	if (fvm_grow((void **)&w->fr, &w->fr_cap, w->nfr + nf, sizeof(*w->fr)))
 		return fvm_err(FVM_ENOMEM, "%s: SEGM record at offset 0x%" PRIx64 ": %" PRIu64
 			       " frames", at.file, at.offset, nf);
+	/* a segment of zero runs only has no frames: w->fr may still be NULL */
 	rc = fvm_cseg_frames(w->body, len, w->rec_off, &w->sh, w->seg_plain, w->fshift,
-			     w->plain_base, w->fr + w->nfr, at);
+			     w->plain_base, nf ? w->fr + w->nfr : NULL, at);
 	if (rc)
 		return rc;
 	w->payload_off = w->sh.payload_len ? fvm_seg_payload_offset(w->rec_off, len)

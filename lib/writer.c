@@ -44,7 +44,7 @@
  * of a section at once.
  */
 #define DEVS_PART (1u << 20)
-#define DEFAULT_FRAME_BYTES (256u << 10)
+#define DEFAULT_FRAME_BYTES (1u << 20) /* doc/BENCHMARKS.md 8: 5-6% fewer bytes than 256 KiB (zstd 3-9) */
 
 struct wblock {
 	char name[FVM_MAX_NAME + 1];

@@ -350,6 +350,10 @@ if [ -f "$CORPUS/synthetic-good.mig" ] && [ -f "$CORPUS/synthetic-mapped-ram.mig
 	cmp -s file.mig pipe.mig || fail "export - from a pipe differs from export FILE"
 	fs export -q - < good.fvm > stdin.mig 2>err.log || { fail "export - < FILE"; cat err.log; }
 	cmp -s file.mig stdin.mig || fail "export - < FILE differs from export FILE"
+	# a failed write names its offset in hex, as pack and convert do
+	expect 3 fs export -q good.fvm -o /dev/full
+	grep -qx "fvmsnap export: /dev/full: I/O error: write at offset 0x0: No space left on device" err.log ||
+		fail "export to /dev/full: $(cat err.log)"
 	cat snap.fvm | fs export - -o j.mig > /dev/null 2> err.log
 	rc=$?
 	{ [ $rc -eq 4 ] && grep -q '^fvmsnap export: standard input: not found: no QEMU device state' err.log; } ||

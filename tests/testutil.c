@@ -382,12 +382,14 @@ const char *tu_check_consistent(fvm_reader *r)
 	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	uint64_t n, dp = 0, zp = 0, dr = 0, zr = 0, payload = 0;
 	struct span *sp = NULL;
+	int compressed;
 	const char *res = why;
 
 	if (fvm_reader_info(r, &fi))
 		BAD("fvm_reader_info failed: %s", fvm_error_detail());
 	if (fi.version_major != 1)
 		BAD("version %u", fi.version_major);
+	compressed = !!(fi.incompat_features & 2);
 	for (uint32_t i = 0; i < fi.block_count; i++) {
 		fvm_block_info bi = FVM_BLOCK_INFO_INIT;
 		uint32_t id;
@@ -441,10 +443,12 @@ const char *tu_check_consistent(fvm_reader *r)
 		if (ri.kind == FVM_RUN_DATA) {
 			uint64_t bytes = ri.page_count * bi.page_size;
 
-			if (ri.file_offset % 4096 || ri.file_offset < 64)
+			/* COMPRESSED (FORMAT.md 5.1): an offset in the plain payload
+			 * space, which starts at 0; else a file offset past the header */
+			if (ri.file_offset % 4096 || (!compressed && ri.file_offset < 64))
 				BAD("run %llu: payload offset 0x%llx", (unsigned long long)i,
 				    (unsigned long long)ri.file_offset);
-			if (fi.file_size && (ri.file_offset > fi.file_size ||
+			if (!compressed && fi.file_size && (ri.file_offset > fi.file_size ||
 					     bytes > fi.file_size - ri.file_offset))
 				BAD("run %llu: payload past the end of the file",
 				    (unsigned long long)i);

@@ -655,7 +655,8 @@ int cli_atomic_commit(struct cli_atomic *a)
 	if (!ret && rename(a->tmp, a->path) < 0)
 		ret = -errno;
 	if (ret) {
-		if (!a->unnamed) /* named by us: ours to remove */
+		/* named by us: ours to remove (an unnamed one went with its fd) */
+		if (!a->unnamed)
 			unlink(a->tmp);
 	} else {
 		ret = cli_fsync_dir_of(a->path);

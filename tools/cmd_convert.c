@@ -38,7 +38,7 @@ static void usage(FILE *f)
 		"      --no-fsync            skip fsync (scratch files, tests)\n"
 		"      --compress CODEC[:LEVEL]  zstd (1-19, default 3), lz4 (1-12) or none:\n"
 		"                            RAM runs as compressed frames (slow flash)\n"
-		"      --frame-size SIZE     plain bytes per frame, 64K..1M (default 256K)\n"
+		"      --frame-size SIZE     plain bytes per frame, 64K..1M (default 1M)\n"
 		"  -q, --quiet               no progress bar, no summary line\n"
 		"      --progress            progress bar even when stderr is not a TTY\n"
 		"  -h, --help                this help\n");

@@ -60,7 +60,7 @@ static void usage(FILE *f)
 		"      --compress CODEC[:LEVEL]  zstd (level 1-19, default 3), lz4 (1-12, 3 and\n"
 		"                         up HC; default 1) or none: runs stored as compressed\n"
 		"                         frames (for slow flash; fvmsnap recompress undoes it)\n"
-		"      --frame-size SIZE  plain bytes per frame, 64K..1M (default 256K)\n"
+		"      --frame-size SIZE  plain bytes per frame, 64K..1M (default 1M)\n"
 		"  -q, --quiet            no progress bar, no summary line\n"
 		"      --progress         progress bar even when stderr is not a TTY\n"
 		"  -h, --help             this help\n"

@@ -32,7 +32,7 @@ static void usage(FILE *f)
 		"  -o, --output OUT.fvm      the snapshot to write (atomically; not IN)\n"
 		"      --compress CODEC[:LEVEL]  zstd (1-19, default 3), lz4 (1-12, 3 and up\n"
 		"                            HC), or none (default: zstd)\n"
-		"      --frame-size SIZE     plain bytes per frame, 64K..1M (default 256K)\n"
+		"      --frame-size SIZE     plain bytes per frame, 64K..1M (default 1M)\n"
 		"      --hot FILE            write the pages FILE lists (fvmsnap hot: a restored\n"
 		"                            VM's working set) first, so that a prefetch in\n"
 		"                            file order reads them first\n"

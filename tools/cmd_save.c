@@ -2,12 +2,14 @@
  * fvmsnap save: a snapshot of a running, unmodified QEMU whose RAM is in
  * shared file backends (memory-backend-file,share=on: for instance a QEMU
  * that fvmsnap restore started). Over QMP: stop the VM, migrate with the
- * x-ignore-shared capability into a temporary stream (device state and the
- * small RAM blocks only, no page of the shared blocks), then convert that
- * stream and add the shared blocks' RAM straight from their files (zero
- * pages found, runs written from the mapping, no copy), write the snapshot
- * atomically, and resume the VM unless --stop. The capability is set back
- * as it was. doc/QEMU.md, "Save".
+ * x-ignore-shared capability (device state and the small RAM blocks only,
+ * no page of the shared blocks) into a pipe handed to QEMU with getfd
+ * (SCM_RIGHTS; migrate "fd:NAME"), converted on a thread as QEMU writes
+ * it: no shell, no named temporary stream. The shared blocks' RAM comes
+ * straight from their files (zero pages found, runs written from the
+ * mapping, no copy), the snapshot is written atomically, and the VM
+ * resumed unless --stop. The capability is set back as it was.
+ * doc/QEMU.md, "Save".
  */
 #include <errno.h>
 #include <dirent.h>
@@ -15,6 +17,8 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +76,13 @@ struct save {
 	struct backend b[MAX_SHARED];
 	unsigned nb;
 	int was_running, cap_was_on;
-	char mig[PATH_MAX];
+	int from_postmigrate;     /* found in postmigrate: ran for ran_ns */
+	uint64_t ran_ns;
+	int pipe_rd;              /* read end of QEMU's migration stream */
+	char mig_name[PATH_MAX + 32]; /* the stream, for messages */
+	int conv_err;             /* the converting thread's result... */
+	char conv_detail[1024];   /* ...and its fvm_error_detail() */
+	char mig_fail[1024];      /* why QEMU's migration failed, or "" */
 	/* the VM's disk images (query-block), recorded as disk.N metadata */
 	char disk[8][PATH_MAX];
 	const char *disks[8 + 1];
@@ -275,20 +285,32 @@ static int find_disks(struct save *s)
 	return 0;
 }
 
-/* Stop, migrate with x-ignore-shared into s->mig, wait for completed. */
-static int take_state(struct save *s)
+/* Stop the VM and turn x-ignore-shared on (its old state kept). */
+static int stop_vm(struct save *s)
 {
 	char st[64];
-	long end = deadline(s);
 	int err;
 
 	if ((err = qmp(s, "{\"execute\":\"query-status\"}")) ||
 	    qmp_string(s->reply, "status", st, sizeof(st)))
 		return err ? err : cli_usage_error("QMP query-status: %s", s->reply);
 	s->was_running = !strcmp(st, "running");
-	if (!strcmp(st, "postmigrate"))
-		return cli_usage_error("the VM at %s was migrated out and not resumed since: "
-				       "QEMU refuses another migration (cont it first)", s->sock);
+	if (!strcmp(st, "postmigrate")) {
+		/*
+		 * Stopped by an earlier migration (a save that left the VM
+		 * stopped): QEMU migrates such a VM again only after it ran
+		 * ("Can't migrate the vm that was paused due to previous
+		 * migration"). cont and stop at once, and say for how long the
+		 * guest ran; it is stopped, as before, when the save ends.
+		 */
+		uint64_t t = util_now_ns();
+
+		if ((err = qmp(s, "{\"execute\":\"cont\"}")) ||
+		    (err = qmp(s, "{\"execute\":\"stop\"}")))
+			return err;
+		s->ran_ns = util_now_ns() - t;
+		s->from_postmigrate = 1;
+	}
 	if (s->was_running && (err = qmp(s, "{\"execute\":\"stop\"}")))
 		return err;
 	s->t_stop = util_now_ns();
@@ -307,30 +329,8 @@ static int take_state(struct save *s)
 			s->cap_was_on = p && !strncmp(p + 7 + strspn(p + 7, " :"), "true", 4);
 		}
 	}
-	if ((err = qmp(s, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
-		       "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}")) ||
-	    (err = qmp(s, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > %s\"}}",
-		       s->mig)))
-		return err;
-	for (;;) {
-		if ((err = qmp(s, "{\"execute\":\"query-migrate\"}")))
-			return err;
-		if (qmp_string(s->reply, "status", st, sizeof(st)) == 0) {
-			if (!strcmp(st, "completed"))
-				break;
-			if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
-				cli_msg("QEMU's migration into %s %s: %s", s->mig, st, s->reply);
-				return EXIT_SYSTEM;
-			}
-		}
-		if (qmp_now_ms() > end) {
-			cli_msg("QEMU did not send its state within the timeout");
-			return EXIT_SYSTEM;
-		}
-		usleep(2000);
-	}
-	s->t_state = util_now_ns();
-	return 0;
+	return qmp(s, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
+		   "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}");
 }
 
 /* Put the VM and the capability back as they were (errors only reported). */
@@ -343,18 +343,34 @@ static void give_back(struct save *s, int resume)
 		(void)qmp(s, "{\"execute\":\"cont\"}");
 }
 
-static int convert(struct save *s)
+/* SIGINT/SIGTERM stop the conversion (the writer removes its file). */
+static int save_progress(void *ctx, uint64_t done, uint64_t total)
 {
+	(void)ctx;
+	(void)done;
+	(void)total;
+	return util_interrupted() != 0;
+}
+
+/*
+ * The converting thread: the stream from the pipe as QEMU writes it, then
+ * the shared RAM. Its error detail is per thread: kept for the main thread
+ * to report. The read end is closed when done, so that a QEMU still
+ * writing gets EPIPE instead of blocking on a conversion that failed.
+ */
+static void *convert_thread(void *arg)
+{
+	struct save *s = arg;
 	struct stock_shared_ram sh[MAX_SHARED];
 	struct stock_convert_opts o = { 0 };
 	struct stock_convert_result res;
 	char created[64], creator[64];
-	int err;
 
 	for (unsigned i = 0; i < s->nb; i++)
 		sh[i] = (struct stock_shared_ram){ s->b[i].id, s->b[i].mem, s->b[i].size, s->b[i].fd };
 	cli_utc_now(created, sizeof(created));
-	o.input = s->mig;
+	o.input = s->mig_name;
+	o.in_fd = s->pipe_rd;
 	o.output = s->out;
 	o.out_fd = -1;
 	snprintf(creator, sizeof(creator), "fvmsnap save %s", fvm_version_string());
@@ -363,9 +379,114 @@ static int convert(struct save *s)
 	o.shared = sh;
 	o.nshared = s->nb;
 	o.disks = s->ndisks ? s->disks : NULL;
+	o.progress = save_progress;
+	o.write_progress = save_progress;
+	s->conv_err = stock_convert(&o, &res);
+	if (s->conv_err)
+		snprintf(s->conv_detail, sizeof(s->conv_detail), "%s", fvm_error_detail());
+	close(s->pipe_rd);
+	s->pipe_rd = -1;
+	return NULL;
+}
+
+/* Wait for QEMU's migration to end: 0 completed, else an exit code. */
+static int wait_migration(struct save *s)
+{
+	long end = deadline(s);
+	char st[64];
+	int err;
+
+	for (;;) {
+		if (util_interrupted()) {
+			(void)qmp(s, "{\"execute\":\"migrate_cancel\"}");
+			return EXIT_INTERRUPTED;
+		}
+		if ((err = qmp(s, "{\"execute\":\"query-migrate\"}")))
+			return err;
+		if (qmp_string(s->reply, "status", st, sizeof(st)) == 0) {
+			if (!strcmp(st, "completed")) {
+				s->t_state = util_now_ns();
+				return 0;
+			}
+			if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
+				snprintf(s->mig_fail, sizeof(s->mig_fail), "QEMU's migration for %s %s: %s",
+					 s->out, st, s->reply);
+				return EXIT_SYSTEM;
+			}
+		}
+		if (qmp_now_ms() > end) {
+			(void)qmp(s, "{\"execute\":\"migrate_cancel\"}");
+			snprintf(s->mig_fail, sizeof(s->mig_fail),
+				 "QEMU did not send its state within the timeout");
+			return EXIT_SYSTEM;
+		}
+		usleep(2000);
+	}
+}
+
+/*
+ * QEMU's state into a pipe (getfd + migrate fd:), converted as it comes,
+ * then the snapshot written. QEMU closes its end when the migration ends,
+ * completed or not, which ends the stream the thread reads.
+ */
+static int stream_and_convert(struct save *s)
+{
+	static const char fdname[] = "fvmsnap-save";
+	pthread_t t;
+	sigset_t all, old;
+	int p[2], err, mig;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return cli_fail_sys("pipe", errno);
+	err = qmp_command_fd(&s->q, "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"fvmsnap-save\"}}",
+			     p[1], s->reply, REPLY, deadline(s));
+	close(p[1]); /* QEMU has its own copy: its close is the stream's end */
+	if (err) {
+		close(p[0]);
+		if (err == -EREMOTEIO) {
+			cli_msg("QEMU refused getfd: %s", s->reply);
+			return EXIT_INVALID;
+		}
+		return cli_fail_sys(s->sock, -err);
+	}
+	s->pipe_rd = p[0];
+	snprintf(s->mig_name, sizeof(s->mig_name), "QEMU's migration stream (%s)", s->sock);
 	cli_output = s->out;
-	err = stock_convert(&o, &res);
-	return err ? cli_fail(s->out, err) : 0;
+	/* the thread takes no signal: they reach the main thread, which
+	 * cancels QEMU's migration (and the thread's progress stops it) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&t, NULL, convert_thread, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		close(p[0]);
+		s->pipe_rd = -1;
+		(void)qmp(s, "{\"execute\":\"closefd\",\"arguments\":{\"fdname\":\"%s\"}}", fdname);
+		return cli_fail_sys("thread", err);
+	}
+	mig = qmp(s, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"fd:%s\"}}", fdname);
+	if (mig) /* QEMU did not take the fd: drop it, which ends the stream */
+		(void)qmp(s, "{\"execute\":\"closefd\",\"arguments\":{\"fdname\":\"%s\"}}", fdname);
+	else
+		mig = wait_migration(s);
+	pthread_join(t, NULL);
+	if (mig == EXIT_INTERRUPTED || (!mig && s->conv_err == FVM_ECANCELED && util_interrupted())) {
+		fvm_error_set(FVM_ECANCELED, 0, "%s", s->out);
+		return cli_fail(s->out, FVM_ECANCELED);
+	}
+	/* QEMU's reason, not the stream it left cut; but a conversion that
+	 * failed first (a full disk) closed the pipe QEMU says broke */
+	if (mig && !(s->conv_err && strstr(s->mig_fail, "Broken pipe"))) {
+		if (*s->mig_fail)
+			cli_msg("%s", s->mig_fail);
+		return mig;
+	}
+	if (s->conv_err) {
+		/* the detail has its errno text already */
+		fvm_error_set(s->conv_err, 0, "%s", s->conv_detail);
+		return cli_fail(s->out, s->conv_err);
+	}
+	return 0;
 }
 
 static int peer_pid(int fd)
@@ -394,6 +515,7 @@ int cmd_save(int argc, char **argv)
 
 	s.timeout_ms = 120000;
 	s.q.fd = -1;
+	s.pipe_rd = -1;
 	uint64_t secs;
 	char b1[32];
 	int c, err, resumable = 0;
@@ -422,18 +544,6 @@ int cmd_save(int argc, char **argv)
 	s.reply = malloc(REPLY);
 	if (!s.reply)
 		return cli_fail_sys("QMP", ENOMEM);
-	/* the stream goes beside the output: same file system, removed after */
-	snprintf(s.mig, sizeof(s.mig), "%s.XXXXXX.mig", s.out);
-	{
-		int fd = mkstemps(s.mig, 4);
-
-		if (fd < 0) {
-			err = cli_fail_sys(s.out, errno);
-			free(s.reply);
-			return err;
-		}
-		close(fd);
-	}
 	s.t0 = util_now_ns();
 	if ((err = qmp_connect(&s.q, s.sock, deadline(&s), NULL, NULL))) {
 		err = cli_fail_sys(s.sock, -err);
@@ -444,14 +554,13 @@ int cmd_save(int argc, char **argv)
 		goto out;
 	resumable = 1;
 	/* the disks after the stop: the VM writes nothing more to them */
-	if ((err = take_state(&s)) || (err = find_disks(&s)) || (err = map_backends(&s)) ||
-	    (err = convert(&s)))
+	if ((err = stop_vm(&s)) || (err = find_disks(&s)) || (err = map_backends(&s)) ||
+	    (err = stream_and_convert(&s)))
 		goto out;
 	s.t_written = util_now_ns();
 out:
 	if (resumable)
 		give_back(&s, !s.stop);
-	unlink(s.mig);
 	for (unsigned i = 0; i < s.nb; i++)
 		if (s.b[i].mem) {
 			munmap((void *)s.b[i].mem, s.b[i].size);
@@ -469,10 +578,15 @@ out:
 		fputs("{\"output\":", stdout);
 		json_str(stdout, s.out);
 		printf(",\"stop_seconds\":%.6f,\"device_state_seconds\":%.6f,\"write_seconds\":%.6f,"
-		       "\"total_seconds\":%.6f,\"shared_bytes\":%" PRIu64 ",\"resumed\":%s}\n", stop_s,
-		       state_s, write_s, total_s, s.b[0].size,
-		       !s.stop && s.was_running ? "true" : "false");
+		       "\"total_seconds\":%.6f,\"shared_bytes\":%" PRIu64 ",\"resumed\":%s,"
+		       "\"postmigrate_run_seconds\":%.6f}\n", stop_s, state_s, write_s, total_s,
+		       s.b[0].size, !s.stop && s.was_running ? "true" : "false",
+		       (double)s.ran_ns / 1e9);
 	}
+	if (!s.quiet && s.from_postmigrate)
+		fprintf(stderr, "%s: the VM was stopped by an earlier migration (postmigrate): ran it "
+			"for %.3f ms so that QEMU migrates it again\n", cli_prog,
+			(double)s.ran_ns / 1e6);
 	if (!s.quiet)
 		fprintf(stderr, "saved %s in %.3f s: stop %.3f s, device state %.3f s, RAM and "
 			"write %.3f s (%s shared RAM in %u backend%s); VM %s\n", s.out, total_s,

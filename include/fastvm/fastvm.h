@@ -166,7 +166,7 @@ typedef struct fvm_write_options {
 	int32_t level;          /* 0 = the codec's default (zstd 3, lz4 1);
 	                           zstd 1..19, lz4 1..12 (3 and up: lz4 HC) */
 	uint32_t frame_bytes;   /* plain bytes per frame, a power of two from
-	                           64 KiB to 1 MiB; 0 = 256 KiB */
+	                           64 KiB to 1 MiB; 0 = 1 MiB */
 	uint32_t threads;       /* compressing threads; 0 = one per CPU */
 } fvm_write_options;
 

@@ -48,15 +48,24 @@ log "$(cat "$WORK/fvmsnap.err" | tail -n 1)"
 case "$(vm_status "$W/r3")" in paused*) ;; *) die "r3 not stopped after save --stop" ;; esac
 hb2=$(last_hb "$W/r3")
 pmemsave "$W/r3" "$W/orig2.bin"
+# saved again while stopped (QEMU's postmigrate): works, and stays stopped
+fvm save --qmp "$qmp3" -o "$W/s2b.fvm"
+grep -q 'stopped by an earlier migration (postmigrate): ran it for' "$WORK/fvmsnap.err" ||
+	die "second save: the brief run is not said: $(cat "$WORK/fvmsnap.err")"
+case "$(vm_status "$W/r3")" in paused*) ;; *) die "r3 not stopped after a second save" ;; esac
+fvm verify "$W/s2b.fvm"
 vm_quit "$W/r3"
 fvm verify "$W/s2.fvm"
 fvm_restore "$W/r4" "$W/s2.fvm" --paused -- -drive file="$W/disk.qcow2",if=virtio
 check_ram "$W/r4" "$W/orig2.bin"
 check_alive "$W/r4" "$hb2"
-# without --stop the VM goes on running
+# without --stop the VM goes on running; an output path that would be
+# shell is only a name (QEMU gets a pipe over QMP, no exec:)
 qmp4=$(restore_qmp "$W/r4")
-fvm save --qmp "$qmp4" -o "$W/s3.fvm"
+fvm save --qmp "$qmp4" -o "$W/s3 \$(touch PWNED).fvm"
 [ "$(vm_status "$W/r4")" = running ] || die "r4 not running after save"
+[ -z "$(find "$W" . -maxdepth 1 -name 'PWNED*')" ] || die "save ran its output path as shell"
+fvm verify "$W/s3 \$(touch PWNED).fvm"
 vm_quit "$W/r4"
 # a saved snapshot is a whole one: stock QEMU restores its exported stream
 fvm export "$W/s2.fvm" -o "$W/s2.mig"

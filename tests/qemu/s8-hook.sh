@@ -76,6 +76,31 @@ fvm_incoming "$W/ws2" "fvm-lazy:$W/s-hot.fvm" "${drive[@]}"
 check_ram "$W/ws2" "$W/orig.bin"
 check_alive "$W/ws2" "$hb"
 vm_quit "$W/ws2"
+# 1c. compressed (zstd frames, decoded by the library's threads): fvm:
+# restores the same RAM; fvm-lazy: refuses, saying why; a damaged frame is
+# found before the guest runs.
+fvm recompress -q "$W/s.fvm" -o "$W/s-z.fvm" --compress zstd
+fvm_incoming "$W/z" "fvm:$W/s-z.fvm" "${drive[@]}"
+check_ram "$W/z" "$W/orig.bin"
+check_alive "$W/z" "$hb"
+vm_quit "$W/z"
+incoming_refused "$W/zl" "fvm-lazy:$W/s-z.fvm" 'compressed.*cannot be mapped' "${drive[@]}"
+python3 - "$W/s-z.fvm" "$W/bad-z.fvm" <<'PY' || die "could not damage a frame"
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+io = struct.unpack_from("<Q", b, len(b) - 32)[0]
+nb, nm, nd, _, ne = struct.unpack_from("<IIIIQ", b, io + 16)
+fa = io + 16 + 24 + 8 * (nb + nm + nd) + 40 * ne
+for k in range(struct.unpack_from("<Q", b, fa)[0]):
+    po, fo, pl, sl = struct.unpack_from("<QQII", b, fa + 8 + 32 * k)
+    if sl < pl:  # a compressed frame
+        b[fo + sl // 2] ^= 0x10
+        break
+else:
+    sys.exit(1)
+open(sys.argv[2], "wb").write(b)
+PY
+incoming_refused "$W/zb" "fvm:$W/bad-z.fvm" 'frame [0-9]+ at file offset 0x[0-9a-f]+: stored crc' "${drive[@]}"
 fvm_incoming "$W/a" "fvm:$W/s.fvm" "${drive[@]}"
 [ "$(vm_status "$W/a")" = paused ] || die "a is not paused"
 check_ram "$W/a" "$W/orig.bin"

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,11 +85,54 @@ static int send_all(int fd, const char *s)
 	return 0;
 }
 
+/*
+ * The command's first byte with fd attached (SCM_RIGHTS): QEMU queues the
+ * descriptors that arrive with a command's bytes for getfd/add-fd to take.
+ */
+static int send_fd(int sock, const char *s, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct iovec iov = { (void *)s, 1 };
+	struct msghdr m = { 0 };
+	struct cmsghdr *c;
+
+	memset(&u, 0, sizeof(u));
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = u.buf;
+	m.msg_controllen = sizeof(u.buf);
+	c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	for (;;) {
+		ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL);
+
+		if (n == 1)
+			return send_all(sock, s + 1);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
 int qmp_command(struct qmp *q, const char *json, char *reply, size_t cap, long deadline)
+{
+	return qmp_command_fd(q, json, -1, reply, cap, deadline);
+}
+
+int qmp_command_fd(struct qmp *q, const char *json, int fd, char *reply, size_t cap,
+		   long deadline)
 {
 	int err;
 
-	if ((err = send_all(q->fd, json)) || (err = send_all(q->fd, "\n")))
+	if (!*json)
+		return -EINVAL;
+	if ((err = fd >= 0 ? send_fd(q->fd, json, fd) : send_all(q->fd, json)) ||
+	    (err = send_all(q->fd, "\n")))
 		return err;
 	for (;;) {
 		if ((err = read_line(q, reply, cap, deadline)))

@@ -34,6 +34,14 @@ int qmp_connect(struct qmp *q, const char *path, long deadline_ms,
 int qmp_command(struct qmp *q, const char *json, char *reply, size_t cap,
 		long deadline_ms);
 
+/*
+ * qmp_command with descriptor fd passed along (SCM_RIGHTS), for getfd and
+ * add-fd; fd < 0 passes none. QEMU keeps its own copy: the caller still
+ * owns fd.
+ */
+int qmp_command_fd(struct qmp *q, const char *json, int fd, char *reply, size_t cap,
+		   long deadline_ms);
+
 void qmp_close(struct qmp *q);
 
 /* The string value of "key": "value" in a reply line, into out; 0 or -1. */

@@ -253,9 +253,12 @@ int stock_convert(const struct stock_convert_opts *o, struct stock_convert_resul
 	wo.codec = o->codec;
 	wo.level = o->level;
 	wo.frame_bytes = o->frame_bytes;
+	wo.progress = o->write_progress;
+	wo.progress_ctx = o->progress_ctx;
 	st.batch_pages = CONVERT_BATCH_PAGES;
 	/* Open the input first: a missing or foreign input creates nothing. */
-	if ((err = stock_input_open(&in, o->input, o->snapshot)))
+	if ((err = o->in_fd > 0 ? stock_input_open_fd(&in, o->in_fd, o->input)
+				: stock_input_open(&in, o->input, o->snapshot)))
 		goto out;
 	err = o->out_fd >= 0 ? fvm_writer_open_fd(&c->w, o->out_fd, &wo)
 			     : fvm_writer_open_path(&c->w, o->output, &wo);

@@ -47,7 +47,7 @@ static int out_flush(struct out *o)
 		if (n <= 0) {
 			int e = n < 0 ? errno : EIO;
 
-			return fvm_error_set(stock_sys_code(e), e, "%s: write at offset %llu",
+			return fvm_error_set(stock_sys_code(e), e, "%s: write at offset 0x%llx",
 					     o->name, (unsigned long long)(o->total + done));
 		}
 		done += (size_t)n;

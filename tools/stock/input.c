@@ -46,6 +46,24 @@ static int open_qcow2(struct stock_input *in, const char *path,
 	return stock_source_open_qcow2(&in->src, in->q, in->snapshot, in->name);
 }
 
+int stock_input_open_fd(struct stock_input *in, int fd, const char *name)
+{
+	uint8_t magic[4];
+	int err;
+
+	memset(in, 0, sizeof(*in));
+	in->fd = -1;
+	snprintf(in->name, sizeof(in->name), "%s", name);
+	if ((err = stock_source_open_fd(&in->src, fd, in->name)) ||
+	    (err = stock_source_peek_bytes(in->src, magic, 4, "file header")))
+		return err;
+	if (!memcmp(magic, "QFI\xfb", 4))
+		return fvm_error_set(FVM_EINVAL, 0, "%s: a qcow2 image, not a migration stream",
+				     in->name);
+	in->kind = STOCK_INPUT_STREAM;
+	return 0;
+}
+
 int stock_input_open(struct stock_input *in, const char *path,
 		     const char *snapshot)
 {

@@ -25,6 +25,12 @@ struct stock_input {
  * snapshot: id or name (qcow2 only; NULL picks the only snapshot of an
  * image with exactly one). FVM_EINVAL when snapshot is given for a stream.
  */
+/*
+ * A migration stream or mapped-ram file on descriptor fd (not closed by
+ * stock_input_close), called name in messages; a qcow2 image is refused
+ * (it is read by its path).
+ */
+int stock_input_open_fd(struct stock_input *in, int fd, const char *name);
 int stock_input_open(struct stock_input *in, const char *path,
 		     const char *snapshot);
 void stock_input_close(struct stock_input *in);

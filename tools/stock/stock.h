@@ -14,7 +14,10 @@
 #include "fastvm/fastvm.h"
 
 struct stock_convert_opts {
-	const char *input;        /* path, or "-" for standard input */
+	const char *input;        /* path, or "-" for standard input... */
+	int in_fd;                /* ...unless this is > 0: a stream read from
+	                             it (a pipe, front to back), which input
+	                             names; not closed */
 	const char *snapshot;     /* qcow2: id or name; NULL = the only one */
 	const char *output;       /* .fvm path, written atomically... */
 	int out_fd;               /* ...unless this is >= 0: written to it */
@@ -26,6 +29,9 @@ struct stock_convert_opts {
 	uint32_t frame_bytes;     /* 0 = the library's default */
 	fvm_progress_fn progress; /* (input bytes done, input size or 0) */
 	void *progress_ctx;
+	/* the writer's progress (fvm_write_options.progress, progress_ctx
+	 * too): also called while the shared RAM below is written */
+	fvm_progress_fn write_progress;
 	/*
 	 * Blocks the stream has no pages of because the source QEMU had them
 	 * in shared memory (x-ignore-shared; fvmsnap save): their whole

@@ -1,0 +1,146 @@
+#!/bin/bash
+# Benchmark (not a test): the working set first, on slow flash (issue 9).
+# The test guest is saved and converted; a lazily restored copy runs for a
+# few heartbeats and `fvmsnap hot` records the pages it touched; the
+# snapshot is rewritten twice with the same writer, once in its own order
+# and once with those pages first (`recompress --hot`). Both are exported
+# through an emulated eMMC device (qemu-storage-daemon: a throttle group
+# at FVM_EMMC_BPS, default 137 MB/s as the seed's tablet, and 4000 read
+# IOPS, over a FUSE export whose backing file is read with O_DIRECT) and
+# restored by the QEMU patched with the libfastvm hook, N times each,
+# interleaved, the page cache dropped before each run: -incoming
+# fvm-lazy: with the prefetch (file order), without it (faults only), and
+# fvm: (eager) for reference. Timed: launch to a paused VM, then cont to
+# the guest's next heartbeat (bench/restore_time.py), and for the lazy
+# runs the time the prefetch needs (all runs read) is the file's size over
+# the device's rate.
+#
+# Usage: bench/hot.sh [-n N] [-b BUILD]      (N default 5)
+# Needs: root (FUSE mount, page cache drop), qemu-storage-daemon, the
+# patched QEMU 7.2 (contrib/qemu/build-and-test.sh 7.2 --build-only).
+set -euo pipefail
+n=5
+build=
+while getopts n:b: o; do
+	case $o in
+	n) n=$OPTARG ;;
+	b) build=$OPTARG ;;
+	*) echo "usage: $0 [-n N] [-b BUILD]" >&2; exit 1 ;;
+	esac
+done
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${build:-$root/build}" && pwd)
+fvmsnap=$build/tools/fvmsnap
+[ -x "$fvmsnap" ] || { echo "no $fvmsnap: build first" >&2; exit 1; }
+. "$root/tests/qemu/lib.sh"
+FVM_BUILD_DIR=$build
+fvm_init bench-hot "$fvmsnap"
+pq=$CACHE/qemu-7.2-fvm/build/qemu-system-x86_64
+[ -x "$pq" ] || skip "no patched QEMU 7.2 (contrib/qemu/build-and-test.sh 7.2 --build-only)"
+export FVM_PQEMU=$pq FVM_PQEMU_L="-L /usr/share/qemu -L /usr/share/seabios"
+QSD=$(command -v qemu-storage-daemon) || skip "no qemu-storage-daemon"
+[ -w /dev/fuse ] || skip "no /dev/fuse"
+BPS=${FVM_EMMC_BPS:-137000000}
+IOPS=${FVM_EMMC_IOPS:-4000}
+
+W=$WORK
+blank_disk "$W/disk.qcow2" 256M
+drive=(-drive file="$W/disk.qcow2",if=virtio)
+savevm_guest "$W/src" "$W/disk.qcow2" s1 "$W/orig.bin"
+fvm convert "$W/disk.qcow2" --snapshot s1 -o "$W/s.fvm"
+
+# the working set: lazily restored, a few heartbeats, then hot
+fvm_incoming "$W/ws" "fvm-lazy:$W/s.fvm" "${drive[@]}"
+hmp "$W/ws" cont 10 >/dev/null
+wait_serial "$W/ws" 'HB [0-9]+' 60
+sleep 3
+fvm hot --pid "$(vm_pid "$W/ws")" "$W/s.fvm" -o "$W/hot.txt"
+vm_quit "$W/ws"
+# the same writer both times: only the order differs
+fvm recompress -q "$W/s.fvm" -o "$W/plain.fvm" --compress none
+fvm recompress -q "$W/s.fvm" -o "$W/hot.fvm" --compress none --hot "$W/hot.txt"
+log "working set: $(awk '{n += $3} END {print n}' "$W/hot.txt") pages of $(
+	fvm inspect --json "$W/s.fvm" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["data_pages"])')"
+
+# a FUSE view has whole 512-byte sectors: pad with zeros after the footer
+# (FORMAT.md 6.1: a seekable reader finds the footer before them)
+for f in plain hot; do
+	size=$(stat -c %s "$W/$f.fvm")
+	if [ $((size % 512)) != 0 ]; then
+		truncate -s $(((size + 511) / 512 * 512)) "$W/$f.fvm"
+	fi
+	fvm verify -q "$W/$f.fvm"
+done
+
+QSD_PID=
+views=()
+stop_qsd() {
+	[ -n "$QSD_PID" ] && kill "$QSD_PID" 2>/dev/null && wait "$QSD_PID" 2>/dev/null
+	for v in "${views[@]}"; do
+		awk -v m="$v" '$2 == m { f = 1 } END { exit !f }' /proc/mounts && umount -l "$v" 2>/dev/null
+	done
+	return 0
+}
+trap 'stop_qsd' EXIT
+args=()
+for f in plain hot; do
+	: >"$W/$f.view"
+	views+=("$W/$f.view")
+	args+=(--object throttle-group,id=tg-$f,x-bps-read="$BPS",x-iops-read="$IOPS"
+		--blockdev driver=file,node-name=f-$f,filename="$W/$f.fvm",read-only=on,cache.direct=on
+		--blockdev driver=throttle,node-name=t-$f,file=f-$f,throttle-group=tg-$f,read-only=on
+		--export type=fuse,id=e-$f,node-name=t-$f,mountpoint="$W/$f.view")
+done
+"$QSD" "${args[@]}" >"$W/qsd.log" 2>&1 &
+QSD_PID=$!
+for f in plain hot; do
+	for ((i = 0; i < 100; i++)); do
+		[ "$(stat -c %s "$W/$f.view")" = "$(stat -c %s "$W/$f.fvm")" ] && break
+		sleep 0.1
+	done
+	cmp -s "$W/$f.view" "$W/$f.fvm" || die "the eMMC view of $f.fvm differs"
+done
+log "eMMC: $BPS B/s, $IOPS IOPS; files $(stat -c %s "$W/plain.fvm") and $(stat -c %s "$W/hot.fvm") bytes"
+
+mapfile -t qargs < <(patched qemu_cmd "$W/run")
+mkdir -p "$W/run"
+FVM_ROOT=$root python3 - "$n" "$W" "$pq" "$BPS" "${qargs[@]:1}" -m "${FVM_GUEST_MEM:-512M}" "${drive[@]}" <<'PY'
+import os, statistics, sys
+sys.path.insert(0, os.path.join(os.environ["FVM_ROOT"], "bench"))
+import restore_time as rt
+
+n, work, qemu, bps = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+args = sys.argv[5:]
+nocheck = ["-global", "migration.x-fvm-disk-check=off"]
+cases = []
+for f in ("plain", "hot"):
+    view = os.path.join(work, f + ".view")
+    cases += [("fvm-lazy: + prefetch, %s order" % f, view, ["-incoming", "fvm-lazy:" + view]),
+              ("fvm-lazy: faults only, %s order" % f, view,
+               ["-incoming", "fvm-lazy:" + view, "-global", "migration.x-fvm-prefetch=off"])]
+cases.append(("fvm: eager", os.path.join(work, "plain.view"),
+              ["-incoming", "fvm:" + os.path.join(work, "plain.view")]))
+res = {c[0]: ([], []) for c in cases}
+sock = os.path.join(work, "run", "qmp.sock")
+for i in range(n):
+    for name, view, extra in cases:
+        fd = os.open(view, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+        with open("/proc/sys/vm/drop_caches", "w") as dc:
+            dc.write("1")
+        if os.path.exists(sock):
+            os.unlink(sock)
+        t, h = rt.run_qemu(qemu, args, sock, extra + nocheck)
+        res[name][0].append(t)
+        res[name][1].append(h)
+        print("  round %d %-40s paused %.3f s, heartbeat %.3f s after cont" % (i + 1, name, t, h),
+              file=sys.stderr, flush=True)
+size = os.path.getsize(os.path.join(work, "plain.fvm"))
+print("| restore (eMMC %.0f MB/s) | to paused VM (s) | cont to first heartbeat (s) | paused + heartbeat |" % (bps / 1e6))
+print("|---|---|---|---|")
+for name, _, _ in cases:
+    t, h = statistics.median(res[name][0]), statistics.median(res[name][1])
+    print("| %s | %.3f | %.3f | %.3f |" % (name, t, h, t + h))
+print("\nmedians of %d interleaved runs; reading the whole file at the device's rate: %.2f s" % (n, size / bps))
+PY

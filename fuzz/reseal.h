@@ -1,0 +1,14 @@
+/*
+ * Shared by the .fvm fuzz targets: recompute every checksum a mutated file
+ * claims to have, so that mutations reach the structural rules and the
+ * frame decoders behind the CRCs.
+ */
+#ifndef FVM_FUZZ_RESEAL_H
+#define FVM_FUZZ_RESEAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void fuzz_reseal(uint8_t *b, size_t len);
+
+#endif
