@@ -345,6 +345,7 @@ static int reader_new(struct fvm_reader **out, int fd, const char *name)
 		return fvm_err(FVM_ENOMEM, "%s: reader", name);
 	}
 	r->fd = fd;
+	pthread_mutex_init(&r->lock, NULL);
 	*out = r;
 	return 0;
 }
@@ -453,6 +454,13 @@ int fvm_reader_open_stream(fvm_reader **out, int fd, const char *name)
 	return fvm_api_end(open_with(out, fd, name, NULL, 1));
 }
 
+static void frame_cache_free(struct fvm_frame_cache *fc)
+{
+	free(fc->stored);
+	free(fc->plain);
+	fvm_codec_ctx_free(&fc->cx);
+}
+
 void fvm_reader_free(fvm_reader *r)
 {
 	if (!r)
@@ -462,9 +470,8 @@ void fvm_reader_free(fvm_reader *r)
 	if (r->own_fd)
 		close(r->fd);
 	free(r->part_buf);
-	free(r->fr_stored);
-	free(r->fr_plain);
-	fvm_codec_ctx_free(&r->cx);
+	frame_cache_free(&r->fc);
+	pthread_mutex_destroy(&r->lock);
 	free(r->path);
 	free(r);
 }
@@ -842,11 +849,12 @@ int fvm_reader_devstate_pread(fvm_reader *r, uint32_t i, void *buf, size_t len,
 		m = p->size - po < n - done ? p->size - po : n - done;
 		if (r->streamed) {
 			memcpy(out + done, p->data + po, m);
-		} else if (p->size <= PART_CACHE_MAX) {
+		} else if (p->size <= PART_CACHE_MAX && pthread_mutex_trylock(&r->lock) == 0) {
 			rc = part_cached(r, pi, s->name);
 			if (!rc)
 				memcpy(out + done, r->part_buf + po, m);
-		} else {
+			pthread_mutex_unlock(&r->lock);
+		} else { /* large, or another thread holds the cache */
 			rc = part_range(r, p, s->name, po, (size_t)m, out + done);
 		}
 		done += m;
@@ -922,22 +930,23 @@ static int read_data(struct fvm_reader *r, const struct fvm_extent *e, uint64_t 
  * read_data for a COMPRESSED file: the frames holding plain bytes
  * [off, off + bytes), each decoded whole (unframe.c) into the reader's
  * frame buffer, which keeps the last one for the next call: reading a run
- * front to back in pieces decodes each frame once.
+ * front to back in pieces decodes each frame once. A call that finds the
+ * cache in another thread's use decodes into buffers of its own.
  */
-static int read_cdata(struct fvm_reader *r, const struct fvm_extent *e, uint64_t skip,
-		      uint64_t bytes, uint8_t *dst)
+static int read_frames(struct fvm_reader *r, struct fvm_frame_cache *fc,
+		       const struct fvm_extent *e, uint64_t skip, uint64_t bytes, uint8_t *dst)
 {
 	const struct fvm_model *m = &r->m;
 	uint64_t off = e->payload_offset + skip;
 	uint64_t F = 1ull << m->hdr.frame_shift;
 	int rc;
 
-	if (!r->fr_plain) {
-		r->fr_stored = malloc(F);
-		r->fr_plain = malloc(F);
-		if (!r->fr_stored || !r->fr_plain)
+	if (!fc->plain) {
+		fc->stored = malloc(F);
+		fc->plain = malloc(F);
+		if (!fc->stored || !fc->plain)
 			return fvm_err(FVM_ENOMEM, "%s: frame buffers", m->file);
-		fvm_codec_ctx_init(&r->cx, m->hdr.codec, 0);
+		fvm_codec_ctx_init(&fc->cx, m->hdr.codec, 0);
 	}
 	while (bytes) {
 		uint64_t k = fvm_frame_find(m->frames, m->nframes, off);
@@ -945,22 +954,38 @@ static int read_cdata(struct fvm_reader *r, const struct fvm_extent *e, uint64_t
 		uint64_t in = off - f->plain_offset;
 		uint64_t n = f->plain_len - in < bytes ? f->plain_len - in : bytes;
 
-		if (r->fr_cached != k + 1) {
-			r->fr_cached = 0;
-			rc = fvm_pread_full(r->fd, r->fr_stored, f->stored_len, f->file_offset,
+		if (fc->cached != k + 1) {
+			fc->cached = 0;
+			rc = fvm_pread_full(r->fd, fc->stored, f->stored_len, f->file_offset,
 					    m->file, "frame");
 			if (!rc)
-				rc = fvm_unframe(&r->cx, f, k, r->fr_stored, r->fr_plain, m->file);
+				rc = fvm_unframe(&fc->cx, f, k, fc->stored, fc->plain, m->file);
 			if (rc)
 				return rc;
-			r->fr_cached = k + 1;
+			fc->cached = k + 1;
 		}
-		memcpy(dst, r->fr_plain + in, n);
+		memcpy(dst, fc->plain + in, n);
 		dst += n;
 		off += n;
 		bytes -= n;
 	}
 	return 0;
+}
+
+static int read_cdata(struct fvm_reader *r, const struct fvm_extent *e, uint64_t skip,
+		      uint64_t bytes, uint8_t *dst)
+{
+	struct fvm_frame_cache own = { 0 };
+	int rc;
+
+	if (pthread_mutex_trylock(&r->lock) == 0) {
+		rc = read_frames(r, &r->fc, e, skip, bytes, dst);
+		pthread_mutex_unlock(&r->lock);
+		return rc;
+	}
+	rc = read_frames(r, &own, e, skip, bytes, dst);
+	frame_cache_free(&own);
+	return rc;
 }
 
 static int read_pages(struct fvm_reader *r, uint32_t block_id, uint64_t first_page,

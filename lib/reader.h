@@ -7,6 +7,7 @@
 #ifndef FVM_READER_H
 #define FVM_READER_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "codec.h"
@@ -22,6 +23,13 @@ enum fvm_stream_state {
 
 struct fvm_walk;
 
+/* A decoded frame kept for the next read, and what decodes it. */
+struct fvm_frame_cache {
+	struct fvm_codec_ctx cx;
+	uint8_t *stored, *plain;
+	uint64_t cached;        /* frame number + 1; 0: none */
+};
+
 struct fvm_reader {
 	struct fvm_model m;
 	char *path;             /* path given to fvm_reader_open, else NULL */
@@ -30,14 +38,19 @@ struct fvm_reader {
 	int streamed;
 	int stream_state;       /* enum fvm_stream_state, stream mode only */
 	struct fvm_walk *walk;  /* stream mode: the walk, paused */
+	/*
+	 * The two caches below are the only state a seekable reader changes
+	 * after open; several threads may share it (fastvm.h), so a call uses
+	 * a cache only while it holds lock (trylock: a call that finds it busy
+	 * reads through a buffer of its own instead of waiting).
+	 */
+	pthread_mutex_t lock;
 	/* devstate_pread: the last part read whole and checked */
 	uint8_t *part_buf;
 	size_t part_cap;
 	uint32_t part_cached;   /* part number + 1; 0: none */
 	/* read_pages of a COMPRESSED file: the last frame decoded */
-	struct fvm_codec_ctx cx;
-	uint8_t *fr_stored, *fr_plain;
-	uint64_t fr_cached;     /* frame number + 1; 0: none */
+	struct fvm_frame_cache fc;
 };
 
 /* The full output structs of the listing calls (compat.c uses them too). */

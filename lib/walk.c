@@ -652,7 +652,8 @@ static int on_indx(struct fvm_walk *w)
 		rc = fvm_extents_resolve(&w->raw, wdesc(w), &rewrites);
 	if (rc)
 		return rc;
-	w->m->rewrites = rewrites;
+	if (w->keep) /* check mode leaves the model alone: threads may share it */
+		w->m->rewrites = rewrites;
 	if (!w->keep && w->rec_off != w->m->index_offset)
 		return fvm_err(FVM_ECORRUPT, "%s: INDX record at offset 0x%" PRIx64 ", the "
 			       "footer points at 0x%" PRIx64, at.file, at.offset,

@@ -412,6 +412,46 @@ int fvm_writer_open_fd(fvm_writer **out, int fd, const fvm_write_options *opts)
 	return 0;
 }
 
+/*
+ * Names for the temporary file, .NAME.XXXXXX with the X made unique: seeded
+ * by process and writer, so that writers racing for one path (other
+ * processes, other threads) try different names first; EEXIST moves on.
+ */
+static uint64_t temp_seed(const fvm_writer *w)
+{
+	return (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)w;
+}
+
+static void temp_name(fvm_writer *w, uint64_t *seed)
+{
+	static const char digits[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	char *x = w->tmp_path + strlen(w->tmp_path) - 6;
+
+	for (int i = 0; i < 6; i++) {
+		*seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+		x[i] = digits[(*seed >> 33) % 36];
+	}
+}
+
+/* Where O_TMPFILE is refused: a named temporary (mode 0666 less the umask,
+ * as for the target itself; mkostemp would make 0600, and fixing that up
+ * needs the umask, which only setting it reveals). */
+static int create_named(fvm_writer *w)
+{
+	uint64_t seed = temp_seed(w);
+
+	for (int tries = 0; tries < 64; tries++) {
+		int fd;
+
+		temp_name(w, &seed);
+		fd = open(w->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
 int fvm_writer_open_path(fvm_writer **out, const char *path,
 			 const fvm_write_options *opts)
 {
@@ -419,7 +459,6 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 	struct stat st;
 	fvm_writer *w;
 	size_t dlen;
-	mode_t um;
 	int rc;
 
 	fvm_api_begin();
@@ -464,13 +503,12 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 	 */
 	memcpy(w->tmp_path, path, dlen);
 	sprintf(w->tmp_path + dlen, ".%s.XXXXXX", path + dlen);
-	um = umask(0);
-	umask(um);
+	/* mode 0666: the kernel applies the umask (reading it would mean
+	 * setting it, for every thread of the process) */
 	{
 		char *dir = strndup(path, dlen ? dlen : 0);
 
-		w->fd = dir ? open(dlen ? dir : ".", O_TMPFILE | O_WRONLY | O_CLOEXEC,
-				   0666 & ~um) : -1;
+		w->fd = dir ? open(dlen ? dir : ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666) : -1;
 		free(dir);
 	}
 	if (w->fd >= 0) {
@@ -478,7 +516,7 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 		w->seekable = 1;
 		goto header;
 	}
-	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
+	w->fd = create_named(w);
 	if (w->fd < 0) {
 		rc = fvm_err_sys(errno, "%s: cannot create the file", path);
 		free(w->tmp_path);
@@ -486,7 +524,6 @@ int fvm_writer_open_path(fvm_writer **out, const char *path,
 		fvm_writer_free(w);
 		return rc;
 	}
-	(void)fchmod(w->fd, 0666 & ~um);
 	w->seekable = 1;
 header:
 	rc = write_header(w);
@@ -1400,16 +1437,12 @@ static int sync_dir(const char *path)
  */
 static int link_unnamed(fvm_writer *w)
 {
-	char proc[64], *x = w->tmp_path + strlen(w->tmp_path) - 6;
-	static const char digits[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-	uint64_t seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)w;
+	char proc[64];
+	uint64_t seed = temp_seed(w);
 
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", w->fd);
 	for (int tries = 0; tries < 64; tries++) {
-		for (int i = 0; i < 6; i++) {
-			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-			x[i] = digits[(seed >> 33) % 36];
-		}
+		temp_name(w, &seed);
 		if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp_path, AT_SYMLINK_FOLLOW) == 0 ||
 		    (errno != EEXIST && linkat(w->fd, "", AT_FDCWD, w->tmp_path, AT_EMPTY_PATH) == 0)) {
 			w->unnamed = 0; /* named now: removed like one on failure */

@@ -681,9 +681,21 @@ void cli_atomic_abort(struct cli_atomic *a)
 
 void cli_utc_now(char *buf, size_t len)
 {
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
 	time_t t = time(NULL);
 	struct tm tm;
+	char *end;
 
+	/* reproducible outputs (reproducible-builds.org): a whole number of
+	 * seconds since 1970; anything else is ignored, as the spec asks */
+	if (sde && *sde >= '0' && *sde <= '9') {
+		unsigned long long v;
+
+		errno = 0;
+		v = strtoull(sde, &end, 10);
+		if (!*end && !errno && v <= 253402300799ull) /* 9999-12-31T23:59:59Z */
+			t = (time_t)v;
+	}
 	gmtime_r(&t, &tm);
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }

@@ -211,7 +211,8 @@ int cli_fsync_dir_of(const char *path);
  */
 void cli_safe_name(const char *name, char *buf);
 
-/* The metadata value "created": current UTC time, RFC 3339. */
+/* The metadata value "created": current UTC time, RFC 3339, or the time
+ * SOURCE_DATE_EPOCH gives (seconds since 1970) when it is set and valid. */
 void cli_utc_now(char *buf, size_t len);
 
 #endif

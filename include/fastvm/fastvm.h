@@ -381,6 +381,13 @@ FVM_API int fvm_run_info_init(fvm_run_info *p, size_t size);
 FVM_API int fvm_devstate_info_init(fvm_devstate_info *p, size_t size);
 
 /*
+ * Threads: a reader of a seekable file (fvm_reader_open, or open_fd of a file
+ * or block device) may be shared by several threads calling fvm_load (each
+ * into its own memory), fvm_verify, read_pages, devstate_read/_pread, the
+ * listing calls and fvm_prefetch_start at once; fvm_reader_free waits for
+ * none of them, so call it after they have returned (and prefetches freed). A stream reader (open_stream) and a writer are
+ * used by one thread at a time. Errors are the calling thread's.
+ *
  * Open a seekable snapshot: header, footer and index are read and every
  * structural rule is checked before this returns, so a successful open
  * means every run lies inside its block and inside the file.
