@@ -1,6 +1,6 @@
 #!/bin/bash
-# SIGKILL during a save (issue 10, doc/RELIABILITY.md): fvmsnap pack and
-# fvmsnap convert (a migration stream) write a 256 MiB guest's snapshot
+# SIGKILL during a save (issue 10, doc/RELIABILITY.md): fvmsnap pack (plain
+# and compressed), fvmsnap convert (a migration stream) and recompress write a 256 MiB guest's snapshot
 # over a path that holds an older valid snapshot, and are killed at
 # FVM_KILLS (12) random points each, drawn uniformly over the time a clean
 # run takes (the quickest of three), so kills land in the writes, the fsync and
@@ -58,7 +58,7 @@ fs pack -q --no-fsync --block pc.ram=ram.img --block rom=syn/rom.raw \
 	--devstate qemu.post-ram=syn/devstate-3-qemu.post-ram.bin \
 	--meta machine=pc-i440fx-7.2 -o big.fvm &&
 	fs export -q big.fvm -o big.mig || exit 1
-rm -rf syn syn.fvm big.fvm ramsect.bin
+rm -rf syn syn.fvm ramsect.bin
 
 # kills NAME CMD...: run CMD (writing out.fvm) KILLS times, killed at random
 kills() {
@@ -103,7 +103,7 @@ kills() {
 			got=BROKEN
 			fail "$name: killed at $d ms: out.fvm is neither the old nor a whole new file"
 		fi
-		left=$(ls -A | grep -v -x -e ram.img -e old.img -e old.fvm -e big.mig -e out.fvm)
+		left=$(ls -A | grep -v -x -e ram.img -e old.img -e old.fvm -e big.mig -e big.fvm -e out.fvm)
 		if [ -n "$left" ]; then
 			if echo "$left" | grep -q -v -x '\.out\.fvm\.[a-z0-9]\{6\}'; then
 				fail "$name: killed at $d ms: left $left"
@@ -120,6 +120,9 @@ kills() {
 
 kills pack fs pack -q --block pc.ram=ram.img -o out.fvm
 kills convert fs convert -q big.mig -o out.fvm
+# the compressing writer (frames on a thread per CPU) and recompress
+kills "pack --compress" fs pack -q --compress zstd:1 --block pc.ram=ram.img -o out.fvm
+kills recompress fs recompress -q big.fvm -o out.fvm --compress zstd:1
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails check(s) failed"
