@@ -11,8 +11,9 @@
  * others decode. When every buffer waits to be decoded and nothing is in
  * flight, the reading thread decodes too, so the load finishes even when
  * no thread could be made. Memory beyond the destination: bufs x SPAN
- * (default 6 x 2 MiB) plus one frame (at most 1 MiB) per thread, plus the
- * plan (a few dozen bytes per frame).
+ * plus one frame (at most 1 MiB) per thread, which the defaults keep
+ * within 16 MiB (6 buffers, fewer with many threads; at most 8 threads
+ * unless asked), plus the plan (a few dozen bytes per frame).
  *
  * Errors raised on a decoding thread are carried back to the caller's
  * thread with their detail. Nothing returns while a read is in flight.
@@ -34,6 +35,8 @@
 
 #define SPAN (2u << 20)
 #define DEFAULT_BUFS 6
+#define MAX_DEFAULT_THREADS 8 /* 8 x ~2 GB/s of zstd decoding: any device's rate */
+#define MEM_BOUND (16u << 20)
 #define GAP (64u << 10) /* read through gaps this small (segment headers) */
 
 struct piece {
@@ -447,10 +450,23 @@ int fvm_exec_frames(struct fvm_fexec *x)
 	rc = build(&f);
 	for (size_t i = 0; !rc && i < f.nspans; i++)
 		x->stored_bytes += f.spans[i].len;
-	f.nthreads = x->threads ? (x->threads > 64 ? 64 : x->threads) : fvm_cpus();
+	/*
+	 * Defaults keep the memory beyond the destination within MEM_BOUND:
+	 * bufs x bufsize + threads x frame (a thread's frame buffer is made
+	 * only when it decodes a frame that is not all one run's).
+	 */
+	f.nthreads = x->threads ? (x->threads > 64 ? 64 : x->threads)
+				: (fvm_cpus() > MAX_DEFAULT_THREADS ? MAX_DEFAULT_THREADS : fvm_cpus());
 	if (f.nthreads > f.nspans)
 		f.nthreads = f.nspans ? (unsigned)f.nspans : 1;
-	f.nbufs = x->bufs ? x->bufs : DEFAULT_BUFS;
+	if (x->bufs) {
+		f.nbufs = x->bufs;
+	} else {
+		uint64_t left = MEM_BOUND > (uint64_t)f.nthreads * F ? MEM_BOUND - f.nthreads * F : 0;
+
+		f.nbufs = (unsigned)(left / bufsize);
+		f.nbufs = f.nbufs < 2 ? 2 : f.nbufs > DEFAULT_BUFS ? DEFAULT_BUFS : f.nbufs;
+	}
 	if (f.nbufs > f.nspans)
 		f.nbufs = f.nspans ? (unsigned)f.nspans : 1;
 	if (!rc) {
