@@ -408,6 +408,11 @@ assert r["prefetch_wait"]["median_ms"] >= r["lazy_prefetch"]["median_ms"] > 0, r
 assert r["lazy_prefetch"]["max_ms"] >= r["lazy_prefetch"]["min_ms"], r' ||
 	fail "bench --prefetch --json"
 expect 1 fs bench -n 1 --prefetch --verify snap.fvm
+expect 0 fs bench -n 1 --warm --no-memory --backend uring,lazy-map snap.fvm
+[ "$(grep -cE '^warm +(load uring|load lazy) ' out.log)" = 2 ] && ! grep -q 'lazy+write' out.log ||
+	fail "bench --backend uring,lazy-map: $(cat out.log)"
+expect 1 fs bench -n 1 --backend uring, snap.fvm
+expect 1 fs bench -n 1 --backend uring,nosuch snap.fvm
 expect 0 fs recompress -q snap.fvm -o bz.fvm --compress zstd:1
 expect 0 fs bench -n 1 --warm --no-memory --prefetch --threads 1 bz.fvm
 grep -q '^bench: bz.fvm: compressed (zstd): mmap and lazy loads skipped' out.log ||

@@ -69,7 +69,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: fvmsnap bench IN.fvm [-n N] [--warm | --cold | --both]\n"
-		"                    [--backend uring|inline|pread|mmap|lazy|both|all]\n"
+		"                    [--backend uring|inline|pread|mmap|lazy|lazy-map|both|all[,...]]\n"
 		"                    [--qd N] [--chunk SIZE]\n"
 		"                    [--willneed N] [--thp] [--prefetch] [--threads N]\n"
 		"                    [--direct] [--verify] [--no-memory] [--json]\n"
@@ -86,7 +86,8 @@ static void usage(FILE *f)
 		"      --both          both (default)\n"
 		"      --backend B     uring, inline (io_uring, copies in the calling\n"
 		"                      thread), pread, mmap, lazy, both (uring and\n"
-		"                      pread) or all (default); mmap and lazy also\n"
+		"                      pread), all (default), lazy-map (lazy without\n"
+		"                      lazy+write) or a list: uring,lazy-map; mmap and lazy also\n"
 		"                      time the load followed by one write into every\n"
 		"                      data page (mmap+write, lazy+write); a compressed\n"
 		"                      file skips mmap and lazy with a note\n"
@@ -646,6 +647,47 @@ static void skip_mapped(struct bench *b, int json)
 		       fvm_codec_name((int)b->codec) ? fvm_codec_name((int)b->codec) : "?");
 }
 
+/* --backend: a comma-separated list of backend names; the last one wins. */
+static int parse_backends(struct bench *b, const char *arg)
+{
+	static const struct { const char *name; int cfg[3]; } names[] = {
+		{ "uring", { CFG_URING } }, { "io_uring", { CFG_URING } },
+		{ "inline", { CFG_INLINE } }, { "pread", { CFG_PREAD } },
+		{ "mmap", { CFG_MMAP, CFG_MMAP_WRITE } },
+		{ "lazy", { CFG_LAZY, CFG_LAZY_WRITE } }, { "lazy-map", { CFG_LAZY } },
+		{ "both", { CFG_URING, CFG_PREAD } },
+	};
+	const char *p = arg;
+	int c;
+
+	for (c = CFG_URING; c < CFG_LAZY_PF; c++)
+		b->cfg_on[c] = 0;
+	while (*p) {
+		size_t len = strcspn(p, ","), i, k;
+
+		if (len == 3 && !strncmp(p, "all", 3)) {
+			for (c = CFG_URING; c < CFG_LAZY_PF; c++)
+				b->cfg_on[c] = 1;
+		} else {
+			for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+				if (strlen(names[i].name) == len && !strncmp(p, names[i].name, len))
+					break;
+			if (i == sizeof(names) / sizeof(names[0]))
+				return cli_usage_error("--backend: expected uring, inline, pread, mmap, "
+						       "lazy, lazy-map, both or all (or a list of "
+						       "them with commas), not '%.*s'", (int)len, p);
+			for (k = 0; k < 3 && names[i].cfg[k]; k++)
+				b->cfg_on[names[i].cfg[k]] = 1;
+		}
+		p += len;
+		if (*p == ',' && *++p == '\0')
+			return cli_usage_error("--backend: '%s' ends with a comma", arg);
+	}
+	if (p == arg)
+		return cli_usage_error("--backend: empty");
+	return 0;
+}
+
 enum { OPT_WARM = 256, OPT_COLD, OPT_BOTH, OPT_BACKEND, OPT_QD, OPT_CHUNK, OPT_WILLNEED, OPT_THP,
        OPT_DIRECT, OPT_VERIFY, OPT_NO_MEMORY, OPT_PREFETCH, OPT_THREADS };
 
@@ -694,24 +736,8 @@ int cmd_bench(int argc, char **argv)
 		case OPT_COLD: warm = 0; cold = 1; break;
 		case OPT_BOTH: warm = cold = 1; break;
 		case OPT_BACKEND:
-			for (c = CFG_URING; c < CFG_LAZY_PF; c++)
-				b.cfg_on[c] = !strcmp(optarg, "all");
-			if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring")) {
-				b.cfg_on[CFG_URING] = 1;
-			} else if (!strcmp(optarg, "inline")) {
-				b.cfg_on[CFG_INLINE] = 1;
-			} else if (!strcmp(optarg, "pread")) {
-				b.cfg_on[CFG_PREAD] = 1;
-			} else if (!strcmp(optarg, "mmap")) {
-				b.cfg_on[CFG_MMAP] = b.cfg_on[CFG_MMAP_WRITE] = 1;
-			} else if (!strcmp(optarg, "lazy")) {
-				b.cfg_on[CFG_LAZY] = b.cfg_on[CFG_LAZY_WRITE] = 1;
-			} else if (!strcmp(optarg, "both")) {
-				b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 1;
-			} else if (strcmp(optarg, "all")) {
-				return cli_usage_error("--backend: expected uring, inline, pread, mmap, "
-						       "lazy, both or all, not '%s'", optarg);
-			}
+			if ((ret = parse_backends(&b, optarg)))
+				return ret;
 			break;
 		case OPT_QD:
 			if (cli_parse_uint(optarg, 65536, &v) || !v)
