@@ -70,7 +70,10 @@ def device_rows(dev, name):
                     times.setdefault(key, []).append(r["median_ms"] / 1e3)
     for p in sorted(glob.glob(os.path.join(W, "raw", dev, name, "stock.*.txt"))):
         with open(p) as f:
-            m = re.findall(r"^run \d+: ([0-9.]+) s", f.read(), re.M)
+            # "run K: S s" per run with --repeat, else only the median line
+            t = f.read()
+            m = re.findall(r"^run \d+: ([0-9.]+) s", t, re.M) or \
+                re.findall(r"\bmedian:? ([0-9.]+) s", t)
         times.setdefault("stock", []).extend(float(x) for x in m)
     return times, facts
 

@@ -143,11 +143,13 @@ from_fvm() {
 	done <"$d/blocks.txt"
 	prepare "$name" "$kind" "${args[@]}"
 	rm -rf "$d"
-	# the stock reader stops at the first device-state section: zeros
-	# after the stream pad it for the export and are never read
-	"$FVMSNAP" export "$snap" -o "$IN/$name/stream.mig" || die "export of $snap failed"
+	# stream.mig as QEMU writes it (convert's input); the stock reader stops
+	# at the first device-state section, so zeros after a copy of it pad
+	# it for the export (stream-pad.mig) and are never read
+	"$FVMSNAP" export -q "$snap" -o "$IN/$name/stream.mig" || die "export of $snap failed"
+	cp "$IN/$name/stream.mig" "$IN/$name/stream-pad.mig"
 	f=$(stat -c %s "$IN/$name/stream.mig")
-	truncate -s $(((f + 511) / 512 * 512)) "$IN/$name/stream.mig"
+	truncate -s $(((f + 511) / 512 * 512)) "$IN/$name/stream-pad.mig"
 }
 sample() { # sample NAME SIZE SHARE [PAGESIZE]
 	"$FVMSNAP" sample -q -o "$W/sample.img" --size "$2" --nonzero-share "$3" || die "sample $1 failed"
@@ -206,6 +208,8 @@ bench_round() {
 	done <"$W/inputs.txt"
 }
 disk_file() { [ "$2" = stream ] && echo "$IN/$1/stream.mig" || echo "$IN/$1/$2.fvm"; }
+# the files a device exports: the padded stream
+export_file() { [ "$2" = stream ] && echo "$IN/$1/stream-pad.mig" || echo "$IN/$1/$2.fvm"; }
 declare -A VIEW_OF
 view_file() { echo "${VIEW_OF[$1/$2]:-/nonexistent}"; }
 
@@ -219,7 +223,7 @@ for d in "${DEVICES[@]}"; do
 	files=() keys=()
 	while read -r name _; do
 		for v in plain ${CODECS//:[0-9]/} stream; do
-			f=$(disk_file "$name" $v)
+			f=$(export_file "$name" $v)
 			[ -e "$f" ] || continue
 			files+=("$f") keys+=("$name/$v")
 		done
