@@ -13,6 +13,8 @@
 #     footer must be its last 32 bytes; so the snapshot is padded to a
 #     multiple of 512 bytes with a few tiny metadata records
 #     (fvm.bench.padN=1, 8 index bytes each), not by appending bytes.
+#     (The export and the padding are bench/emmc-lib.sh's, shared with
+#     bench/run.sh.)
 #  2. Exports it throttled onto an empty file VIEW, waits until VIEW has
 #     the snapshot's size and content, and stops the daemon and unmounts
 #     on any exit.
@@ -68,9 +70,9 @@ fi
 BUILD=$(cd "${BUILD:-.}" && pwd)
 FVMSNAP=$BUILD/tools/fvmsnap
 [ -x "$FVMSNAP" ] || die "$FVMSNAP not built (ninja -C BUILD)"
-QSD=$(command -v qemu-storage-daemon) || die "no qemu-storage-daemon (apt-get install qemu-system-x86)"
-[ -c /dev/fuse ] || die "no /dev/fuse: FUSE export impossible here"
-[ -r /dev/fuse ] && [ -w /dev/fuse ] || die "/dev/fuse not accessible (run as root)"
+# shellcheck source=emmc-lib.sh
+. "$HERE/emmc-lib.sh"
+emmc_check || die "cannot emulate the device"
 
 # Work dir: on a real disk, since qemu reads the backing file with O_DIRECT
 # and the point is reading from a device; tmpfs would refuse O_DIRECT or
@@ -88,20 +90,8 @@ tmpfs | ramfs | devtmpfs) die "$W is on $fstype; give a WORKDIR on a disk" ;;
 esac
 
 SNAP=$W/snap.fvm
-VIEW=$W/view
-QSD_PID=
-mounted() { awk -v m="$VIEW" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
-stop_export() {
-	if [ -n "$QSD_PID" ]; then
-		kill "$QSD_PID" 2>/dev/null
-		wait "$QSD_PID" 2>/dev/null
-		QSD_PID=
-	fi
-	# The daemon unmounts on SIGTERM; a killed one leaves the mount.
-	mounted && umount "$VIEW" 2>/dev/null
-	mounted && umount -l "$VIEW" 2>/dev/null
-	return 0
-}
+VIEW=$W/view.0
+stop_export() { emmc_stop; }
 cleanup() {
 	stop_export
 	if [ $OWN_W = 1 ]; then
@@ -113,43 +103,14 @@ trap 'exit 130' INT TERM
 
 # 1. The snapshot, padded to a multiple of 512 bytes (see above).
 "$FVMSNAP" sample -q -o "$W/ram.img" --size 512M || die "sample failed"
-"$FVMSNAP" pack -q --no-fsync --block pc.ram="$W/ram.img" -o "$SNAP" || die "pack failed"
+emmc_pack_padded "$FVMSNAP" "$SNAP" --block pc.ram="$W/ram.img" || die "pack failed"
 size=$(stat -c %s "$SNAP")
-pad=$(((512 - size % 512) % 512))
-if [ $pad != 0 ]; then
-	meta=()
-	for ((i = 0; i < pad / 8; i++)); do
-		meta+=(--meta "fvm.bench.pad$i=1")
-	done
-	"$FVMSNAP" pack -q --block pc.ram="$W/ram.img" "${meta[@]}" -o "$SNAP" || die "pack failed"
-	size=$(stat -c %s "$SNAP")
-fi
-[ $((size % 512)) = 0 ] || die "could not pad $SNAP to 512 bytes ($size)"
 rm -f "$W/ram.img"
 sync "$SNAP"
 
 # 2. The throttled export.
 start_export() {
-	local i
-	: >"$VIEW"
-	"$QSD" \
-		--object throttle-group,id=tg0,x-bps-read="$BPS",x-iops-read="$IOPS" \
-		--blockdev driver=file,node-name=f0,filename="$SNAP",read-only=on,cache.direct=on \
-		--blockdev driver=throttle,node-name=t0,file=f0,throttle-group=tg0,read-only=on \
-		--export type=fuse,id=e0,node-name=t0,mountpoint="$VIEW" \
-		>"$W/qsd.log" 2>&1 &
-	QSD_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$QSD_PID" 2>/dev/null || {
-			QSD_PID=
-			cat "$W/qsd.log" >&2
-			die "qemu-storage-daemon exited (FUSE export impossible?)"
-		}
-		mounted && [ "$(stat -c %s "$VIEW" 2>/dev/null)" = "$size" ] && return 0
-		sleep 0.1
-	done
-	cat "$W/qsd.log" >&2
-	die "VIEW did not get the size $size within 10 s"
+	emmc_start "$W" "$BPS" "$IOPS" "$SNAP" || die "the throttled export failed"
 }
 start_export
 cmp -s "$VIEW" "$SNAP" || die "VIEW differs from $SNAP"
@@ -178,18 +139,13 @@ bench() {
 # A fresh throttle group lets its first BPS/10 bytes through at full
 # speed; that credit would go to whichever run comes first (the reference),
 # so use it up with a read that leaves no page cache behind.
-prime() {
-	local flag=direct
-	[ $DIRECT = 1 ] || flag=nocache
-	dd if="$VIEW" of=/dev/null bs=1M count=$((BPS / 10 / 1048576 + 1)) \
-		iflag=$flag status=none
-}
+prime() { emmc_prime "$BPS" "$VIEW"; }
 
 # Fresh export before each single run; rows "cold CONFIG MEDIAN_MS ... MB/s
 # RATIO" rebuilt from the per-run tables (medians over the runs).
 bench_restart() {
 	local i
-	# No pipeline around the loop: QSD_PID must stay in this shell.
+	# No pipeline around the loop: EMMC_QSD_PID must stay in this shell.
 	: >"$W/runs.txt"
 	for ((i = 0; i < RUNS; i++)); do
 		stop_export

@@ -400,6 +400,39 @@ grep -q '^verdict' out.log || fail "bench prints no verdict"
 fs bench -n 1 --warm --backend pread --json snap.fvm > bench.json 2>err.log || fail "bench --json"
 python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["results"] and "warm_ratio" in d["verdict"]' < bench.json ||
 	fail "bench --json output"
+# --prefetch adds lazy+prefetch and its wait, which cannot end before the
+# load did; a compressed file skips the mapped loads with a note
+expect 0 fs bench -n 1 --cold --no-memory --prefetch --backend lazy snap.fvm
+grep -qE '^cold +lazy\+prefetch ' out.log || fail "bench --prefetch: no lazy+prefetch row"
+grep -qE '^cold +prefetch wait ' out.log || fail "bench --prefetch: no prefetch wait row"
+fs bench -n 1 --cold --no-memory --prefetch --json snap.fvm | python3 -c '
+import json, sys
+r = {x["config"]: x for x in json.load(sys.stdin)["results"]}
+assert r["prefetch_wait"]["median_ms"] >= r["lazy_prefetch"]["median_ms"] > 0, r
+assert r["lazy_prefetch"]["max_ms"] >= r["lazy_prefetch"]["min_ms"], r' ||
+	fail "bench --prefetch --json"
+expect 1 fs bench -n 1 --prefetch --verify snap.fvm
+expect 0 fs bench -n 1 --warm --no-memory --backend uring,lazy-map snap.fvm
+[ "$(grep -cE '^warm +(load uring|load lazy) ' out.log)" = 2 ] && ! grep -q 'lazy+write' out.log ||
+	fail "bench --backend uring,lazy-map: $(cat out.log)"
+expect 1 fs bench -n 1 --backend uring, snap.fvm
+expect 1 fs bench -n 1 --backend uring,nosuch snap.fvm
+expect 0 fs recompress -q snap.fvm -o bz.fvm --compress zstd:1
+expect 0 fs bench -n 1 --warm --no-memory --prefetch --threads 1 bz.fvm
+grep -q '^bench: bz.fvm: compressed (zstd): mmap and lazy loads skipped' out.log ||
+	fail "bench of a compressed file: no skip note: $(head -2 out.log)"
+grep -qE '^warm +(load mmap|load lazy|lazy\+prefetch) ' out.log && fail "bench ran a mapped load of a compressed file"
+grep -qE '^warm +load uring ' out.log || fail "bench of a compressed file: no uring row"
+fs bench -n 1 --warm --no-memory --json bz.fvm | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["codec"] == "zstd" and 0 < d["stored_bytes"] < d["payload_bytes"], d' ||
+	fail "bench --json of a compressed file: codec, stored_bytes"
+expect 1 fs bench -n 1 --backend mmap bz.fvm
+grep -q 'bz.fvm is compressed (zstd): the mmap and lazy loads map plain runs only' err.log ||
+	fail "bench --backend mmap of a compressed file: $(cat err.log)"
+expect 1 fs bench -n 1 --threads 0 snap.fvm
+rm -f bz.fvm
 ok "bench"
 
 # ---- restore and save: the command line (tests/qemu/s7-restore.sh runs them with QEMU)

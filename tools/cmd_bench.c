@@ -6,6 +6,8 @@
  * file's size. Runs are interleaved (reference, then each backend, N
  * times) so that drift of the machine hits every configuration alike.
  * Also measures the loader's memory beyond the destination in a child.
+ * A compressed file has only the copying loads (the mmap and lazy ones map
+ * plain runs): the others are left out with a note, not failed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,14 +37,19 @@ enum { CACHE_WARM, CACHE_COLD };
  * mapping defers is shown beside it, not hidden. CFG_LAZY maps without
  * populating (FVM_LOAD_LAZY: the time to resume); CFG_LAZY_WRITE then
  * writes every data page, which reads each from the file and copies it.
+ * CFG_LAZY_PF is the lazy map followed by fvm_prefetch_start (the time to
+ * resume with prefetch); the same run goes on into fvm_prefetch_wait, whose
+ * end (every run read into the page cache) is CFG_LAZY_PF_WAIT's time.
  */
 enum { CFG_REF, CFG_URING, CFG_INLINE, CFG_PREAD, CFG_MMAP, CFG_MMAP_WRITE, CFG_LAZY,
-       CFG_LAZY_WRITE, N_CFG };
+       CFG_LAZY_WRITE, CFG_LAZY_PF, CFG_LAZY_PF_WAIT, N_CFG };
 
 struct bench {
 	const char *path;
 	int fd;                  /* for fadvise and the reference reads */
 	uint64_t file_size, payload_bytes, index_bytes;
+	uint64_t stored_bytes;   /* payload bytes in the file (compressed or not) */
+	uint32_t codec;          /* enum fvm_codec of the file */
 	unsigned runs;
 	int cfg_on[N_CFG];
 	int thp;                 /* destinations (and the reference) MADV_HUGEPAGE */
@@ -54,7 +61,7 @@ struct result {
 	int done;
 	uint64_t ns[MAX_RUNS];
 	unsigned n;
-	double median_ms, min_ms, ratio;
+	double median_ms, min_ms, max_ms, ratio;
 	fvm_load_stats st;       /* of the last run */
 };
 
@@ -62,9 +69,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: fvmsnap bench IN.fvm [-n N] [--warm | --cold | --both]\n"
-		"                    [--backend uring|inline|pread|mmap|lazy|both|all]\n"
+		"                    [--backend uring|inline|pread|mmap|lazy|lazy-map|both|all[,...]]\n"
 		"                    [--qd N] [--chunk SIZE]\n"
-		"                    [--willneed N] [--thp]\n"
+		"                    [--willneed N] [--thp] [--prefetch] [--threads N]\n"
 		"                    [--direct] [--verify] [--no-memory] [--json]\n"
 		"\n"
 		"Load the snapshot into fresh anonymous memory N times per configuration\n"
@@ -79,9 +86,16 @@ static void usage(FILE *f)
 		"      --both          both (default)\n"
 		"      --backend B     uring, inline (io_uring, copies in the calling\n"
 		"                      thread), pread, mmap, lazy, both (uring and\n"
-		"                      pread) or all (default); mmap and lazy also\n"
+		"                      pread), all (default), lazy-map (lazy without\n"
+		"                      lazy+write) or a list: uring,lazy-map; mmap and lazy also\n"
 		"                      time the load followed by one write into every\n"
-		"                      data page (mmap+write, lazy+write)\n"
+		"                      data page (mmap+write, lazy+write); a compressed\n"
+		"                      file skips mmap and lazy with a note\n"
+		"      --prefetch      also lazy+prefetch: the lazy load and\n"
+		"                      fvm_prefetch_start, then until the prefetch has\n"
+		"                      read every run (prefetch wait)\n"
+		"      --threads N     decoding threads of a compressed file (default:\n"
+		"                      one per CPU)\n"
 		"      --qd N          reads in flight (io_uring queue depth)\n"
 		"      --chunk SIZE    bytes per read request\n"
 		"      --willneed N    POSIX_FADV_WILLNEED N x qd x chunk ahead (default 0,\n"
@@ -246,6 +260,9 @@ static const struct cfg {
 	[CFG_MMAP_WRITE] = { "mmap+write", "mmap_write", FVM_BACKEND_MMAP, 0, 0, 1 },
 	[CFG_LAZY] = { "load lazy", "lazy", FVM_BACKEND_MMAP, FVM_LOAD_LAZY, 0, 0 },
 	[CFG_LAZY_WRITE] = { "lazy+write", "lazy_write", FVM_BACKEND_MMAP, FVM_LOAD_LAZY, 0, 1 },
+	[CFG_LAZY_PF] = { "lazy+prefetch", "lazy_prefetch", FVM_BACKEND_MMAP, FVM_LOAD_LAZY, 0, 0 },
+	[CFG_LAZY_PF_WAIT] = { "prefetch wait", "prefetch_wait", FVM_BACKEND_MMAP, FVM_LOAD_LAZY,
+			       0, 0 },
 };
 
 /* The load options of configuration cfg; *tu must live as long as *lo. */
@@ -260,12 +277,18 @@ static void cfg_options(const struct bench *b, int cfg, fvm_load_options *lo,
 	lo->tuning = tu;
 }
 
-static int run_load(const struct bench *b, int cfg, uint64_t *ns, fvm_load_stats *st)
+/*
+ * One load; with CFG_LAZY_PF, *ns ends when the prefetch has started and
+ * *wait_ns when it has read every run (both from the same start).
+ */
+static int run_load(const struct bench *b, int cfg, uint64_t *ns, uint64_t *wait_ns,
+		    fvm_load_stats *st)
 {
 	fvm_load_options lo;
 	fvm_load_tuning tu;
 	uint64_t t0 = util_now_ns();
 	struct dest d = { NULL, 0 };
+	fvm_prefetch *pf = NULL;
 	fvm_reader *r;
 	int ret;
 
@@ -275,9 +298,16 @@ static int run_load(const struct bench *b, int cfg, uint64_t *ns, fvm_load_stats
 	ret = dest_map(r, &d, 0, b->thp);
 	if (!ret)
 		ret = fvm_load(r, d.maps, d.n, &lo, st);
+	if (!ret && cfg == CFG_LAZY_PF)
+		ret = fvm_prefetch_start(r, 0, &pf);
 	if (!ret && cfgs[cfg].write)
 		ret = write_data_pages(r, &d);
 	*ns = util_now_ns() - t0;
+	if (pf) {
+		ret = fvm_prefetch_wait(pf);
+		*wait_ns = util_now_ns() - t0;
+		fvm_prefetch_free(pf);
+	}
 	dest_free(&d);
 	fvm_reader_free(r);
 	return ret;
@@ -377,6 +407,7 @@ static void finish_result(struct result *res)
 	res->median_ms = res->n % 2 ? (double)s[res->n / 2] / 1e6
 		: ((double)s[res->n / 2 - 1] + (double)s[res->n / 2]) / 2e6;
 	res->min_ms = (double)s[0] / 1e6;
+	res->max_ms = (double)s[res->n - 1] / 1e6;
 	res->done = 1;
 }
 
@@ -391,7 +422,8 @@ static int run_state(struct bench *b, int cold, struct result *res)
 		for (c = 0; c < N_CFG; c++) {
 			uint64_t ns = 0;
 
-			if (!b->cfg_on[c])
+			/* timed by the CFG_LAZY_PF run */
+			if (!b->cfg_on[c] || c == CFG_LAZY_PF_WAIT)
 				continue;
 			if (util_interrupted())
 				return cli_exit_code(FVM_ECANCELED);
@@ -403,16 +435,24 @@ static int run_state(struct bench *b, int cold, struct result *res)
 				if ((ret = run_reference(b, &ns)))
 					return cli_fail_sys(b->path, -ret);
 			} else {
+				uint64_t wait_ns = 0;
+
 				res[c].st = (fvm_load_stats)FVM_LOAD_STATS_INIT;
-				ret = run_load(b, c, &ns, &res[c].st);
+				ret = run_load(b, c, &ns, &wait_ns, &res[c].st);
 				/* A forced backend this system lacks: report, go on. */
 				if (ret == FVM_EUNSUPPORTED && c != CFG_REF) {
 					cli_fail(cfgs[c].name, ret);
 					b->cfg_on[c] = 0;
+					if (c == CFG_LAZY_PF)
+						b->cfg_on[CFG_LAZY_PF_WAIT] = 0;
 					continue;
 				}
 				if (ret)
 					return cli_fail(b->path, ret);
+				if (c == CFG_LAZY_PF) {
+					res[CFG_LAZY_PF_WAIT].st = res[c].st;
+					res[CFG_LAZY_PF_WAIT].ns[res[CFG_LAZY_PF_WAIT].n++] = wait_ns;
+				}
 			}
 			res[c].ns[res[c].n++] = ns;
 		}
@@ -475,10 +515,16 @@ static void print_json(const struct bench *b, struct result res[2][N_CFG],
 
 	printf("{\n  \"schema\": \"fvmsnap-bench/1\",\n  \"file\": ");
 	json_str(stdout, b->path);
-	printf(",\n  \"file_size\": %llu,\n  \"payload_bytes\": %llu,\n  \"runs\": %u,\n",
-	       (unsigned long long)b->file_size, (unsigned long long)b->payload_bytes, b->runs);
-	printf("  \"tuning\": {\"queue_depth\": %u, \"chunk_bytes\": %llu, \"willneed_window\": %u},\n",
-	       b->tu.queue_depth, (unsigned long long)b->tu.chunk_bytes, b->tu.willneed_window);
+	printf(",\n  \"file_size\": %llu,\n  \"payload_bytes\": %llu,\n  \"stored_bytes\": %llu,\n"
+	       "  \"codec\": ",
+	       (unsigned long long)b->file_size, (unsigned long long)b->payload_bytes,
+	       (unsigned long long)b->stored_bytes);
+	json_str(stdout, fvm_codec_name((int)b->codec) ? fvm_codec_name((int)b->codec) : "?");
+	printf(",\n  \"runs\": %u,\n", b->runs);
+	printf("  \"tuning\": {\"queue_depth\": %u, \"chunk_bytes\": %llu, \"willneed_window\": %u, "
+	       "\"threads\": %u},\n",
+	       b->tu.queue_depth, (unsigned long long)b->tu.chunk_bytes, b->tu.willneed_window,
+	       b->tu.threads);
 	printf("  \"results\": [");
 	for (s = 0; s < 2; s++) {
 		for (c = 0; c < N_CFG; c++) {
@@ -487,10 +533,10 @@ static void print_json(const struct bench *b, struct result res[2][N_CFG],
 			if (!r->done)
 				continue;
 			printf("%s\n    {\"cache\": \"%s\", \"config\": \"%s\", \"median_ms\": %.3f, "
-			       "\"min_ms\": %.3f, \"payload_mb_s\": %.1f, \"file_mb_s\": %.1f, "
-			       "\"ratio\": %.4f, \"requests\": %llu, \"backend\": ",
+			       "\"min_ms\": %.3f, \"max_ms\": %.3f, \"payload_mb_s\": %.1f, "
+			       "\"file_mb_s\": %.1f, \"ratio\": %.4f, \"requests\": %llu, \"backend\": ",
 			       first ? "" : ",", s ? "cold" : "warm", cfgs[c].key, r->median_ms,
-			       r->min_ms, mbps(b->payload_bytes, r->median_ms),
+			       r->min_ms, r->max_ms, mbps(b->payload_bytes, r->median_ms),
 			       mbps(b->file_size, r->median_ms), r->ratio,
 			       c == CFG_REF ? (unsigned long long)((b->file_size + REF_READ - 1) / REF_READ)
 					    : (unsigned long long)r->st.requests);
@@ -570,6 +616,8 @@ static int describe(struct bench *b)
 	}
 	b->file_size = fi.file_size;
 	b->payload_bytes = fi.payload_bytes;
+	b->codec = fi.codec;
+	b->stored_bytes = fi.codec != FVM_CODEC_NONE ? fi.stored_bytes : fi.payload_bytes;
 	/* FORMAT.md 5: 24 + 8 per record offset + 40 per extent. */
 	b->index_bytes = 24 + 8ull * (fi.block_count + fi.meta_count + fi.devstate_count) +
 			 40ull * (fi.data_runs + fi.zero_runs);
@@ -577,8 +625,71 @@ static int describe(struct bench *b)
 	return 0;
 }
 
+/*
+ * A compressed file is only ever copied (the mmap and lazy loads refuse its
+ * runs): leave those configurations out, saying so once, so that one bench
+ * command covers plain and compressed files alike.
+ */
+static void skip_mapped(struct bench *b, int json)
+{
+	static const int mapped[] = { CFG_MMAP, CFG_MMAP_WRITE, CFG_LAZY, CFG_LAZY_WRITE,
+				      CFG_LAZY_PF, CFG_LAZY_PF_WAIT };
+	int skipped = 0;
+	size_t i;
+
+	for (i = 0; i < sizeof(mapped) / sizeof(mapped[0]); i++) {
+		skipped |= b->cfg_on[mapped[i]];
+		b->cfg_on[mapped[i]] = 0;
+	}
+	if (skipped && !json)
+		printf("bench: %s: compressed (%s): mmap and lazy loads skipped, they map "
+		       "plain runs only\n", b->path,
+		       fvm_codec_name((int)b->codec) ? fvm_codec_name((int)b->codec) : "?");
+}
+
+/* --backend: a comma-separated list of backend names; the last one wins. */
+static int parse_backends(struct bench *b, const char *arg)
+{
+	static const struct { const char *name; int cfg[3]; } names[] = {
+		{ "uring", { CFG_URING } }, { "io_uring", { CFG_URING } },
+		{ "inline", { CFG_INLINE } }, { "pread", { CFG_PREAD } },
+		{ "mmap", { CFG_MMAP, CFG_MMAP_WRITE } },
+		{ "lazy", { CFG_LAZY, CFG_LAZY_WRITE } }, { "lazy-map", { CFG_LAZY } },
+		{ "both", { CFG_URING, CFG_PREAD } },
+	};
+	const char *p = arg;
+	int c;
+
+	for (c = CFG_URING; c < CFG_LAZY_PF; c++)
+		b->cfg_on[c] = 0;
+	while (*p) {
+		size_t len = strcspn(p, ","), i, k;
+
+		if (len == 3 && !strncmp(p, "all", 3)) {
+			for (c = CFG_URING; c < CFG_LAZY_PF; c++)
+				b->cfg_on[c] = 1;
+		} else {
+			for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+				if (strlen(names[i].name) == len && !strncmp(p, names[i].name, len))
+					break;
+			if (i == sizeof(names) / sizeof(names[0]))
+				return cli_usage_error("--backend: expected uring, inline, pread, mmap, "
+						       "lazy, lazy-map, both or all (or a list of "
+						       "them with commas), not '%.*s'", (int)len, p);
+			for (k = 0; k < 3 && names[i].cfg[k]; k++)
+				b->cfg_on[names[i].cfg[k]] = 1;
+		}
+		p += len;
+		if (*p == ',' && *++p == '\0')
+			return cli_usage_error("--backend: '%s' ends with a comma", arg);
+	}
+	if (p == arg)
+		return cli_usage_error("--backend: empty");
+	return 0;
+}
+
 enum { OPT_WARM = 256, OPT_COLD, OPT_BOTH, OPT_BACKEND, OPT_QD, OPT_CHUNK, OPT_WILLNEED, OPT_THP,
-       OPT_DIRECT, OPT_VERIFY, OPT_NO_MEMORY };
+       OPT_DIRECT, OPT_VERIFY, OPT_NO_MEMORY, OPT_PREFETCH, OPT_THREADS };
 
 int cmd_bench(int argc, char **argv)
 {
@@ -595,6 +706,8 @@ int cmd_bench(int argc, char **argv)
 		{ "direct", no_argument, NULL, OPT_DIRECT },
 		{ "verify", no_argument, NULL, OPT_VERIFY },
 		{ "no-memory", no_argument, NULL, OPT_NO_MEMORY },
+		{ "prefetch", no_argument, NULL, OPT_PREFETCH },
+		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -605,12 +718,12 @@ int cmd_bench(int argc, char **argv)
 	struct bench b;
 	int64_t mem[N_CFG] = { 0 };
 	int mem_ok[N_CFG] = { 0 };
-	int c, ret = 0, warm = 1, cold = 1, json = 0, memory = 1, primary;
+	int c, ret = 0, warm = 1, cold = 1, json = 0, memory = 1, prefetch = 0, primary;
 	uint64_t v;
 
 	memset(&b, 0, sizeof(b));
 	b.runs = 5;
-	for (c = 0; c < N_CFG; c++)
+	for (c = 0; c < CFG_LAZY_PF; c++)
 		b.cfg_on[c] = 1;
 	while ((c = getopt_long(argc, argv, "n:jh", opts, NULL)) != -1) {
 		switch (c) {
@@ -623,24 +736,8 @@ int cmd_bench(int argc, char **argv)
 		case OPT_COLD: warm = 0; cold = 1; break;
 		case OPT_BOTH: warm = cold = 1; break;
 		case OPT_BACKEND:
-			for (c = CFG_URING; c < N_CFG; c++)
-				b.cfg_on[c] = !strcmp(optarg, "all");
-			if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring")) {
-				b.cfg_on[CFG_URING] = 1;
-			} else if (!strcmp(optarg, "inline")) {
-				b.cfg_on[CFG_INLINE] = 1;
-			} else if (!strcmp(optarg, "pread")) {
-				b.cfg_on[CFG_PREAD] = 1;
-			} else if (!strcmp(optarg, "mmap")) {
-				b.cfg_on[CFG_MMAP] = b.cfg_on[CFG_MMAP_WRITE] = 1;
-			} else if (!strcmp(optarg, "lazy")) {
-				b.cfg_on[CFG_LAZY] = b.cfg_on[CFG_LAZY_WRITE] = 1;
-			} else if (!strcmp(optarg, "both")) {
-				b.cfg_on[CFG_URING] = b.cfg_on[CFG_PREAD] = 1;
-			} else if (strcmp(optarg, "all")) {
-				return cli_usage_error("--backend: expected uring, inline, pread, mmap, "
-						       "lazy, both or all, not '%s'", optarg);
-			}
+			if ((ret = parse_backends(&b, optarg)))
+				return ret;
 			break;
 		case OPT_QD:
 			if (cli_parse_uint(optarg, 65536, &v) || !v)
@@ -660,6 +757,12 @@ int cmd_bench(int argc, char **argv)
 		case OPT_DIRECT: lo.flags |= FVM_LOAD_DIRECT; break;
 		case OPT_VERIFY: lo.flags |= FVM_LOAD_VERIFY; break;
 		case OPT_NO_MEMORY: memory = 0; break;
+		case OPT_PREFETCH: prefetch = 1; break;
+		case OPT_THREADS:
+			if (cli_parse_uint(optarg, 1024, &v) || !v)
+				return cli_usage_error("--threads: expected 1..1024, not '%s'", optarg);
+			tu.threads = (unsigned)v;
+			break;
 		case 'j': json = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: return cli_try_help();
@@ -680,12 +783,24 @@ int cmd_bench(int argc, char **argv)
 		return c;
 	lo.tuning = NULL; /* set per configuration (cfg_options) */
 	lo.zero_policy = FVM_ZERO_LEAVE;
-	if (lo.flags & FVM_LOAD_VERIFY) /* verifying reads every page: nothing is lazy */
+	b.cfg_on[CFG_LAZY_PF] = b.cfg_on[CFG_LAZY_PF_WAIT] = prefetch;
+	if (lo.flags & FVM_LOAD_VERIFY) { /* verifying reads every page: nothing is lazy */
+		if (prefetch)
+			return cli_usage_error("--prefetch: a lazy load, which --verify excludes");
 		b.cfg_on[CFG_LAZY] = b.cfg_on[CFG_LAZY_WRITE] = 0;
+	}
 	b.lo = lo;
 	b.tu = tu;
 	if ((ret = describe(&b)))
 		return ret;
+	if (b.codec != FVM_CODEC_NONE) {
+		skip_mapped(&b, json);
+		if (!b.cfg_on[CFG_URING] && !b.cfg_on[CFG_INLINE] && !b.cfg_on[CFG_PREAD])
+			return cli_usage_error("%s is compressed (%s): the mmap and lazy loads map "
+					       "plain runs only; use --backend uring, inline or pread",
+					       b.path, fvm_codec_name((int)b.codec) ?
+					       fvm_codec_name((int)b.codec) : "?");
+	}
 	b.fd = open(b.path, O_RDONLY | O_CLOEXEC);
 	if (b.fd < 0)
 		return cli_fail_sys(b.path, errno);
@@ -707,7 +822,8 @@ int cmd_bench(int argc, char **argv)
 		goto out;
 	if (cold && (ret = run_state(&b, 1, res[CACHE_COLD])))
 		goto out;
-	primary = b.cfg_on[CFG_URING] ? CFG_URING : b.cfg_on[CFG_INLINE] ? CFG_INLINE : CFG_PREAD;
+	primary = b.cfg_on[CFG_URING] ? CFG_URING : b.cfg_on[CFG_INLINE] ? CFG_INLINE
+		: b.cfg_on[CFG_PREAD] ? CFG_PREAD : b.cfg_on[CFG_MMAP] ? CFG_MMAP : CFG_LAZY;
 	for (c = CFG_URING; memory && c < N_CFG; c++) {
 		int err;
 

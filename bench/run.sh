@@ -1,0 +1,323 @@
+#!/bin/bash
+# The benchmark suite of issue 9, in one command: every loader on the same
+# bytes, on an emulated eMMC-class device at 137 MB/s (the seed's tablet)
+# and at 250 MB/s, and on this machine's disk cold and warm; the save and
+# convert references; the scale checks; QEMU's time to the first heartbeat.
+# Writes run.md (tables and the targets' verdicts), run.json, and SVG plots
+# (gnuplot) into OUTDIR.
+#
+# Devices: bench/emmc-lib.sh (qemu-storage-daemon, one throttle group per
+# device, every file of a device exported through FUSE, backing files read
+# O_DIRECT), started and stopped here; cold means POSIX_FADV_DONTNEED
+# before each run (on the FUSE views the kernel also drops a file's pages
+# at every open), warm a read of the file before each run.
+#
+# Inputs: the real-content guest (CACHE/real/real.fvm, bench/real-guest.sh
+# CACHE builds it), the tests' guest (CACHE/testguest/test.fvm, as
+# bench/codecs.sh caches it), and fvmsnap sample images: fragmented (the
+# run structure of a real guest, 24% non-zero) at 128 MiB and 512 MiB,
+# mostly zero (2%), all non-zero (256 MiB), 2 MiB pages. Each is packed
+# plain, zstd:3 and lz4:1 (the levels bench/codecs.sh keeps for saves),
+# padded to 512 bytes for the export; the QEMU guests also as a migration
+# stream (fvmsnap export) for the QEMU-like stock reader.
+#
+# Contenders, interleaved in every round (N rounds): the physical
+# reference (one sequential read() of the file, which fvmsnap bench runs
+# before each load), fvmsnap bench's uring load, lazy map, lazy+prefetch
+# (until the load returns, and until every run is read), uring load of the
+# zstd and lz4 files, tests/qemu/stock_load_ref on the stream. QEMU (when
+# installed): bench/restore.sh -n N (the tests' guest, warm: stock -loadvm,
+# the patched QEMU's fvm: and fvm-lazy: to a paused VM and to the first
+# heartbeat after cont).
+#
+# Usage: bench/run.sh [-n N] [-b BUILD] [-c CACHE] [-o OUTDIR] [-w WORKDIR]
+#                     [--no-qemu] [--no-emmc] [--smoke]
+#   -n N      rounds (default 3)
+#   -b BUILD  meson build dir (default: BUILD beside this checkout)
+#   -c CACHE  inputs cache (default BUILD/bench-cache); missing guests are
+#             left out with a note
+#   -o OUTDIR reports (default doc/bench of this checkout)
+#   -w DIR    work dir on a disk (kept); default a new dir under /var/tmp
+#   --smoke   the machinery on one tiny input (16 MiB), one device at
+#             400 MB/s, no save, scale or QEMU steps; OUTDIR then defaults
+#             to WORKDIR/out (tests/bench-smoke.sh)
+# Exit 0; 1 on a failure; 77 when a needed tool is missing (--smoke).
+set -u
+set -o pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/.." && pwd)
+RUNS=3 BUILD='' CACHE='' OUT='' W='' QEMU=1 EMMC=1 SMOKE=0
+die() { echo "bench/run.sh: $*" >&2; exit 1; }
+skip() { echo "bench/run.sh: $*" >&2; exit 77; }
+usage() { sed -n '/^# Usage:/,/^# Exit/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+	case $1 in
+	-n) RUNS=${2:-}; shift 2 ;;
+	-b) BUILD=${2:-}; shift 2 ;;
+	-c) CACHE=${2:-}; shift 2 ;;
+	-o) OUT=${2:-}; shift 2 ;;
+	-w) W=${2:-}; shift 2 ;;
+	--no-qemu) QEMU=0; shift ;;
+	--no-emmc) EMMC=0; shift ;;
+	--smoke) SMOKE=1; shift ;;
+	-h | --help) usage ;;
+	*) usage ;;
+	esac
+done
+case $RUNS in '' | *[!0-9]* | 0) die "-n wants a positive number, not '$RUNS'" ;; esac
+BUILD=$(cd "${BUILD:-$TOP/build}" 2>/dev/null && pwd) || die "no build dir ${BUILD:-$TOP/build}"
+FVMSNAP=$BUILD/tools/fvmsnap
+STOCKREF=$BUILD/tests/qemu/stock_load_ref
+[ -x "$FVMSNAP" ] || die "$FVMSNAP not built (ninja -C $BUILD)"
+CACHE=${CACHE:-$BUILD/bench-cache}
+# shellcheck source=emmc-lib.sh
+. "$HERE/emmc-lib.sh"
+NEED=skip
+[ $SMOKE = 1 ] || NEED=die
+command -v python3 >/dev/null || $NEED "no python3"
+command -v gnuplot >/dev/null || $NEED "no gnuplot (apt-get install gnuplot-nox)"
+if [ $EMMC = 1 ] && ! msg=$(emmc_check 2>&1); then
+	$NEED "$msg (--no-emmc leaves the devices out)"
+fi
+
+OWN_W=0
+if [ -z "$W" ]; then
+	W=$(mktemp -d /var/tmp/fvm-bench.XXXXXX) || die "mktemp under /var/tmp failed"
+	OWN_W=1
+else
+	mkdir -p "$W" && W=$(cd "$W" && pwd) || die "cannot use work dir $W"
+fi
+case $(df --output=fstype "$W" | tail -n 1 | tr -d ' ') in
+tmpfs | ramfs) die "$W is in memory; -w DIR on a disk" ;;
+esac
+if [ -z "$OUT" ]; then
+	OUT=$TOP/doc/bench
+	[ $SMOKE = 1 ] && OUT=$W/out
+fi
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || die "cannot create $OUT"
+cleanup() {
+	emmc_stop
+	if [ $OWN_W = 1 ]; then
+		if [ "${FVM_KEEP:-0}" = 1 ]; then echo "work dir kept: $W" >&2; else rm -rf "$W"; fi
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+STEP=0
+progress() { STEP=$((STEP + 1)); printf '[%s] %3d %s\n' "$(date +%T)" "$STEP" "$*" >&2; }
+# ms CMD...: runs CMD, prints its wall time in ms (CMD's output discarded).
+ms() {
+	local t0 t1
+	t0=$(date +%s%N)
+	"$@" >/dev/null 2>"$W/ms.err" || { cat "$W/ms.err" >&2; return 1; }
+	t1=$(date +%s%N)
+	echo $(((t1 - t0) / 1000)) | awk '{ printf "%.3f\n", $1 / 1000 }'
+}
+
+# ---- 1. inputs: $W/in/NAME/{plain,zstd,lz4}.fvm [stream.mig], inputs.txt
+IN=$W/in
+mkdir -p "$IN" "$W/raw"
+: >"$W/inputs.txt"
+CODECS="zstd:3 lz4:1"
+# prepare NAME KIND BLOCK_ARGS...: pack the variants; KIND real/test/sample
+prepare() {
+	local name=$1 kind=$2 c
+	shift 2
+	mkdir -p "$IN/$name"
+	progress "input $name: pack plain, $CODECS"
+	emmc_pack_padded "$FVMSNAP" "$IN/$name/plain.fvm" --no-fsync "$@" || die "pack of $name failed"
+	for c in $CODECS; do
+		emmc_pack_padded "$FVMSNAP" "$IN/$name/${c%%:*}.fvm" --no-fsync --compress "$c" \
+			--frame-size 1M "$@" || die "pack --compress $c of $name failed"
+	done
+	echo "$name $kind" >>"$W/inputs.txt"
+}
+# from_fvm NAME KIND SNAP: the RAM blocks of a QEMU snapshot, and its stream
+from_fvm() {
+	local name=$1 kind=$2 snap=$3 d=$W/unpack-$1 args=() f bn pg
+	rm -rf "$d"
+	"$FVMSNAP" unpack -q "$snap" -o "$d" || die "unpack of $snap failed"
+	while read -r f bn _ pg; do
+		args+=(--block "$bn=$d/$f,pagesize=$pg")
+	done <"$d/blocks.txt"
+	prepare "$name" "$kind" "${args[@]}"
+	rm -rf "$d"
+	# stream.mig as QEMU writes it (convert's input); the stock reader stops
+	# at the first device-state section, so zeros after a copy of it pad
+	# it for the export (stream-pad.mig) and are never read
+	"$FVMSNAP" export -q "$snap" -o "$IN/$name/stream.mig" || die "export of $snap failed"
+	cp "$IN/$name/stream.mig" "$IN/$name/stream-pad.mig"
+	f=$(stat -c %s "$IN/$name/stream.mig")
+	truncate -s $(((f + 511) / 512 * 512)) "$IN/$name/stream-pad.mig"
+}
+sample() { # sample NAME SIZE SHARE [PAGESIZE]
+	"$FVMSNAP" sample -q -o "$W/sample.img" --size "$2" --nonzero-share "$3" || die "sample $1 failed"
+	prepare "$1" sample --block "pc.ram=$W/sample.img,pagesize=${4:-4K}"
+	rm -f "$W/sample.img"
+}
+if [ $SMOKE = 1 ]; then
+	sample smoke-16M 16M 0.5
+else
+	if [ -s "$CACHE/real/real.fvm" ]; then
+		from_fvm real-guest real "$CACHE/real/real.fvm"
+	else
+		echo "note: no real-content guest ($CACHE/real/real.fvm: bench/real-guest.sh $CACHE)" |
+			tee -a "$W/notes.txt" >&2
+	fi
+	if [ -s "$CACHE/testguest/test.fvm" ]; then
+		from_fvm test-guest test "$CACHE/testguest/test.fvm"
+	else
+		echo "note: no test guest ($CACHE/testguest/test.fvm: bench/codecs.sh $CACHE ...)" |
+			tee -a "$W/notes.txt" >&2
+	fi
+	sample frag-128M 128M 0.24
+	sample frag-512M 512M 0.24
+	sample zero-512M 512M 0.02
+	sample dense-256M 256M 1
+	sample 2M-pages-512M 512M 0.24 2M
+fi
+
+# ---- 2. loads: per device, N rounds of every input and contender
+BENCH_PLAIN=(--no-memory --backend 'uring,lazy-map' --prefetch --json)
+BENCH_CODEC=(--no-memory --backend uring --json)
+# bench_round DEV CACHEFLAG ROUND FILEFN: FILEFN NAME VARIANT gives the path
+bench_round() {
+	local dev=$1 flag=$2 i=$3 fn=$4 name v f o
+	while read -r name _; do
+		o=$W/raw/$dev/$name
+		mkdir -p "$o"
+		progress "$dev round $i/$RUNS: $name"
+		for v in plain ${CODECS//:[0-9]/}; do
+			f=$($fn "$name" "$v")
+			if [ $v = plain ]; then
+				"$FVMSNAP" bench -n 1 "$flag" "${BENCH_PLAIN[@]}" "$f" >"$o/$v.$i.json" ||
+					die "bench of $dev $name $v failed"
+			else
+				"$FVMSNAP" bench -n 1 "$flag" "${BENCH_CODEC[@]}" "$f" >"$o/$v.$i.json" ||
+					die "bench of $dev $name $v failed"
+			fi
+		done
+		f=$($fn "$name" stream)
+		if [ -e "$f" ] && [ -x "$STOCKREF" ]; then
+			cflag=
+			[ "$flag" = --cold ] && cflag=--cold
+			# shellcheck disable=SC2086
+			"$STOCKREF" $cflag "$f" >"$o/stock.$i.txt" 2>&1 || die "stock_load_ref of $dev $name failed"
+		fi
+	done <"$W/inputs.txt"
+}
+disk_file() { [ "$2" = stream ] && echo "$IN/$1/stream.mig" || echo "$IN/$1/$2.fvm"; }
+# the files a device exports: the padded stream
+export_file() { [ "$2" = stream ] && echo "$IN/$1/stream-pad.mig" || echo "$IN/$1/$2.fvm"; }
+declare -A VIEW_OF
+view_file() { echo "${VIEW_OF[$1/$2]:-/nonexistent}"; }
+
+DEVICES=()
+if [ $EMMC = 1 ]; then
+	if [ $SMOKE = 1 ]; then DEVICES+=("emmc-400:400000000"); else
+		DEVICES+=("emmc-137:137000000" "emmc-250:250000000"); fi
+fi
+for d in "${DEVICES[@]}"; do
+	dev=${d%%:*} bps=${d#*:}
+	files=() keys=()
+	while read -r name _; do
+		for v in plain ${CODECS//:[0-9]/} stream; do
+			f=$(export_file "$name" $v)
+			[ -e "$f" ] || continue
+			files+=("$f") keys+=("$name/$v")
+		done
+	done <"$W/inputs.txt"
+	mkdir -p "$W/dev-$dev"
+	progress "$dev: export ${#files[@]} files at $bps B/s, 4000 read IOPS"
+	emmc_start "$W/dev-$dev" "$bps" 4000 "${files[@]}" || die "the $dev export failed"
+	for ((k = 0; k < ${#files[@]}; k++)); do VIEW_OF[${keys[$k]}]=${EMMC_VIEWS[$k]}; done
+	cmp -s "${EMMC_VIEWS[0]}" "${files[0]}" || die "$dev: ${EMMC_VIEWS[0]} differs from ${files[0]}"
+	emmc_prime "$bps" "${EMMC_VIEWS[0]}"
+	echo "$dev $bps" >>"$W/devices.txt"
+	for ((i = 1; i <= RUNS; i++)); do bench_round "$dev" --cold "$i" view_file; done
+	emmc_stop
+done
+for i in $(seq 1 "$RUNS"); do bench_round disk-cold --cold "$i" disk_file; done
+for i in $(seq 1 "$RUNS"); do bench_round disk-warm --warm "$i" disk_file; done
+
+# ---- 3. save and convert against writes of the same bytes with fsync
+first=$(head -n 1 "$W/inputs.txt" | cut -d' ' -f1)
+if [ $SMOKE = 0 ] && [ -n "$first" ]; then
+	src=$CACHE/real/real.fvm
+	[ -s "$src" ] || src=$IN/$first/plain.fvm
+	d=$W/save
+	rm -rf "$d"
+	"$FVMSNAP" unpack -q "$src" -o "$d" || die "unpack of $src failed"
+	raw=$d/pc.ram.raw
+	[ -s "$raw" ] || raw=$d/$(head -n 1 "$d/blocks.txt" | cut -f1)
+	payload=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["payload_bytes"])' \
+		<"$W/raw/disk-warm/$first/plain.1.json")
+	stream=$IN/$first/stream.mig
+	: >"$W/save.txt"
+	echo "source $src raw $raw payload $payload" >>"$W/save.txt"
+	for ((i = 1; i <= RUNS; i++)); do
+		progress "save round $i/$RUNS"
+		cat "$raw" >/dev/null
+		t=$(ms dd if=/dev/zero of="$W/w.raw" bs=1M count=$((payload / 1048576)) conv=fsync) || die "dd failed"
+		echo "raw_write $t" >>"$W/save.txt"
+		rm -f "$W/w.raw"
+		t=$(ms "$FVMSNAP" pack -q --block "pc.ram=$raw" -o "$W/w.fvm") || die "pack failed"
+		echo "pack $t" >>"$W/save.txt"
+		for c in $CODECS; do
+			t=$(ms "$FVMSNAP" pack -q --compress "$c" --frame-size 1M --block "pc.ram=$raw" -o "$W/w.fvm") ||
+				die "pack --compress $c failed"
+			echo "pack_${c/:/_} $t" >>"$W/save.txt"
+		done
+		rm -f "$W/w.fvm"
+		if [ -s "$stream" ]; then
+			cat "$stream" >/dev/null
+			t=$(ms dd if="$stream" of="$W/w.copy" bs=1M conv=fsync) || die "copy failed"
+			echo "copy $t $(stat -c %s "$stream")" >>"$W/save.txt"
+			rm -f "$W/w.copy"
+			t=$(ms "$FVMSNAP" convert -q "$stream" -o "$W/w.fvm") || die "convert failed"
+			echo "convert $t" >>"$W/save.txt"
+			rm -f "$W/w.fvm"
+		fi
+	done
+	rm -rf "$d"
+fi
+
+# ---- 4. scale: sparse synthetic guests
+if [ $SMOKE = 0 ]; then
+	mkdir -p "$W/scale"
+	for s in "dense-1G 1G 1" "4G-1G 4G 0.25" "16G-512M 16G 0.03125"; do
+		set -- $s
+		progress "scale input $1"
+		"$FVMSNAP" sample -q -o "$W/scale.img" --size "$2" --nonzero-share "$3" || die "sample $1 failed"
+		"$FVMSNAP" pack -q --no-fsync --block "pc.ram=$W/scale.img" -o "$W/scale/$1.fvm" || die "pack $1 failed"
+		rm -f "$W/scale.img"
+	done
+	for ((i = 1; i <= RUNS; i++)); do
+		for s in dense-1G 4G-1G 16G-512M; do
+			progress "scale round $i/$RUNS: $s"
+			"$FVMSNAP" bench -n 1 --no-memory --backend uring --json "$W/scale/$s.fvm" \
+				>"$W/raw/scale-$s.$i.json" || die "bench of $s failed"
+		done
+	done
+	rm -rf "$W/scale"
+fi
+
+# ---- 5. QEMU: time to a paused VM and to the first heartbeat
+if [ $SMOKE = 0 ] && [ $QEMU = 1 ]; then
+	if command -v qemu-system-x86_64 >/dev/null; then
+		progress "QEMU: bench/restore.sh -n $RUNS (boots the tests' guest)"
+		if "$HERE/restore.sh" -n "$RUNS" -b "$BUILD" >"$W/restore.txt" 2>&1; then
+			cp "$BUILD/restore-512M.json" "$W/restore.json"
+		else
+			echo "note: bench/restore.sh failed: $(tail -n 3 "$W/restore.txt")" | tee -a "$W/notes.txt" >&2
+		fi
+	else
+		echo "note: no qemu-system-x86_64: the QEMU rows are left out" | tee -a "$W/notes.txt" >&2
+	fi
+fi
+
+# ---- 6. report
+progress "report into $OUT"
+python3 "$HERE/report.py" "$W" "$OUT" "$RUNS" || die "report failed"
+echo "bench/run.sh: $OUT/run.md, $OUT/run.json, $OUT/*.svg"
