@@ -49,9 +49,12 @@ fi
 # ---- initramfs --------------------------------------------------------------
 # The guest's init. RANDOM_MB of random data lands in a tmpfs (i.e. in guest
 # RAM) so snapshots carry real, incompressible page content; text files give
-# compressible content. Every second it prints "HB <n>" and rewrites a small
-# churn file, so guest RAM differs between two snapshots taken seconds apart.
-# The heartbeat is the liveness proof after a restore.
+# compressible content. Ten times a second it prints "HB <n>" and rewrites a
+# small churn file, so guest RAM differs between two snapshots taken seconds
+# apart. The heartbeat is the liveness proof after a restore, and its first
+# line after `cont` times how soon a restored guest runs (bench/restore.sh,
+# bench/hot.sh): at one beat a second every restore waited for the guest's
+# own sleep, about a second, whatever the restore did.
 init=$(cat <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -77,7 +80,7 @@ while true; do
 	echo "heartbeat $n $(date +%s)" > /data/churn.txt
 	dd if=/dev/urandom of=/data/churn.bin bs=4k count=16 2>/dev/null
 	echo "HB $n"
-	sleep 1
+	usleep 100000
 done
 EOF
 )
