@@ -619,7 +619,17 @@ rm -rf cz.d
 fs unpack -q cz.fvm -o cz.d 2>err.log && fail "unpack accepted a damaged frame"
 grep -q "stored crc" err.log || fail "unpack: damaged frame: $(cat err.log)"
 rm -rf cz.d cz.img cz.fvm cz2.fvm plain.fvm keep.fvm
-ok "compressed runs: pack, inspect, verify, unpack, recompress"
+# export of a compressed snapshot gives the stream the plain one gives
+if [ -f "$CORPUS/synthetic-good.mig" ]; then
+	expect 0 fs convert -q "$CORPUS/synthetic-good.mig" -o ep.fvm
+	expect 0 fs convert -q "$CORPUS/synthetic-good.mig" -o ez.fvm --compress lz4
+	fs inspect ez.fvm | grep -q "^compression:  lz4" || fail "convert --compress lz4 wrote no frames"
+	expect 0 fs export -q ep.fvm -o ep.mig
+	expect 0 fs export -q ez.fvm -o ez.mig
+	cmp -s ep.mig ez.mig || fail "export of a compressed snapshot differs from the plain one's"
+	rm -f ep.fvm ez.fvm ep.mig ez.mig
+fi
+ok "compressed runs: pack, inspect, verify, unpack, recompress, convert, export"
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails check(s) failed"
