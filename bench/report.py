@@ -197,7 +197,7 @@ def targets(rep):
         t = s["times"]
         x = t["raw_write"]["median_s"] / t["pack"]["median_s"]
         verdict(rep, "pack >= 0.8x the speed of a raw sequential write (fsync both)", x >= 0.8,
-                "pack %.3f s, dd of %d MB of zeros conv=fsync %.3f s: %.2fx the speed"
+                "pack %.3f s, dd of the raw image (%d MB non-zero) conv=fsync %.3f s: %.2fx the speed"
                 % (t["pack"]["median_s"], s["payload_bytes"] / 1e6, t["raw_write"]["median_s"], x))
         if "convert" in t:
             x = t["copy"]["median_s"] / t["convert"]["median_s"]
