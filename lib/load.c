@@ -269,7 +269,7 @@ static int load_frames(struct fvm_reader *r, const struct fvm_map *maps, size_t 
 			       fvm_codec_name(m->hdr.codec),
 			       o->flags & FVM_LOAD_LAZY ? " lazily" : "");
 	rc = fvm_plan_build(&p, m->file, m->blocks, m->nblocks, m->ext, m->next, maps, n_maps,
-			    !!(o->flags & FVM_LOAD_PARTIAL), UINT64_MAX);
+			    !!(o->flags & FVM_LOAD_PARTIAL), 0);
 	if (rc)
 		return rc;
 	(void)posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);

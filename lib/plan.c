@@ -389,16 +389,16 @@ int fvm_plan_build(struct fvm_plan *p, const char *file,
 	 * keeps a read's length inside what one syscall or SQE can carry */
 	if (chunk_bytes > (1u << 30))
 		chunk_bytes = 1u << 30;
-	chunk_bytes &= ~(uint64_t)(FVM_CHUNK - 1);
-	if (!chunk_bytes)
+	if (chunk_bytes && chunk_bytes < FVM_CHUNK)
 		chunk_bytes = FVM_CHUNK;
+	chunk_bytes &= ~(uint64_t)(FVM_CHUNK - 1);
 	map_of = calloc(nblocks ? nblocks : 1, sizeof(*map_of));
 	if (!map_of)
 		return fvm_err(FVM_ENOMEM, "%s: load plan", file);
 	rc = fvm_plan_maps(file, blocks, nblocks, maps, n_maps, partial, 0, map_of);
 	if (!rc)
 		rc = collect(p, file, blocks, ext, n, map_of);
-	if (!rc)
+	if (!rc && chunk_bytes) /* 0: the frame executor reads frames, not runs */
 		rc = make_requests(p, file, chunk_bytes);
 	if (!rc)
 		rc = fvm_plan_zero_ranges(p, file, blocks, nblocks, ext, n, map_of, 0);

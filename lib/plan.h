@@ -83,6 +83,8 @@ int fvm_plan_check_map(const char *file, const struct fvm_rblock *b,
 /*
  * Build the plan for the extents ext[0..n) (already checked against the
  * blocks): reads of at most chunk_bytes and IOV_MAX iovecs, file order.
+ * chunk_bytes 0: no reads (a COMPRESSED file, whose extents' offsets are in
+ * the plain payload space: exec_frames.c reads its frames instead).
  */
 int fvm_plan_build(struct fvm_plan *p, const char *file,
 		   const struct fvm_rblock *blocks, uint32_t nblocks,
