@@ -419,14 +419,9 @@ int fvm_seg_decode_entries(const uint8_t *body, uint32_t entry_count,
 	return 0;
 }
 
-int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
-		   const struct fvm_blockdesc *blocks, uint32_t nblocks,
-		   struct fvm_seghdr *sh, struct fvm_entry *entries,
-		   struct fvm_where w)
+int fvm_seghdr_decode(const uint8_t *body, uint64_t len, struct fvm_seghdr *sh,
+		      struct fvm_where w)
 {
-	uint64_t payload = 0;
-	int rc;
-
 	if (len < FVM_SEGHDR_SIZE)
 		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " is too short",
 			       w.file, "SEGM record", w.offset, len);
@@ -442,6 +437,19 @@ int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
 		return fvm_err(FVM_ECORRUPT, AT ": payload_len %" PRIu64 " is not a "
 			       "multiple of 4096 up to 2^32", w.file, "SEGM record",
 			       w.offset, sh->payload_len);
+	return 0;
+}
+
+int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
+		   const struct fvm_blockdesc *blocks, uint32_t nblocks,
+		   struct fvm_seghdr *sh, struct fvm_entry *entries,
+		   struct fvm_where w)
+{
+	uint64_t payload = 0;
+	int rc;
+
+	if ((rc = fvm_seghdr_decode(body, len, sh, w)))
+		return rc;
 	if (len != fvm_seg_body_len(sh->entry_count, sh->payload_len, with_crc)) /* R52 */
 		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 ", expected %" PRIu64
 			       " for %u entries and %" PRIu64 " payload bytes", w.file,

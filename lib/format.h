@@ -218,6 +218,9 @@ int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
 		   const struct fvm_blockdesc *blocks, uint32_t nblocks,
 		   struct fvm_seghdr *sh, struct fvm_entry *entries,
 		   struct fvm_where w);
+/* The 16-byte segment header: R50, its reserved field, R56. */
+int fvm_seghdr_decode(const uint8_t *body, uint64_t len, struct fvm_seghdr *sh,
+		      struct fvm_where w);
 /*
  * R53..R55 for the entry_count entries of a SEGM body, decoded into
  * entries[]; *data_bytes receives the bytes their DATA entries hold (it

@@ -18,21 +18,8 @@ int fvm_cseg_decode(const uint8_t *body, uint64_t len, unsigned shift,
 	uint64_t want;
 	int rc;
 
-	if (len < FVM_SEGHDR_SIZE)
-		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " is too short",
-			       w.file, "SEGM record", w.offset, len);
-	sh->entry_count = fvm_ld32(body);
-	sh->payload_len = fvm_ld64(body + 8);
-	if (sh->entry_count == 0 || sh->entry_count > FVM_MAX_ENTRIES) /* R50 */
-		return fvm_err(FVM_ECORRUPT, AT ": entry_count %u outside 1..65536",
-			       w.file, "SEGM record", w.offset, sh->entry_count);
-	if (fvm_ld32(body + 4))
-		return fvm_err(FVM_ECORRUPT, AT ": reserved bytes are not zero", w.file,
-			       "SEGM record", w.offset);
-	if (sh->payload_len > FVM_MAX_SEG_PAYLOAD || sh->payload_len % FVM_CHUNK) /* R56 */
-		return fvm_err(FVM_ECORRUPT, AT ": payload_len %" PRIu64 " is not a "
-			       "multiple of 4096 up to 2^32", w.file, "SEGM record",
-			       w.offset, sh->payload_len);
+	if ((rc = fvm_seghdr_decode(body, len, sh, w))) /* R50, R56 */
+		return rc;
 	if (len < fvm_cseg_body_len(sh->entry_count, 0))
 		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 " too short for %u "
 			       "entries", w.file, "SEGM record", w.offset, len, sh->entry_count);

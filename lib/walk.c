@@ -272,43 +272,83 @@ static int on_devs(struct fvm_walk *w, struct fvm_walk_sink *k)
 	return rc ? rc : push_off(w, OFF_DEVS, w->rec_off);
 }
 
-/* A COMPRESSED SEGM record: entries, frame table, where the frames lie. */
-static int on_csegm(struct fvm_walk *w)
+/*
+ * The steps both kinds of SEGM record share. seg_head reads the 16-byte
+ * header first: the body length then follows from it (or is bounded by
+ * it), so a hostile body_len cannot make the walk buffer more than a few
+ * MiB; seg_body reads the rest and checks the record CRC (R11); seg_tail
+ * places the payload (R56 against the end) and makes room for the
+ * segment's extents.
+ */
+static int seg_head(struct fvm_walk *w, uint32_t *n)
 {
-	struct fvm_where at = { w->m->file, w->rec_off };
-	uint64_t len = w->rh.body_len, nf;
-	size_t hl = len < FVM_SEGHDR_SIZE ? (size_t)len : FVM_SEGHDR_SIZE;
-	uint32_t n;
-	int rc;
+	size_t hl = w->rh.body_len < FVM_SEGHDR_SIZE ? (size_t)w->rh.body_len : FVM_SEGHDR_SIZE;
+	int rc = reserve(w, FVM_SEGHDR_SIZE);
 
-	/* as on_segm: the header bounds the body before it is read */
-	rc = reserve(w, FVM_SEGHDR_SIZE);
 	if (!rc)
 		rc = fvm_src_read(&w->src, w->body, hl, "SEGM record");
-	if (rc)
-		return rc;
-	n = fvm_seg_entry_count(w->body, hl);
-	if (hl < FVM_SEGHDR_SIZE || n == 0 || n > FVM_MAX_ENTRIES ||
-	    len < fvm_cseg_body_len(n, 0) || len > fvm_cseg_body_max(n, w->fshift)) {
-		rc = fvm_cseg_decode(w->body, hl, w->fshift, wdesc(w), wnblocks(w), &w->sh,
-				     NULL, &nf, at);
-		return rc ? rc : fvm_err(FVM_ECORRUPT, "%s: SEGM record at offset 0x%" PRIx64
-					 ": body_len %" PRIu64 " does not fit %u entries",
-					 at.file, at.offset, len, n);
-	}
-	rc = reserve(w, len);
+	*n = fvm_seg_entry_count(w->body, hl);
+	return rc;
+}
+
+static int seg_body(struct fvm_walk *w, uint32_t n)
+{
+	struct fvm_where at = { w->m->file, w->rec_off };
+	uint64_t len = w->rh.body_len;
+	int rc = reserve(w, len);
+
 	if (!rc)
 		rc = fvm_src_read(&w->src, w->body + FVM_SEGHDR_SIZE, len - FVM_SEGHDR_SIZE,
 				  "SEGM record");
 	if (!rc)
 		rc = fvm_rechdr_check_crc(&w->rh, w->body, at);
-	if (rc)
-		return rc;
-	if (fvm_grow((void **)&w->ent, &w->ent_cap, n, sizeof(*w->ent)))
+	if (!rc && fvm_grow((void **)&w->ent, &w->ent_cap, n, sizeof(*w->ent)))
+		rc = fvm_err(FVM_ENOMEM, "%s: SEGM record at offset 0x%" PRIx64, at.file,
+			     at.offset);
+	return rc;
+}
+
+static int seg_tail(struct fvm_walk *w, uint32_t n)
+{
+	struct fvm_where at = { w->m->file, w->rec_off };
+	uint64_t len = w->rh.body_len;
+
+	w->payload_off = w->sh.payload_len ? fvm_seg_payload_offset(w->rec_off, len)
+					   : fvm_rec_next(w->rec_off, len);
+	if (w->sh.payload_len && (w->payload_off > w->limit ||
+				  w->sh.payload_len > w->limit - w->payload_off)) /* R56 */
+		return fvm_err(FVM_ETRUNCATED, "%s: SEGM record at offset 0x%" PRIx64 ": payload"
+			       " of %" PRIu64 " bytes at 0x%" PRIx64 " runs past 0x%" PRIx64,
+			       at.file, at.offset, w->sh.payload_len, w->payload_off, w->limit);
+	if (fvm_grow((void **)&w->raw.v, &w->raw.cap, w->raw.n + n, sizeof(*w->raw.v)))
 		return fvm_err(FVM_ENOMEM, "%s: SEGM record at offset 0x%" PRIx64, at.file,
 			       at.offset);
-	rc = fvm_cseg_decode(w->body, len, w->fshift, wdesc(w), wnblocks(w), &w->sh, w->ent,
-			     &w->seg_plain, at);
+	w->seg_pending = 1;
+	return 0;
+}
+
+/* A COMPRESSED SEGM record: entries, frame table, where the frames lie. */
+static int on_csegm(struct fvm_walk *w)
+{
+	struct fvm_where at = { w->m->file, w->rec_off };
+	uint64_t len = w->rh.body_len, nf;
+	uint32_t n;
+	int rc = seg_head(w, &n);
+
+	if (rc)
+		return rc;
+	if (len < FVM_SEGHDR_SIZE || n == 0 || n > FVM_MAX_ENTRIES ||
+	    len < fvm_cseg_body_len(n, 0) || len > fvm_cseg_body_max(n, w->fshift)) {
+		rc = fvm_cseg_decode(w->body, len < FVM_SEGHDR_SIZE ? len : FVM_SEGHDR_SIZE,
+				     w->fshift, wdesc(w), wnblocks(w), &w->sh, NULL, &nf, at);
+		return rc ? rc : fvm_err(FVM_ECORRUPT, "%s: SEGM record at offset 0x%" PRIx64
+					 ": body_len %" PRIu64 " does not fit %u entries",
+					 at.file, at.offset, len, n);
+	}
+	rc = seg_body(w, n);
+	if (!rc)
+		rc = fvm_cseg_decode(w->body, len, w->fshift, wdesc(w), wnblocks(w), &w->sh,
+				     w->ent, &w->seg_plain, at);
 	if (rc)
 		return rc;
 	nf = fvm_frame_count(w->seg_plain, w->fshift);
@@ -318,24 +358,15 @@ static int on_csegm(struct fvm_walk *w)
 	/* a segment of zero runs only has no frames: w->fr may still be NULL */
 	rc = fvm_cseg_frames(w->body, len, w->rec_off, &w->sh, w->seg_plain, w->fshift,
 			     w->plain_base, nf ? w->fr + w->nfr : NULL, at);
+	if (!rc)
+		rc = seg_tail(w, n);
 	if (rc)
 		return rc;
-	w->payload_off = w->sh.payload_len ? fvm_seg_payload_offset(w->rec_off, len)
-					   : fvm_rec_next(w->rec_off, len);
-	if (w->sh.payload_len && (w->payload_off > w->limit ||
-				  w->sh.payload_len > w->limit - w->payload_off)) /* R56 */
-		return fvm_err(FVM_ETRUNCATED, "%s: SEGM record at offset 0x%" PRIx64 ": payload"
-			       " of %" PRIu64 " bytes at 0x%" PRIx64 " runs past 0x%" PRIx64,
-			       at.file, at.offset, w->sh.payload_len, w->payload_off, w->limit);
-	if (fvm_grow((void **)&w->raw.v, &w->raw.cap, w->raw.n + n, sizeof(*w->raw.v)))
-		return fvm_err(FVM_ENOMEM, "%s: SEGM record at offset 0x%" PRIx64, at.file,
-			       at.offset);
 	fvm_cseg_extents(&w->sh, w->ent, wdesc(w), w->plain_base, w->raw.v + w->raw.n);
 	w->raw.n += n;
 	w->seg_fr = w->nfr;
 	w->nfr += nf;
 	w->plain_base += w->seg_plain;
-	w->seg_pending = 1;
 	return 0;
 }
 
@@ -344,22 +375,12 @@ static int on_segm(struct fvm_walk *w)
 	struct fvm_where at = { w->m->file, w->rec_off };
 	int with_crc = w->m->with_crc;
 	uint64_t len = w->rh.body_len;
-	size_t hl = len < FVM_SEGHDR_SIZE ? (size_t)len : FVM_SEGHDR_SIZE;
 	uint32_t n;
-	int rc;
+	int rc = seg_head(w, &n);
 
-	/*
-	 * Check the segment header before reading the rest: its body length
-	 * then follows from entry_count and payload_len, so a hostile body_len
-	 * cannot make us buffer more than ~6 MiB.
-	 */
-	rc = reserve(w, FVM_SEGHDR_SIZE);
-	if (!rc)
-		rc = fvm_src_read(&w->src, w->body, hl, "SEGM record");
 	if (rc)
 		return rc;
-	n = fvm_seg_entry_count(w->body, hl);
-	if (hl < FVM_SEGHDR_SIZE || n == 0 || n > FVM_MAX_ENTRIES ||
+	if (len < FVM_SEGHDR_SIZE || n == 0 || n > FVM_MAX_ENTRIES ||
 	    fvm_ld64(w->body + 8) > FVM_MAX_SEG_PAYLOAD ||
 	    len != fvm_seg_body_len(n, fvm_ld64(w->body + 8), with_crc)) {
 		/* the decoder's checks of the header give the precise error */
@@ -368,33 +389,16 @@ static int on_segm(struct fvm_walk *w)
 		return rc ? rc : fvm_err(FVM_ECORRUPT, "%s: SEGM record at offset 0x%"
 					 PRIx64 ": bad header", at.file, at.offset);
 	}
-	rc = reserve(w, len);
+	rc = seg_body(w, n);
 	if (!rc)
-		rc = fvm_src_read(&w->src, w->body + FVM_SEGHDR_SIZE, len - FVM_SEGHDR_SIZE,
-				  "SEGM record");
+		rc = fvm_seg_decode(w->body, len, with_crc, wdesc(w), wnblocks(w), &w->sh,
+				    w->ent, at);
 	if (!rc)
-		rc = fvm_rechdr_check_crc(&w->rh, w->body, at);
+		rc = seg_tail(w, n);
 	if (rc)
 		return rc;
-	if (fvm_grow((void **)&w->ent, &w->ent_cap, n, sizeof(*w->ent)))
-		return fvm_err(FVM_ENOMEM, "%s: SEGM record at offset 0x%" PRIx64, at.file,
-			       at.offset);
-	rc = fvm_seg_decode(w->body, len, with_crc, wdesc(w), wnblocks(w), &w->sh, w->ent, at);
-	if (rc)
-		return rc;
-	w->payload_off = w->sh.payload_len ? fvm_seg_payload_offset(w->rec_off, len)
-					   : fvm_rec_next(w->rec_off, len);
-	if (w->sh.payload_len && (w->payload_off > w->limit ||
-				  w->sh.payload_len > w->limit - w->payload_off)) /* R56 */
-		return fvm_err(FVM_ETRUNCATED, "%s: SEGM record at offset 0x%" PRIx64 ": payload"
-			       " of %" PRIu64 " bytes at 0x%" PRIx64 " runs past 0x%" PRIx64,
-			       at.file, at.offset, w->sh.payload_len, w->payload_off, w->limit);
-	if (fvm_grow((void **)&w->raw.v, &w->raw.cap, w->raw.n + n, sizeof(*w->raw.v)))
-		return fvm_err(FVM_ENOMEM, "%s: SEGM record at offset 0x%" PRIx64, at.file,
-			       at.offset);
 	fvm_seg_extents(w->rec_off, &w->sh, w->ent, with_crc, wdesc(w), w->raw.v + w->raw.n);
 	w->raw.n += n;
-	w->seg_pending = 1;
 	return 0;
 }
 
