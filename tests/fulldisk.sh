@@ -15,6 +15,7 @@ set -u
 
 FVMSNAP=$(realpath "$1")
 CORPUS=$(realpath "$(dirname "$0")/../fuzz/corpus")
+STREAM_OF=$(realpath "$(dirname "$0")/stream-of.sh")
 W=$(mktemp -d "${TMPDIR:-/tmp}/fvm-fulldisk.XXXXXX")
 M=$W/mnt
 mkdir "$M"
@@ -35,21 +36,7 @@ fs() { "$FVMSNAP" "$@"; }
 fs sample -q -o ram.img --size 16M --seed 61 --nonzero-share 0.8 || exit 1
 fs sample -q -o old.img --size 1M --seed 62 || exit 1
 fs pack -q --no-fsync --block pc.ram=old.img -o old.fvm || exit 1
-fs convert -q --no-fsync "$CORPUS/stream/synthetic-good.mig" -o syn.fvm &&
-	fs unpack -q syn.fvm -o syn || exit 1
-python3 - <<'PY' || exit 1
-d = bytearray(open("syn/devstate-1-qemu.ram-section.bin", "rb").read())
-i = d.index(b"\x06pc.ram") + 7   # idstr, then the block's length (be64)
-d[i:i + 8] = (16 << 20).to_bytes(8, "big")
-open("ramsect.bin", "wb").write(d)
-PY
-fs pack -q --no-fsync --block pc.ram=ram.img --block rom=syn/rom.raw \
-	--devstate qemu.pre-ram=syn/devstate-0-qemu.pre-ram.bin \
-	--devstate qemu.ram-section=ramsect.bin \
-	--devstate qemu.ram-mid=syn/devstate-2-qemu.ram-mid.bin \
-	--devstate qemu.post-ram=syn/devstate-3-qemu.post-ram.bin \
-	--meta machine=pc-i440fx-7.2 -o s.fvm &&
-	fs export -q s.fvm -o s.mig || exit 1
+"$STREAM_OF" "$FVMSNAP" ram.img s || exit 1
 cp "$CORPUS/stream/synthetic-good.mig" old.mig
 fs unpack -q old.fvm -o oldunpack || exit 1
 

@@ -16,6 +16,7 @@ set -u
 
 FVMSNAP=$(realpath "$1")
 CORPUS=$(realpath "$(dirname "$0")/../fuzz/corpus")
+STREAM_OF=$(realpath "$(dirname "$0")/stream-of.sh")
 W=$(mktemp -d "$PWD/limits-test.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 cd "$W" || exit 1
@@ -29,22 +30,7 @@ fs() { "$FVMSNAP" "$@"; }
 fs sample -q -o ram.img --size 64M --seed 41 --nonzero-share 0.5 || exit 1
 fs sample -q -o old.img --size 1M --seed 42 || exit 1
 fs pack -q --no-fsync --block pc.ram=old.img -o old.fvm || exit 1
-fs convert -q --no-fsync "$CORPUS/stream/synthetic-good.mig" -o syn.fvm &&
-	fs unpack -q syn.fvm -o syn || exit 1
-python3 - <<'PY' || exit 1
-d = bytearray(open("syn/devstate-1-qemu.ram-section.bin", "rb").read())
-i = d.index(b"\x06pc.ram") + 7   # idstr, then the block's length (be64)
-d[i:i + 8] = (64 << 20).to_bytes(8, "big")
-open("ramsect.bin", "wb").write(d)
-PY
-fs pack -q --no-fsync --block pc.ram=ram.img --block rom=syn/rom.raw \
-	--devstate qemu.pre-ram=syn/devstate-0-qemu.pre-ram.bin \
-	--devstate qemu.ram-section=ramsect.bin \
-	--devstate qemu.ram-mid=syn/devstate-2-qemu.ram-mid.bin \
-	--devstate qemu.post-ram=syn/devstate-3-qemu.post-ram.bin \
-	--meta machine=pc-i440fx-7.2 -o s.fvm &&
-	fs export -q s.fvm -o s.mig || exit 1
-rm -rf syn syn.fvm ramsect.bin
+"$STREAM_OF" "$FVMSNAP" ram.img s || exit 1
 cp "$CORPUS/stream/synthetic-good.mig" old.mig # an older, different stream
 
 # ---- RLIMIT_MEMLOCK 0: io_uring works or the load falls back to pread
