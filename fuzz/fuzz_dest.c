@@ -252,16 +252,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint8_t *copy;
-
-	one_input(data, size);
-	copy = malloc(size ? size : 1);
-	if (!copy)
-		return 0;
-	memcpy(copy, data, size);
-	fuzz_reseal(copy, size);
-	if (memcmp(copy, data, size))
-		one_input(copy, size);
-	free(copy);
+	fuzz_as_is_and_resealed(data, size, one_input);
 	return 0;
 }

@@ -4,6 +4,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "crc.h"
 #include "format.h"
@@ -124,4 +125,20 @@ void fuzz_reseal(uint8_t *b, size_t len)
 	}
 	fvm_st32(b + len - FVM_FOOTER_SIZE + 24, fvm_crc32c(0, b + len - FVM_FOOTER_SIZE, 24));
 	free(fcrc);
+}
+
+void fuzz_as_is_and_resealed(const uint8_t *data, size_t size,
+			     void (*one)(const uint8_t *data, size_t size))
+{
+	uint8_t *copy;
+
+	one(data, size);
+	copy = malloc(size ? size : 1);
+	if (!copy)
+		return;
+	memcpy(copy, data, size);
+	fuzz_reseal(copy, size);
+	if (memcmp(copy, data, size))
+		one(copy, size);
+	free(copy);
 }

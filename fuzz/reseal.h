@@ -11,4 +11,8 @@
 
 void fuzz_reseal(uint8_t *b, size_t len);
 
+/* The input as it is, then (when that changes it) resealed: one target call. */
+void fuzz_as_is_and_resealed(const uint8_t *data, size_t size,
+			     void (*one)(const uint8_t *data, size_t size));
+
 #endif
