@@ -31,6 +31,7 @@ const char *fvm_strerror(int code)
 	case FVM_ENOTFOUND: return "not found";
 	case FVM_EUNSUPPORTED: return "not supported on this system";
 	case FVM_ECHANGED: return "disk changed since the snapshot";
+	case FVM_EAUTH: return "authentication failed";
 	}
 	return "unknown error";
 }
@@ -98,7 +99,7 @@ int fvm_err_callback(int rc, const char *fmt, ...)
 	va_list ap;
 
 	if (detail[0])
-		return rc < 0 && rc >= FVM_ECHANGED ? rc : FVM_ECANCELED;
+		return rc < 0 && rc >= FVM_EAUTH ? rc : FVM_ECANCELED;
 	va_start(ap, fmt);
 	vset(0, fmt, ap);
 	va_end(ap);

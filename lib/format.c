@@ -29,6 +29,8 @@ void fvm_header_encode(uint8_t out[FVM_HEADER_SIZE], const struct fvm_header *h)
 		out[33] = h->level;
 		out[34] = h->frame_shift;
 	}
+	if (h->incompat & FVM_INCOMPAT_AUTH)
+		memcpy(out + 40, h->salt, 16);
 	fvm_st32(out + 60, fvm_crc32c(0, out, 60));
 }
 
@@ -68,15 +70,25 @@ int fvm_header_decode(const uint8_t in[FVM_HEADER_SIZE], struct fvm_header *h,
 			       "incompatible features 0x%" PRIx64, file,
 			       h->incompat & ~FVM_INCOMPAT_KNOWN);
 	h->codec = h->level = h->frame_shift = 0;
+	memset(h->salt, 0, sizeof(h->salt));
 	if (h->incompat & FVM_INCOMPAT_COMPRESSED) {
 		h->codec = in[32];
 		h->level = in[33];
 		h->frame_shift = in[34];
 	}
+	if (h->incompat & FVM_INCOMPAT_AUTH)
+		memcpy(h->salt, in + 40, 16);
 	if (!all_zero(in + 32 + (h->incompat & FVM_INCOMPAT_COMPRESSED ? 3 : 0),
-		      28 - (h->incompat & FVM_INCOMPAT_COMPRESSED ? 3 : 0))) /* R5 */
+		      8 - (h->incompat & FVM_INCOMPAT_COMPRESSED ? 3 : 0)) ||
+	    (!(h->incompat & FVM_INCOMPAT_AUTH) && !all_zero(in + 40, 16)) ||
+	    !all_zero(in + 56, 4)) /* R5 */
 		return fvm_err(FVM_ECORRUPT, "%s: file header at offset 0x20: reserved "
 			       "bytes are not zero", file);
+	if ((h->incompat & FVM_INCOMPAT_AUTH) &&
+	    (h->incompat & (FVM_INCOMPAT_PAYLOAD_CRC | FVM_INCOMPAT_COMPRESSED))) /* R9a */
+		return fvm_err(FVM_ECORRUPT, "%s: file header at offset 0x10: AUTHENTICATED "
+			       "with %s", file, h->incompat & FVM_INCOMPAT_COMPRESSED ? "COMPRESSED"
+			       : "PAYLOAD_CRC");
 	if (!(h->incompat & FVM_INCOMPAT_COMPRESSED))
 		return 0;
 	if (h->codec < 1 || h->codec > 2) /* R7 (codec.h ids) */
@@ -357,10 +369,10 @@ void fvm_entry_encode(uint8_t out[FVM_ENTRY_SIZE], const struct fvm_entry *e)
 	fvm_st64(out + 16, e->page_count);
 }
 
-uint64_t fvm_seg_body_len(uint32_t entries, uint64_t payload_len, int with_crc)
+uint64_t fvm_seg_body_len(uint32_t entries, uint64_t payload_len, unsigned chk)
 {
 	return FVM_SEGHDR_SIZE + (uint64_t)entries * FVM_ENTRY_SIZE +
-	       (with_crc ? payload_len / FVM_CHUNK * 4 : 0);
+	       payload_len / FVM_CHUNK * chk;
 }
 
 uint32_t fvm_seg_entry_count(const uint8_t *body, uint64_t len)
@@ -440,7 +452,7 @@ int fvm_seghdr_decode(const uint8_t *body, uint64_t len, struct fvm_seghdr *sh,
 	return 0;
 }
 
-int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
+int fvm_seg_decode(const uint8_t *body, uint64_t len, unsigned chk,
 		   const struct fvm_blockdesc *blocks, uint32_t nblocks,
 		   struct fvm_seghdr *sh, struct fvm_entry *entries,
 		   struct fvm_where w)
@@ -450,11 +462,11 @@ int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
 
 	if ((rc = fvm_seghdr_decode(body, len, sh, w)))
 		return rc;
-	if (len != fvm_seg_body_len(sh->entry_count, sh->payload_len, with_crc)) /* R52 */
+	if (len != fvm_seg_body_len(sh->entry_count, sh->payload_len, chk)) /* R52 */
 		return fvm_err(FVM_ECORRUPT, AT ": body_len %" PRIu64 ", expected %" PRIu64
 			       " for %u entries and %" PRIu64 " payload bytes", w.file,
 			       "SEGM record", w.offset, len,
-			       fvm_seg_body_len(sh->entry_count, sh->payload_len, with_crc),
+			       fvm_seg_body_len(sh->entry_count, sh->payload_len, chk),
 			       sh->entry_count, sh->payload_len);
 	rc = fvm_seg_decode_entries(body, sh->entry_count, blocks, nblocks, entries,
 				    sh->payload_len, &payload, w);
@@ -471,10 +483,10 @@ int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
 /* ------------------------------------------------------------ INDX */
 
 void fvm_seg_extents(uint64_t rec_off, const struct fvm_seghdr *sh,
-		     const struct fvm_entry *entries, int with_crc,
+		     const struct fvm_entry *entries, unsigned chk,
 		     const struct fvm_blockdesc *blocks, struct fvm_extent *out)
 {
-	uint64_t body_len = fvm_seg_body_len(sh->entry_count, sh->payload_len, with_crc);
+	uint64_t body_len = fvm_seg_body_len(sh->entry_count, sh->payload_len, chk);
 	uint64_t pay_off = fvm_seg_payload_offset(rec_off, body_len);
 	uint64_t crc_off = rec_off + FVM_RECHDR_SIZE + FVM_SEGHDR_SIZE +
 			   (uint64_t)sh->entry_count * FVM_ENTRY_SIZE;
@@ -487,7 +499,7 @@ void fvm_seg_extents(uint64_t rec_off, const struct fvm_seghdr *sh,
 					      e->page_count, 0, 0 };
 		if (e->flags & FVM_RUN_FLAG_DATA) {
 			out[i].payload_offset = pay_off + pos;
-			out[i].crc_offset = with_crc ? crc_off + pos / FVM_CHUNK * 4 : 0;
+			out[i].crc_offset = chk ? crc_off + pos / FVM_CHUNK * chk : 0;
 			pos += e->page_count << blocks[e->block_id].page_shift;
 		}
 	}
@@ -517,7 +529,8 @@ void fvm_extent_encode(uint8_t out[FVM_EXTENT_SIZE], const struct fvm_extent *e)
 
 uint64_t fvm_index_body_len(const struct fvm_indexhdr *ih)
 {
-	return fvm_index_frames_at(ih) + (ih->compressed ? 8 + 32 * ih->frame_count : 0);
+	return fvm_index_frames_at(ih) + (ih->compressed ? 8 + 32 * ih->frame_count : 0) +
+	       (ih->auth ? 8 + 16 * (uint64_t)ih->devstate_count + 32 : 0);
 }
 
 int fvm_index_check_listed(uint64_t off, uint64_t prev, uint64_t index_offset,
@@ -559,6 +572,15 @@ int fvm_indexhdr_decode(const uint8_t *body, uint64_t len, struct fvm_indexhdr *
 			struct fvm_where w)
 {
 	ih->compressed = 0;
+	ih->auth = 0;
+	return fvm_indexhdr_decode_any(body, len, ih, w);
+}
+
+int fvm_indexhdr_decode_a(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
+			  struct fvm_where w)
+{
+	ih->compressed = 0;
+	ih->auth = 1;
 	return fvm_indexhdr_decode_any(body, len, ih, w);
 }
 
@@ -566,6 +588,7 @@ int fvm_indexhdr_decode_c(const uint8_t *body, uint64_t len, struct fvm_indexhdr
 			  struct fvm_where w)
 {
 	ih->compressed = 1;
+	ih->auth = 0;
 	return fvm_indexhdr_decode_any(body, len, ih, w);
 }
 
@@ -609,7 +632,7 @@ static int fvm_indexhdr_decode_any(const uint8_t *body, uint64_t len,
  */
 static int extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
 			 const struct fvm_blockdesc *blocks, uint32_t nblocks,
-			 int with_crc, uint64_t index_offset, uint64_t plain_total,
+			 unsigned chk, uint64_t index_offset, uint64_t plain_total,
 			 uint64_t i, struct fvm_where w)
 {
 	int rc;
@@ -645,7 +668,7 @@ static int extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e
 				       e->crc_offset);
 	} else if (e->flags & FVM_RUN_FLAG_DATA) { /* R65 */
 		uint64_t bytes = e->page_count << blocks[e->block_id].page_shift;
-		uint64_t crcs = bytes / FVM_CHUNK * 4;
+		uint64_t crcs = bytes / FVM_CHUNK * chk;
 
 		if (e->payload_offset % FVM_PAYLOAD_ALIGN || e->payload_offset < FVM_HEADER_SIZE ||
 		    e->payload_offset > index_offset || bytes > index_offset - e->payload_offset)
@@ -653,7 +676,7 @@ static int extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e
 				       " bytes at 0x%" PRIx64 " is unaligned or not before the "
 				       "index at 0x%" PRIx64, w.file, "INDX record", w.offset, i,
 				       bytes, e->payload_offset, index_offset);
-		if (with_crc ? (e->crc_offset < FVM_HEADER_SIZE || e->crc_offset > index_offset ||
+		if (chk ? (e->crc_offset < FVM_HEADER_SIZE || e->crc_offset > index_offset ||
 				crcs > index_offset - e->crc_offset)
 			     : e->crc_offset != 0)
 			return fvm_err(FVM_ERANGE, AT ": extent %" PRIu64 ": crc_offset 0x%"
@@ -668,10 +691,10 @@ static int extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e
 
 int fvm_extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
 		      const struct fvm_blockdesc *blocks, uint32_t nblocks,
-		      int with_crc, uint64_t index_offset, uint64_t i,
+		      unsigned chk, uint64_t index_offset, uint64_t i,
 		      struct fvm_where w)
 {
-	return extent_decode(in, e, blocks, nblocks, with_crc, index_offset, UINT64_MAX, i, w);
+	return extent_decode(in, e, blocks, nblocks, chk, index_offset, UINT64_MAX, i, w);
 }
 
 int fvm_extent_decode_plain(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,

@@ -37,8 +37,13 @@
 
 #define FVM_INCOMPAT_PAYLOAD_CRC UINT64_C(1)
 #define FVM_INCOMPAT_COMPRESSED UINT64_C(2) /* frames (4.5, 5.1; frames.h) */
-#define FVM_INCOMPAT_KNOWN (FVM_INCOMPAT_PAYLOAD_CRC | FVM_INCOMPAT_COMPRESSED)
+#define FVM_INCOMPAT_AUTH UINT64_C(4) /* AUTHENTICATED (4.6, 5.2; auth.h) */
+#define FVM_INCOMPAT_KNOWN (FVM_INCOMPAT_PAYLOAD_CRC | FVM_INCOMPAT_COMPRESSED | FVM_INCOMPAT_AUTH)
 #define FVM_VERSION_MINOR_COMPRESSED 2
+#define FVM_VERSION_MINOR_AUTH 3
+/* check bytes per payload chunk in a SEGM record: a CRC32C, or a tag */
+#define FVM_CHK_CRC 4u
+#define FVM_CHK_TAG 16u
 #define FVM_MIN_FRAME_SHIFT 16
 #define FVM_MAX_FRAME_SHIFT 20
 
@@ -92,7 +97,14 @@ struct fvm_header {
 	uint64_t incompat, compat;
 	/* COMPRESSED only (zero otherwise): codec.h ids, level, log2 frame size */
 	uint8_t codec, level, frame_shift;
+	uint8_t salt[16];       /* AUTHENTICATED only (zero otherwise) */
 };
+/* Check bytes per chunk a file with these incompatible features has: 0, 4, 16. */
+static inline unsigned fvm_chk_bytes(uint64_t incompat)
+{
+	return incompat & FVM_INCOMPAT_AUTH ? FVM_CHK_TAG
+	       : incompat & FVM_INCOMPAT_PAYLOAD_CRC ? FVM_CHK_CRC : 0;
+}
 void fvm_header_encode(uint8_t out[FVM_HEADER_SIZE], const struct fvm_header *h);
 int fvm_header_decode(const uint8_t in[FVM_HEADER_SIZE], struct fvm_header *h,
 		      const char *file);
@@ -202,7 +214,7 @@ struct fvm_entry {
 void fvm_seghdr_encode(uint8_t out[FVM_SEGHDR_SIZE], const struct fvm_seghdr *s);
 void fvm_entry_encode(uint8_t out[FVM_ENTRY_SIZE], const struct fvm_entry *e);
 /* Body size of a segment. */
-uint64_t fvm_seg_body_len(uint32_t entries, uint64_t payload_len, int with_crc);
+uint64_t fvm_seg_body_len(uint32_t entries, uint64_t payload_len, unsigned chk);
 
 /* What decoders need to know of the declared blocks. */
 struct fvm_blockdesc {
@@ -214,7 +226,7 @@ struct fvm_blockdesc {
  * R52 for the body length. Entries are decoded into entries[] (entry_count
  * of them, caller-sized by fvm_seg_entry_count()).
  */
-int fvm_seg_decode(const uint8_t *body, uint64_t len, int with_crc,
+int fvm_seg_decode(const uint8_t *body, uint64_t len, unsigned chk,
 		   const struct fvm_blockdesc *blocks, uint32_t nblocks,
 		   struct fvm_seghdr *sh, struct fvm_entry *entries,
 		   struct fvm_where w);
@@ -241,11 +253,12 @@ struct fvm_extent;
 /*
  * FORMAT.md 4.4/5: the extents a segment's entries describe. The segment's
  * record starts at rec_off; DATA entries' payload lies back to back from
- * the payload offset on, their chunk CRCs back to back after the entries.
- * out receives one extent per entry. Writer, walker and verify all use it.
+ * the payload offset on, their chunk CRCs (chk bytes each: fvm_chk_bytes)
+ * back to back after the entries. out receives one extent per entry.
+ * Writer, walker and verify all use it.
  */
 void fvm_seg_extents(uint64_t rec_off, const struct fvm_seghdr *sh,
-		     const struct fvm_entry *entries, int with_crc,
+		     const struct fvm_entry *entries, unsigned chk,
 		     const struct fvm_blockdesc *blocks, struct fvm_extent *out);
 
 /* ---- INDX (5) */
@@ -256,7 +269,15 @@ struct fvm_indexhdr {
 	 * the extents */
 	int compressed;
 	uint64_t frame_count;
+	int auth;               /* AUTHENTICATED (5.2): fvm_indexhdr_decode_a */
 };
+/* Offset of the authentication area (5.2) in an AUTHENTICATED index body. */
+static inline uint64_t fvm_index_auth_at(const struct fvm_indexhdr *ih)
+{
+	return FVM_INDEXHDR_SIZE +
+	       8 * ((uint64_t)ih->block_count + ih->meta_count + ih->devstate_count) +
+	       40 * ih->extent_count;
+}
 /* Offset of the frame list's count in a COMPRESSED index body. */
 static inline uint64_t fvm_index_frames_at(const struct fvm_indexhdr *ih)
 {
@@ -296,13 +317,15 @@ int fvm_indexhdr_decode(const uint8_t *body, uint64_t len, struct fvm_indexhdr *
 			struct fvm_where w);
 int fvm_indexhdr_decode_c(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
 			  struct fvm_where w);
+int fvm_indexhdr_decode_a(const uint8_t *body, uint64_t len, struct fvm_indexhdr *ih,
+			  struct fvm_where w);
 /*
  * R62..R65 for one extent: against blocks, with payload and CRCs required
  * to end at or before index_offset.
  */
 int fvm_extent_decode(const uint8_t in[FVM_EXTENT_SIZE], struct fvm_extent *e,
 		      const struct fvm_blockdesc *blocks, uint32_t nblocks,
-		      int with_crc, uint64_t index_offset, uint64_t i,
+		      unsigned chk, uint64_t index_offset, uint64_t i,
 		      struct fvm_where w);
 /*
  * The same for a COMPRESSED file (5.1): a DATA extent's payload_offset is in

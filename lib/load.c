@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "auth.h"
 #include "crc.h"
 #include "error.h"
 #include "exec.h"
@@ -90,57 +91,79 @@ struct lctx {
 	struct fvm_reader *r;
 	const char *file;
 	const struct fvm_plan *p;
-	uint32_t *crc;          /* expected chunk CRCs of all plan extents */
-	uint64_t *crc_base;     /* first CRC of each plan extent */
+	unsigned chk;           /* bytes per chunk in chk_raw: 4 (CRC32C) or 16 (tag) */
+	uint8_t *chk_raw;       /* expected chunk CRCs or tags of all plan extents */
+	uint64_t *crc_base;     /* first chunk of each plan extent in chk_raw */
 	fvm_progress_fn progress;
 	void *pctx;
 	uint64_t done;
 };
 
-/* The chunk CRCs of every planned extent, read before the first payload byte. */
-static int read_crcs(struct lctx *c)
+/* The chunk CRCs (or tags) of every planned extent, read before the first payload byte. */
+static int read_checks(struct lctx *c)
 {
 	const struct fvm_plan *p = c->p;
 	uint64_t n = p->total / FVM_CHUNK, k = 0;
 	int rc = 0;
 
-	c->crc = malloc((n ? n : 1) * sizeof(*c->crc));
+	c->chk_raw = malloc((n ? n : 1) * c->chk);
 	c->crc_base = malloc((p->next ? p->next : 1) * sizeof(*c->crc_base));
-	if (!c->crc || !c->crc_base)
-		return fvm_err(FVM_ENOMEM, "%s: %" PRIu64 " chunk CRCs", c->file, n);
+	if (!c->chk_raw || !c->crc_base)
+		return fvm_err(FVM_ENOMEM, "%s: %" PRIu64 " chunk %s", c->file, n,
+			       c->chk == FVM_CHK_TAG ? "tags" : "CRCs");
 	for (size_t i = 0; i < p->next && !rc; i++) {
 		uint64_t m = p->ext[i].bytes / FVM_CHUNK;
-		uint8_t *raw = (uint8_t *)(c->crc + k);
 
 		c->crc_base[i] = k;
-		rc = fvm_pread_full(c->r->fd, raw, m * 4, p->ext[i].crc_offset, c->file,
-				    "chunk CRCs");
-		for (uint64_t j = 0; j < m && !rc; j++)
-			c->crc[k + j] = fvm_ld32(raw + 4 * j); /* in place: LE to host */
+		rc = fvm_pread_full(c->r->fd, c->chk_raw + k * c->chk, m * c->chk,
+				    p->ext[i].crc_offset, c->file,
+				    c->chk == FVM_CHK_TAG ? "chunk tags" : "chunk CRCs");
 		k += m;
 	}
 	return rc;
 }
 
+/* Each piece of request q that lies in one extent: its chunks' CRCs or tags (R102). */
 static int check_req(struct lctx *c, size_t q)
 {
 	const struct fvm_plan_req *rq = &c->p->req[q];
+	const struct fvm_model *m = &c->r->m;
+	uint64_t end = rq->file_off + rq->len;
 	size_t i = rq->ext;
 
-	for (uint64_t f = rq->file_off; f < rq->file_off + rq->len; f += FVM_CHUNK) {
+	for (uint64_t f = rq->file_off; f < end;) {
 		const struct fvm_plan_ext *e;
-		uint64_t in;
+		uint64_t in, piece, n, idx;
+		int64_t bad = -1;
 
 		while (f >= c->p->ext[i].file_off + c->p->ext[i].bytes)
 			i++;
 		e = &c->p->ext[i];
 		in = f - e->file_off;
-		if (fvm_crc32c(0, e->dst + in, FVM_CHUNK) != c->crc[c->crc_base[i] + in / FVM_CHUNK])
-			return fvm_err(FVM_ECHECKSUM, "%s: block %s page %" PRIu64 ": payload "
-				       "crc mismatch at file offset 0x%" PRIx64 " (read request %zu)",
-				       c->file, c->r->m.blocks[e->block_id].name,
-				       e->first_page + (in >> c->r->m.blocks[e->block_id].page_shift),
-				       f, q);
+		piece = (end < e->file_off + e->bytes ? end : e->file_off + e->bytes) - f;
+		n = piece / FVM_CHUNK;
+		idx = c->crc_base[i] + in / FVM_CHUNK;
+		if (c->chk == FVM_CHK_TAG) {
+			bad = fvm_auth_chunk_check(m->keys, f, e->dst + in, (size_t)n,
+						   c->chk_raw + idx * FVM_CHK_TAG);
+		} else {
+			for (uint64_t j = 0; j < n && bad < 0; j++)
+				if (fvm_crc32c(0, e->dst + in + j * FVM_CHUNK, FVM_CHUNK) !=
+				    fvm_ld32(c->chk_raw + (idx + j) * FVM_CHK_CRC))
+					bad = (int64_t)j;
+		}
+		if (bad >= 0) {
+			uint64_t at = in + (uint64_t)bad * FVM_CHUNK;
+
+			return fvm_err(c->chk == FVM_CHK_TAG ? FVM_EAUTH : FVM_ECHECKSUM,
+				       "%s: block %s page %" PRIu64 ": payload %s at file offset 0x%"
+				       PRIx64 " (read request %zu)", c->file,
+				       m->blocks[e->block_id].name,
+				       e->first_page + (at >> m->blocks[e->block_id].page_shift),
+				       c->chk == FVM_CHK_TAG ? "tag does not verify" : "crc mismatch",
+				       e->file_off + at, q);
+		}
+		f += piece;
 	}
 	return 0;
 }
@@ -150,7 +173,7 @@ static int on_done(struct fvm_exec *x, size_t q)
 	struct lctx *c = x->ctx;
 	int rc;
 
-	if (c->crc) {
+	if (c->chk_raw) {
 		rc = check_req(c, q);
 		if (rc)
 			return rc;
@@ -305,7 +328,7 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	uint64_t window = (o->willneed_window > 64 ? 64 : o->willneed_window) *
 			  (uint64_t)qd * chunk;
 	struct fvm_plan p;
-	struct lctx c = { r, m->file, &p, NULL, NULL, o->progress, o->progress_ctx, 0 };
+	struct lctx c = { r, m->file, &p, m->chk, NULL, NULL, o->progress, o->progress_ctx, 0 };
 	struct fvm_exec x;
 	int backend = o->backend;
 	int dfd = -1, rc, copying;
@@ -314,8 +337,9 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 			    n_maps, !!(o->flags & FVM_LOAD_PARTIAL), chunk);
 	if (rc)
 		return rc;
-	if ((o->flags & FVM_LOAD_VERIFY) && m->with_crc)
-		rc = read_crcs(&c);
+	/* an authenticated file is always checked (FORMAT.md R102) */
+	if (((o->flags & FVM_LOAD_VERIFY) && m->with_crc) || m->auth)
+		rc = read_checks(&c);
 	/* mmap maps the page cache: O_DIRECT has no meaning there */
 	if (!rc && (o->flags & FVM_LOAD_DIRECT) && backend != FVM_BACKEND_MMAP && p.aligned &&
 	    p.nreq)
@@ -369,7 +393,7 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 		rc = fvm_plan_apply_zero(p.zero, p.nzero, o->zero_policy);
 		st->zero_bytes = o->zero_policy == FVM_ZERO_LEAVE ? 0 : p.zero_bytes;
 	}
-	free(c.crc);
+	free(c.chk_raw);
 	free(c.crc_base);
 	fvm_plan_free(&p);
 	return rc;
@@ -384,6 +408,13 @@ int fvm_load_maps(struct fvm_reader *r, const struct fvm_map *maps, size_t n_map
 	memset(st, 0, sizeof(*st));
 	st->size = sizeof(*st);
 	rc = fvm_load_cfg_check(c);
+	if (!rc)
+		rc = fvm_reader_auth_ready(r, "fvm_load");
+	if (!rc && r->m.auth && c->backend == FVM_BACKEND_MMAP)
+		rc = fvm_err(FVM_EUNSUPPORTED, "%s: an authenticated snapshot cannot be mapped%s: "
+			     "the kernel would hand its pages to the guest without checking their "
+			     "tags; load it with another backend", r->m.file,
+			     c->flags & FVM_LOAD_LAZY ? " lazily" : "");
 	if (!rc)
 		rc = r->streamed ? fvm_stream_load(r, maps, n_maps, c, st)
 		     : r->m.compressed ? load_frames(r, maps, n_maps, c, st)

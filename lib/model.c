@@ -283,6 +283,11 @@ void fvm_model_free(struct fvm_model *m)
 	free(m->frames);
 	free(m->ext);
 	free(m->by_block);
+	free(m->devs_tags);
+	if (m->keys) {
+		fvm_auth_wipe(m->keys);
+		free(m->keys);
+	}
 	free(m->file);
 	memset(m, 0, sizeof(*m));
 }

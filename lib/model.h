@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "format.h"
+#include "auth.h"
 #include "frames.h"
 
 struct fvm_rblock {
@@ -51,6 +52,18 @@ struct fvm_model {
 	char *file;             /* name used in error details */
 	struct fvm_header hdr;
 	int with_crc;           /* PAYLOAD_CRC */
+	unsigned chk;           /* check bytes per payload chunk (fvm_chk_bytes) */
+	/*
+	 * AUTHENTICATED (FORMAT.md 4.6): what open read to check the MAC with
+	 * once a key is given (the header, the digests, the index's area),
+	 * and the keys after that; until then keys is NULL and payload and
+	 * device state are refused.
+	 */
+	int auth;
+	uint8_t auth_header[64], auth_db[32], auth_dm[32], auth_di[32], auth_mac[32];
+	uint64_t auth_key_id;
+	uint8_t *devs_tags;     /* 16 per DEVS record, in index order */
+	struct fvm_auth *keys;
 	int compressed;         /* COMPRESSED: hdr.codec, hdr.frame_shift */
 	struct fvm_frame *frames; /* COMPRESSED: the index's frame list (5.1) */
 	uint64_t nframes;

@@ -126,6 +126,9 @@ int fvm_prefetch_start(fvm_reader *r, uint32_t flags, fvm_prefetch **out)
 		return fvm_err(FVM_EINVAL, "fvm_prefetch_start: unknown flags 0x%x", flags);
 	if (r->streamed)
 		return fvm_err(FVM_EINVAL, "%s: a stream is not read again", m->file);
+	if (m->auth)
+		return fvm_err(FVM_EUNSUPPORTED, "%s: an authenticated snapshot is not mapped "
+			       "lazily, so there is nothing to prefetch", m->file);
 	if (m->compressed)
 		return fvm_err(FVM_EUNSUPPORTED, "%s: compressed runs are never lazily mapped; "
 			       "fvm_load reads them", m->file);

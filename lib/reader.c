@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "auth.h"
 #include "crc.h"
 #include "error.h"
 #include "io.h"
@@ -84,14 +85,22 @@ static int add_record(struct fvm_model *m, uint32_t type, uint32_t i, const uint
 	return rc ? rc : fvm_model_add_meta(m, &mr, off);
 }
 
-/* The BLCK or META records the index lists, in file order, each read whole. */
-static int open_records(struct fvm_reader *r, const uint8_t *list, uint32_t n, uint32_t type)
+/*
+ * The BLCK or META records the index lists, in file order, each read whole;
+ * in an AUTHENTICATED file digested as read into out (D_B, D_M of 4.6), so
+ * that the MAC is checked over exactly the bytes the model was built from.
+ */
+static int open_records(struct fvm_reader *r, const uint8_t *list, uint32_t n, uint32_t type,
+			uint8_t out[FVM_DIGEST_LEN])
 {
+	struct fvm_auth_digest d;
 	struct fvm_rechdr rh;
 	uint64_t prev = 0;
 	uint8_t *body;
 	int rc;
 
+	if (r->m.auth)
+		fvm_auth_digest_begin(&d);
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t off = fvm_ld64(list + 8 * (size_t)i);
 
@@ -101,11 +110,36 @@ static int open_records(struct fvm_reader *r, const uint8_t *list, uint32_t n, u
 		if (rc)
 			return rc;
 		rc = add_record(&r->m, type, i, body, rh.body_len, off);
+		if (!rc && r->m.auth)
+			fvm_auth_digest_rec(&d, type, rh.body_len, body, (size_t)rh.body_len);
 		free(body);
 		if (rc)
 			return rc;
 		prev = off;
 	}
+	if (r->m.auth)
+		fvm_auth_digest_end(&d, out);
+	return 0;
+}
+
+/* AUTHENTICATED: the index's authentication area (5.2) and D_I (4.6). */
+static int open_auth(struct fvm_reader *r, const uint8_t *ib, uint64_t len,
+		     const struct fvm_indexhdr *ih)
+{
+	struct fvm_model *m = &r->m;
+	const uint8_t *a = ib + fvm_index_auth_at(ih);
+	struct fvm_auth_digest d;
+	size_t nt = (size_t)ih->devstate_count * FVM_TAG_LEN;
+
+	m->auth_key_id = fvm_ld64(a);
+	m->devs_tags = malloc(nt ? nt : 1);
+	if (!m->devs_tags)
+		return fvm_err(FVM_ENOMEM, "%s: %u device-state tags", m->file, ih->devstate_count);
+	memcpy(m->devs_tags, a + 8, nt);
+	memcpy(m->auth_mac, a + 8 + nt, FVM_MAC_LEN);
+	fvm_auth_digest_begin(&d);
+	fvm_auth_digest_rec(&d, FVM_REC_INDX, len, ib, (size_t)(len - FVM_MAC_LEN));
+	fvm_auth_digest_end(&d, m->auth_di);
 	return 0;
 }
 
@@ -174,7 +208,7 @@ static int open_extents(struct fvm_reader *r, const uint8_t *list, uint64_t n)
 			? fvm_extent_decode_plain(list + FVM_EXTENT_SIZE * i, &ext[i], m->desc,
 						  m->nblocks, m->plain_total, i, w)
 			: fvm_extent_decode(list + FVM_EXTENT_SIZE * i, &ext[i], m->desc,
-					    m->nblocks, m->with_crc, m->index_offset, i, w);
+					    m->nblocks, m->chk, m->index_offset, i, w);
 	if (!rc)
 		rc = fvm_extents_check_overlap(ext, n, m->desc, w);
 	if (rc) {
@@ -261,7 +295,10 @@ static int open_seekable(struct fvm_reader *r)
 	if (rc)
 		return rc;
 	m->with_crc = !!(m->hdr.incompat & FVM_INCOMPAT_PAYLOAD_CRC);
+	m->chk = fvm_chk_bytes(m->hdr.incompat);
 	m->compressed = !!(m->hdr.incompat & FVM_INCOMPAT_COMPRESSED);
+	m->auth = !!(m->hdr.incompat & FVM_INCOMPAT_AUTH);
+	memcpy(m->auth_header, hb, sizeof(hb));
 	m->index_offset = f.index_offset;
 	rc = fvm_pread_full(r->fd, rb, sizeof(rb), f.index_offset, m->file, "INDX record");
 	if (!rc)
@@ -278,16 +315,19 @@ static int open_seekable(struct fvm_reader *r)
 		rc = listed_body(r, f.index_offset, &rh, &ib);
 	if (rc)
 		return rc;
-	rc = (m->compressed ? fvm_indexhdr_decode_c : fvm_indexhdr_decode)(ib, rh.body_len, &ih,
+	rc = (m->compressed ? fvm_indexhdr_decode_c
+	      : m->auth ? fvm_indexhdr_decode_a : fvm_indexhdr_decode)(ib, rh.body_len, &ih,
 				 (struct fvm_where){ m->file, f.index_offset });
 	if (!rc && m->compressed)
 		rc = open_frames(r, ib + fvm_index_frames_at(&ih) + 8, ih.frame_count);
+	if (!rc && m->auth)
+		rc = open_auth(r, ib, rh.body_len, &ih);
 	p = ib + FVM_INDEXHDR_SIZE;
 	if (!rc)
-		rc = open_records(r, p, ih.block_count, FVM_REC_BLCK);
+		rc = open_records(r, p, ih.block_count, FVM_REC_BLCK, m->auth_db);
 	p += 8 * (size_t)ih.block_count;
 	if (!rc)
-		rc = open_records(r, p, ih.meta_count, FVM_REC_META);
+		rc = open_records(r, p, ih.meta_count, FVM_REC_META, m->auth_dm);
 	p += 8 * (size_t)ih.meta_count;
 	if (!rc)
 		rc = open_devs(r, p, ih.devstate_count);
@@ -505,6 +545,9 @@ void fvm_reader_fill_info(const struct fvm_reader *r, fvm_file_info *info)
 		info->frame_count = m->nframes;
 		info->stored_bytes = m->stored_total;
 	}
+	info->authenticated = (uint32_t)m->auth;
+	info->key_checked = m->keys != NULL;
+	info->key_id = m->auth ? m->auth_key_id : 0;
 }
 
 FVM_DEFAULT_0_2(fvm_reader_info)(const fvm_reader *r, fvm_file_info *info)
@@ -679,6 +722,8 @@ static int readable_sect(const struct fvm_reader *r, uint32_t i, const char *fn,
 		return fvm_err(FVM_ENOTFOUND, "%s: no device-state section %u (%u sections)",
 			       r->m.file, i, r->m.nsects);
 	*out = &r->m.sects[i];
+	if (r->m.auth && !r->m.keys)
+		return fvm_reader_auth_ready(r, fn);
 	if ((*out)->given)
 		return fvm_err(FVM_ESTATE, "%s: %s: device-state section %s went to the "
 			       "load's callback and was not kept", r->m.file, fn, (*out)->name);
@@ -691,7 +736,7 @@ static int readable_sect(const struct fvm_reader *r, uint32_t i, const char *fn,
  * record CRC (R11) begun over them, to be continued over the data.
  */
 static int part_head(struct fvm_reader *r, const struct fvm_rpart *p, const char *name,
-		     struct fvm_rechdr *rh, uint32_t *crc)
+		     struct fvm_rechdr *rh, uint32_t *crc, struct fvm_auth_rec *t)
 {
 	struct fvm_model *m = &r->m;
 	uint8_t hb[FVM_RECHDR_SIZE], head[FVM_DEVS_HEAD];
@@ -710,21 +755,49 @@ static int part_head(struct fvm_reader *r, const struct fvm_rpart *p, const char
 				    "DEVS record");
 	if (!rc)
 		*crc = fvm_crc32c(fvm_rec_crc_begin(rh), head, hl);
+	if (!rc && m->keys) {
+		fvm_auth_rec_begin(t, m->keys, p->rec_offset, rh->type, rh->body_len);
+		fvm_auth_rec_add(t, head, hl);
+	}
 	return rc;
+}
+
+/* R11, and with a key R103: the record's CRC and tag, before its bytes are used. */
+static int part_end(struct fvm_reader *r, const struct fvm_rpart *p, const struct fvm_rechdr *rh,
+		    uint32_t crc, struct fvm_auth_rec *t)
+{
+	const struct fvm_model *m = &r->m;
+	uint8_t tag[FVM_TAG_LEN];
+	int rc = fvm_rec_crc_end(rh, crc, (struct fvm_where){ m->file, p->rec_offset });
+
+	if (rc || !m->keys)
+		return rc;
+	fvm_auth_rec_end(t, tag);
+	if (!fvm_auth_equal(tag, m->devs_tags + (size_t)(p - m->parts) * FVM_TAG_LEN, FVM_TAG_LEN))
+		return fvm_err(FVM_EAUTH, AT ": device-state tag does not verify (the record was "
+			       "altered)", m->file, "DEVS record", p->rec_offset);
+	return 0;
 }
 
 /* Part p's data into dst (p->size bytes), its record checked. */
 static int read_part(struct fvm_reader *r, const struct fvm_rpart *p, const char *name,
 		     uint8_t *dst)
 {
+	struct fvm_auth_rec t;
 	struct fvm_rechdr rh;
 	uint32_t crc;
-	int rc = part_head(r, p, name, &rh, &crc);
+	int rc = part_head(r, p, name, &rh, &crc, &t);
 
 	if (!rc)
 		rc = fvm_pread_full(r->fd, dst, p->size, p->data_offset, r->m.file, "DEVS record");
-	return rc ? rc : fvm_rec_crc_end(&rh, fvm_crc32c(crc, dst, p->size),
-					 (struct fvm_where){ r->m.file, p->rec_offset }); /* R11 */
+	if (rc)
+		return rc;
+	if (r->m.keys)
+		fvm_auth_rec_add(&t, dst, p->size);
+	rc = part_end(r, p, &rh, fvm_crc32c(crc, dst, p->size), &t);
+	if (rc) /* nothing unchecked is handed out */
+		memset(dst, 0, p->size);
+	return rc;
 }
 
 int fvm_reader_devstate_read(fvm_reader *r, uint32_t i, void *buf, size_t buf_len)
@@ -791,10 +864,11 @@ static int part_cached(struct fvm_reader *r, uint32_t pi, const char *name)
 static int part_range(struct fvm_reader *r, const struct fvm_rpart *p, const char *name,
 		      uint64_t off, size_t n, uint8_t *dst)
 {
+	struct fvm_auth_rec t;
 	struct fvm_rechdr rh;
 	uint8_t *tmp;
 	uint32_t crc;
-	int rc = part_head(r, p, name, &rh, &crc);
+	int rc = part_head(r, p, name, &rh, &crc, &t);
 
 	if (rc)
 		return rc;
@@ -809,6 +883,8 @@ static int part_range(struct fvm_reader *r, const struct fvm_rpart *p, const cha
 		if (rc)
 			break;
 		crc = fvm_crc32c(crc, tmp, k);
+		if (r->m.keys)
+			fvm_auth_rec_add(&t, tmp, k);
 		/* the overlap of [at, at + k) with [off, off + n) */
 		if (at + k > off && at < off + n) {
 			uint64_t s = at > off ? at : off;
@@ -819,7 +895,11 @@ static int part_range(struct fvm_reader *r, const struct fvm_rpart *p, const cha
 		at += k;
 	}
 	free(tmp);
-	return rc ? rc : fvm_rec_crc_end(&rh, crc, (struct fvm_where){ r->m.file, p->rec_offset });
+	if (!rc)
+		rc = part_end(r, p, &rh, crc, &t);
+	if (rc)
+		memset(dst, 0, n);
+	return rc;
 }
 
 int fvm_reader_devstate_pread(fvm_reader *r, uint32_t i, void *buf, size_t len,
@@ -901,7 +981,34 @@ static int read_data(struct fvm_reader *r, const struct fvm_extent *e, uint64_t 
 		rc = fvm_pread_full(r->fd, dst, k, off, m->file, "payload");
 		if (rc)
 			return rc;
-		if (m->with_crc) {
+		if (m->keys) { /* R102 */
+			uint8_t tags[CRC_BATCH * 4]; /* 1024 tags */
+			uint64_t n = k / FVM_CHUNK;
+
+			for (uint64_t c = 0; c < n && !rc; c += 1024) {
+				uint64_t q = n - c < 1024 ? n - c : 1024;
+				uint64_t at = skip + c * FVM_CHUNK;
+				int64_t bad;
+
+				rc = fvm_pread_full(r->fd, tags, q * FVM_TAG_LEN, e->crc_offset +
+						    at / FVM_CHUNK * FVM_TAG_LEN, m->file,
+						    "chunk tags");
+				if (rc)
+					break;
+				bad = fvm_auth_chunk_check(m->keys, e->payload_offset + at,
+							   dst + c * FVM_CHUNK, (size_t)q, tags);
+				if (bad >= 0)
+					rc = fvm_err(FVM_EAUTH, "%s: block %s page %" PRIu64 ": payload "
+						     "tag does not verify at file offset 0x%" PRIx64,
+						     m->file, b->name, e->first_page + ((at +
+						     (uint64_t)bad * FVM_CHUNK) >> b->page_shift),
+						     e->payload_offset + at + (uint64_t)bad * FVM_CHUNK);
+			}
+			if (rc) {
+				memset(dst, 0, k); /* nothing unchecked is handed out */
+				return rc;
+			}
+		} else if (m->with_crc) {
 			uint8_t raw[CRC_BATCH * 4];
 			uint64_t n = k / FVM_CHUNK;
 
@@ -1028,6 +1135,7 @@ int fvm_reader_read_pages(fvm_reader *r, uint32_t block_id, uint64_t first_page,
 			  uint64_t count, void *buf)
 {
 	const struct fvm_rblock *b;
+	int rc;
 
 	fvm_api_begin();
 	if (!r || (!buf && count))
@@ -1038,10 +1146,85 @@ int fvm_reader_read_pages(fvm_reader *r, uint32_t block_id, uint64_t first_page,
 	if (block_id >= r->m.nblocks)
 		return fvm_err(FVM_ENOTFOUND, "%s: no block %u (%u blocks)", r->m.file,
 			       block_id, r->m.nblocks);
+	if ((rc = fvm_reader_auth_ready(r, "fvm_reader_read_pages")))
+		return rc;
 	b = &r->m.blocks[block_id];
 	if (first_page > b->pages || count > b->pages - first_page)
 		return fvm_err(FVM_ERANGE, "%s: pages %" PRIu64 "+%" PRIu64 " outside block "
 			       "%s of %" PRIu64 " pages", r->m.file, first_page, count, b->name,
 			       b->pages);
 	return fvm_api_end(read_pages(r, block_id, first_page, count, buf));
+}
+
+/* ------------------------------------------------------------ keys */
+
+int fvm_reader_auth_ready(const struct fvm_reader *r, const char *what)
+{
+	if (!r->m.auth || r->m.keys)
+		return 0;
+	return fvm_err(FVM_EAUTH, "%s: %s: an authenticated snapshot (key id %016" PRIx64
+		       "): its key is needed first", r->m.file, what, r->m.auth_key_id);
+}
+
+int fvm_reader_set_key(fvm_reader *r, const void *key, size_t len)
+{
+	struct fvm_model *m;
+	struct fvm_auth *a;
+	uint8_t mac[FVM_MAC_LEN];
+	uint64_t id;
+
+	fvm_api_begin();
+	if (!r || !key || len != FVM_KEY_LEN)
+		return fvm_err(FVM_EINVAL, "fvm_reader_set_key: NULL argument or a key of %zu "
+			       "bytes (%u expected)", r && key ? len : 0, FVM_KEY_LEN);
+	m = &r->m;
+	if (!fvm_auth_built())
+		return fvm_err(FVM_EUNSUPPORTED, "%s: authenticated snapshots: this libfastvm "
+			       "was built without libsodium", m->file);
+	if (r->streamed)
+		return fvm_err(FVM_EUNSUPPORTED, "%s: an authenticated snapshot cannot be read as "
+			       "a stream (its MAC is at its end): open it as a file", m->file);
+	if (m->keys)
+		return fvm_err(FVM_ESTATE, "%s: a key was already accepted", m->file);
+	if (!m->auth)
+		return fvm_err(FVM_EAUTH, "%s: file header at offset 0x10: not an authenticated "
+			       "snapshot, but a key was given (a file stripped of its tags looks "
+			       "like this): refused", m->file);
+	id = fvm_auth_key_id(key);
+	if (id != m->auth_key_id) /* R100 */
+		return fvm_err(FVM_EAUTH, "%s: INDX record at offset 0x%" PRIx64 ": written with "
+			       "key id %016" PRIx64 ", the key given has id %016" PRIx64,
+			       m->file, m->index_offset, m->auth_key_id, id);
+	a = malloc(sizeof(*a));
+	if (!a)
+		return fvm_err(FVM_ENOMEM, "%s: keys", m->file);
+	fvm_auth_derive(a, key, m->hdr.salt);
+	fvm_auth_mac(a, m->auth_header, m->auth_db, m->auth_dm, m->auth_di, mac);
+	if (!fvm_auth_equal(mac, m->auth_mac, FVM_MAC_LEN)) { /* R101 */
+		fvm_auth_wipe(a);
+		free(a);
+		return fvm_err(FVM_EAUTH, "%s: INDX record at offset 0x%" PRIx64 ": the MAC over "
+			       "header, blocks, metadata and index does not verify (the file was "
+			       "altered)", m->file, m->index_offset);
+	}
+	m->keys = a;
+	return fvm_api_end(0);
+}
+
+int fvm_auth_available(void)
+{
+	return fvm_auth_built();
+}
+
+int fvm_key_id(const void *key, size_t len, uint64_t *id)
+{
+	fvm_api_begin();
+	if (!key || !id || len != FVM_KEY_LEN)
+		return fvm_err(FVM_EINVAL, "fvm_key_id: NULL argument or a key of %zu bytes "
+			       "(%u expected)", key && id ? len : 0, FVM_KEY_LEN);
+	if (!fvm_auth_built())
+		return fvm_err(FVM_EUNSUPPORTED, "authenticated snapshots: this libfastvm was "
+			       "built without libsodium");
+	*id = fvm_auth_key_id(key);
+	return fvm_api_end(0);
 }

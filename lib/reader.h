@@ -53,6 +53,12 @@ struct fvm_reader {
 	struct fvm_frame_cache fc;
 };
 
+/*
+ * 0, or FVM_EAUTH with detail when r is AUTHENTICATED and no key was
+ * accepted yet: what (the call) may not read its payload or device state.
+ */
+int fvm_reader_auth_ready(const struct fvm_reader *r, const char *what);
+
 /* The full output structs of the listing calls (compat.c uses them too). */
 void fvm_reader_fill_info(const struct fvm_reader *r, fvm_file_info *info);
 int fvm_reader_fill_block(const struct fvm_reader *r, uint32_t i, fvm_block_info *info);

@@ -5,6 +5,7 @@
  * stream is walked in keep mode, after which the reader lists everything.
  */
 #include <inttypes.h>
+#include <stdlib.h>
 
 #include "error.h"
 #include "reader.h"
@@ -51,12 +52,37 @@ static int verify_file(struct fvm_reader *r, struct fvm_walk_sink *k)
 	return rc;
 }
 
+/*
+ * AUTHENTICATED: every DEVS record read through the reader, which checks
+ * its tag (R103); the walk checked the payload tags (R102).
+ */
+static int verify_devs_tags(struct fvm_reader *r)
+{
+	size_t cap = 1u << 20, got;
+	uint8_t *buf = malloc(cap);
+	int rc = 0;
+
+	if (!buf)
+		return fvm_err(FVM_ENOMEM, "%s: verify", r->m.file);
+	for (uint32_t i = 0; i < r->m.nsects && !rc; i++)
+		for (uint64_t at = 0; at < r->m.sects[i].length && !rc; at += got)
+			rc = fvm_reader_devstate_pread(r, i, buf, cap, at, &got);
+	free(buf);
+	return rc;
+}
+
 int fvm_verify(fvm_reader *r, fvm_progress_fn progress, void *ctx)
 {
 	struct fvm_walk_sink k = { .check = 1, .progress = progress, .pctx = ctx };
+	int rc;
 
 	fvm_api_begin();
 	if (!r)
 		return fvm_err(FVM_EINVAL, "fvm_verify: NULL reader");
-	return fvm_api_end(r->streamed ? verify_stream(r, &k) : verify_file(r, &k));
+	if ((rc = fvm_reader_auth_ready(r, "fvm_verify")))
+		return rc;
+	rc = r->streamed ? verify_stream(r, &k) : verify_file(r, &k);
+	if (!rc && r->m.keys)
+		rc = verify_devs_tags(r);
+	return fvm_api_end(rc);
 }

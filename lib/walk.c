@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "array.h"
+#include "auth.h"
 #include "crc.h"
 #include "error.h"
 #include "extents.h"
@@ -373,7 +374,7 @@ static int on_csegm(struct fvm_walk *w)
 static int on_segm(struct fvm_walk *w)
 {
 	struct fvm_where at = { w->m->file, w->rec_off };
-	int with_crc = w->m->with_crc;
+	unsigned chk = w->m->chk;
 	uint64_t len = w->rh.body_len;
 	uint32_t n;
 	int rc = seg_head(w, &n);
@@ -382,22 +383,22 @@ static int on_segm(struct fvm_walk *w)
 		return rc;
 	if (len < FVM_SEGHDR_SIZE || n == 0 || n > FVM_MAX_ENTRIES ||
 	    fvm_ld64(w->body + 8) > FVM_MAX_SEG_PAYLOAD ||
-	    len != fvm_seg_body_len(n, fvm_ld64(w->body + 8), with_crc)) {
+	    len != fvm_seg_body_len(n, fvm_ld64(w->body + 8), chk)) {
 		/* the decoder's checks of the header give the precise error */
-		rc = fvm_seg_decode(w->body, len, with_crc, wdesc(w), wnblocks(w), &w->sh,
+		rc = fvm_seg_decode(w->body, len, chk, wdesc(w), wnblocks(w), &w->sh,
 				    NULL, at);
 		return rc ? rc : fvm_err(FVM_ECORRUPT, "%s: SEGM record at offset 0x%"
 					 PRIx64 ": bad header", at.file, at.offset);
 	}
 	rc = seg_body(w, n);
 	if (!rc)
-		rc = fvm_seg_decode(w->body, len, with_crc, wdesc(w), wnblocks(w), &w->sh,
+		rc = fvm_seg_decode(w->body, len, chk, wdesc(w), wnblocks(w), &w->sh,
 				    w->ent, at);
 	if (!rc)
 		rc = seg_tail(w, n);
 	if (rc)
 		return rc;
-	fvm_seg_extents(w->rec_off, &w->sh, w->ent, with_crc, wdesc(w), w->raw.v + w->raw.n);
+	fvm_seg_extents(w->rec_off, &w->sh, w->ent, chk, wdesc(w), w->raw.v + w->raw.n);
 	w->raw.n += n;
 	return 0;
 }
@@ -413,6 +414,19 @@ static int check_chunks(struct fvm_walk *w, const struct fvm_entry *e, const uin
 			      (size_t)w->sh.entry_count * FVM_ENTRY_SIZE;
 	uint32_t shift = wdesc(w)[e->block_id].page_shift;
 
+	if (w->m->auth) { /* R102: the tags, keyed by the chunks' file offsets */
+		uint64_t f = w->payload_off + entry_off + done;
+		int64_t bad = fvm_auth_chunk_check(w->m->keys, f, p, n / FVM_CHUNK,
+						   crcs + FVM_CHK_TAG * ((entry_off + done) / FVM_CHUNK));
+
+		if (bad < 0)
+			return 0;
+		return fvm_err(FVM_EAUTH, "%s: SEGM record at offset 0x%" PRIx64 ": block %s "
+			       "page %" PRIu64 ": payload tag does not verify at file offset 0x%"
+			       PRIx64, w->m->file, w->rec_off, block_name(w, e->block_id),
+			       e->first_page + ((done + (uint64_t)bad * FVM_CHUNK) >> shift),
+			       f + (uint64_t)bad * FVM_CHUNK);
+	}
 	for (uint64_t c = 0; c < n / FVM_CHUNK; c++) {
 		uint64_t at = done + c * FVM_CHUNK; /* in the entry */
 
@@ -534,7 +548,7 @@ static int walk_payload(struct fvm_walk *w, struct fvm_walk_sink *k)
 
 			/* read() straight into the destination: no bounce buffer */
 			rc = fvm_src_read(&w->src, p, n, "payload");
-			if (!rc && k->check && w->m->with_crc)
+			if (!rc && k->check && (w->m->with_crc || w->m->keys))
 				rc = check_chunks(w, e, p, n, seg_off, done);
 			if (rc)
 				return rc;
@@ -664,7 +678,7 @@ static int on_indx(struct fvm_walk *w)
 			       w->m->index_offset);
 	expect = (struct fvm_indexhdr){ wnblocks(w), (uint32_t)w->offs[OFF_META].n,
 					(uint32_t)w->offs[OFF_DEVS].n, w->raw.n, w->compressed,
-					w->nfr };
+					w->nfr, w->m->auth };
 	/* known before reading: a stream cannot make us buffer a huge index */
 	if (w->rh.body_len != fvm_index_body_len(&expect)) /* R68 */
 		return fvm_err(FVM_ECORRUPT, "%s: INDX record at offset 0x%" PRIx64 ": body_len"
@@ -672,7 +686,8 @@ static int on_indx(struct fvm_walk *w)
 			       at.offset, w->rh.body_len, fvm_index_body_len(&expect));
 	rc = whole_body(w);
 	if (!rc)
-		rc = (w->compressed ? fvm_indexhdr_decode_c : fvm_indexhdr_decode)(
+		rc = (w->compressed ? fvm_indexhdr_decode_c
+		      : w->m->auth ? fvm_indexhdr_decode_a : fvm_indexhdr_decode)(
 			w->body, w->rh.body_len, &ih, at);
 	if (!rc && w->compressed)
 		rc = same_frames(w, w->body + fvm_index_frames_at(&ih), &ih);
@@ -695,7 +710,7 @@ static int on_indx(struct fvm_walk *w)
 			? fvm_extent_decode_plain(p + FVM_EXTENT_SIZE * i, &ext[i], wdesc(w),
 						  wnblocks(w), w->plain_base, i, at)
 			: fvm_extent_decode(p + FVM_EXTENT_SIZE * i, &ext[i], wdesc(w),
-					    wnblocks(w), w->m->with_crc, w->rec_off, i, at);
+					    wnblocks(w), w->m->chk, w->rec_off, i, at);
 	if (!rc)
 		rc = same_extents(w, ext, ih.extent_count);
 	if (!rc)
@@ -745,13 +760,19 @@ static int walk_header(struct fvm_walk *w)
 		rc = fvm_header_decode(hb, &h, w->m->file);
 	if (rc)
 		return rc;
+	if (w->keep && (h.incompat & FVM_INCOMPAT_AUTH)) /* FORMAT.md 4.6 */
+		return fvm_err(FVM_EUNSUPPORTED, "%s: an authenticated snapshot cannot be read "
+			       "as a stream (its MAC is at its end, after the bytes it covers): "
+			       "open it as a file", w->m->file);
 	if (w->keep) {
 		w->m->hdr = h;
 		w->m->with_crc = !!(h.incompat & FVM_INCOMPAT_PAYLOAD_CRC);
+		w->m->chk = fvm_chk_bytes(h.incompat);
 		w->m->compressed = !!(h.incompat & FVM_INCOMPAT_COMPRESSED);
 	} else if (h.major != w->m->hdr.major || h.minor != w->m->hdr.minor ||
 		   h.incompat != w->m->hdr.incompat || h.compat != w->m->hdr.compat ||
-		   h.codec != w->m->hdr.codec || h.frame_shift != w->m->hdr.frame_shift) {
+		   h.codec != w->m->hdr.codec || h.frame_shift != w->m->hdr.frame_shift ||
+		   memcmp(h.salt, w->m->hdr.salt, sizeof(h.salt))) {
 		return fvm_err(FVM_ECORRUPT, "%s: file header changed since the file was "
 			       "opened", w->m->file);
 	}

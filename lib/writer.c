@@ -28,6 +28,7 @@
 #include "abi.h"
 #include "array.h"
 #include "codec.h"
+#include "auth.h"
 #include "crc.h"
 #include "error.h"
 #include "extents.h"
@@ -68,6 +69,16 @@ struct fvm_writer {
 	fvm_write_options o;
 	unsigned disks;        /* disk.N.* recorded (disk.c) */
 	int with_crc;
+	unsigned chk;          /* check bytes per payload chunk: 0, 4 (CRC), 16 (tag) */
+	/* AUTHENTICATED (FORMAT.md 4.6): the keys, the salt and what the MAC
+	 * covers as it is written; NULL keys: not authenticated */
+	struct fvm_auth *keys;
+	uint8_t salt[FVM_SALT_LEN], header[FVM_HEADER_SIZE];
+	struct fvm_auth_digest db, dm;
+	uint8_t *devs_tags;    /* 16 per DEVS record written */
+	size_t devs_tags_cap;
+	uint8_t *tags;         /* the pending segment's chunk tags */
+	size_t tags_cap;
 
 	struct wblock *blocks;
 	struct fvm_blockdesc *desc;
@@ -295,6 +306,22 @@ static int out_record(fvm_writer *w, uint32_t type, const void *a, uint64_t alen
 	int rc;
 
 	fvm_rechdr_encode2(hdr, type, a, alen, b, blen);
+	if (w->keys && (type == FVM_REC_BLCK || type == FVM_REC_META)) { /* 4.6: D_B, D_M */
+		struct fvm_auth_digest *d = type == FVM_REC_BLCK ? &w->db : &w->dm;
+
+		fvm_auth_digest_rec(d, type, alen + blen, a, alen);
+		fvm_auth_digest_add(d, b, blen);
+	} else if (w->keys && type == FVM_REC_DEVS) { /* 4.6: the record's tag */
+		struct fvm_auth_rec t;
+
+		if (fvm_grow((void **)&w->devs_tags, &w->devs_tags_cap,
+			     (size_t)w->devs.n * FVM_TAG_LEN, 1))
+			return fail(w, fvm_err(FVM_ENOMEM, "%s: device-state tags", w->name));
+		fvm_auth_rec_begin(&t, w->keys, w->off, type, alen + blen);
+		fvm_auth_rec_add(&t, a, alen);
+		fvm_auth_rec_add(&t, b, blen);
+		fvm_auth_rec_end(&t, w->devs_tags + (w->devs.n - 1) * FVM_TAG_LEN);
+	}
 	rc = out_writev(w, iov, 3);
 	return rc ? rc : out_pad(w, 8);
 }
@@ -338,6 +365,12 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 		return rc;
 	if (o.codec && (rc = check_codec(&o)))
 		return rc;
+	if (o.key && o.codec)
+		return fvm_err(FVM_EINVAL, "fvm_write_options: an authenticated snapshot cannot "
+			       "be compressed in this format version (FORMAT.md R9a)");
+	if (o.key && !fvm_auth_built())
+		return fvm_err(FVM_EUNSUPPORTED, "authenticated snapshots: this libfastvm was "
+			       "built without libsodium");
 	if (o.flags & ~(uint32_t)(FVM_WRITE_NO_CRC | FVM_WRITE_NO_FSYNC | FVM_WRITE_SYNC_AT_FINISH |
 				  FVM_WRITE_STABLE_MEM))
 		return fvm_err(FVM_EINVAL, "fvm_write_options: unknown flags 0x%x", o.flags);
@@ -354,7 +387,21 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 			       " must be multiples of 4096, segment_bytes at most 4 GiB",
 			       o.segment_bytes, o.max_run_bytes);
 	}
-	w->with_crc = !(w->o.flags & FVM_WRITE_NO_CRC) && !o.codec;
+	w->with_crc = !(w->o.flags & FVM_WRITE_NO_CRC) && !o.codec && !o.key;
+	w->chk = w->with_crc ? FVM_CHK_CRC : 0;
+	if (o.key) {
+		w->o.key = NULL; /* copied, not kept */
+		w->keys = malloc(sizeof(*w->keys));
+		if (!w->keys || fvm_auth_random(w->salt, sizeof(w->salt))) {
+			free(w->keys);
+			free(w);
+			return fvm_err(FVM_ENOMEM, "writer: keys");
+		}
+		fvm_auth_derive(w->keys, o.key, w->salt);
+		fvm_auth_digest_begin(&w->db);
+		fvm_auth_digest_begin(&w->dm);
+		w->chk = FVM_CHK_TAG;
+	}
 	if (o.codec) {
 		w->fshift = (unsigned)__builtin_ctz(o.frame_bytes ? o.frame_bytes
 					   : DEFAULT_FRAME_BYTES);
@@ -380,8 +427,13 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 static int write_header(fvm_writer *w)
 {
 	struct fvm_header h = { FVM_VERSION_MAJOR_FILE, FVM_VERSION_MINOR_FILE,
-				w->with_crc ? FVM_INCOMPAT_PAYLOAD_CRC : 0, 0, 0, 0, 0 };
+				w->with_crc ? FVM_INCOMPAT_PAYLOAD_CRC : 0, 0, 0, 0, 0, { 0 } };
 
+	if (w->keys) {
+		h.minor = FVM_VERSION_MINOR_AUTH;
+		h.incompat = FVM_INCOMPAT_AUTH;
+		memcpy(h.salt, w->salt, sizeof(h.salt));
+	}
 	if (w->o.codec) {
 		h.minor = FVM_VERSION_MINOR_COMPRESSED;
 		h.incompat = FVM_INCOMPAT_COMPRESSED;
@@ -392,6 +444,7 @@ static int write_header(fvm_writer *w)
 	uint8_t buf[FVM_HEADER_SIZE];
 
 	fvm_header_encode(buf, &h);
+	memcpy(w->header, buf, sizeof(buf));
 	return out_write(w, buf, sizeof(buf));
 }
 
@@ -767,6 +820,35 @@ static int seg_submit(fvm_writer *w, const uint8_t *a, uint64_t alen, const void
 	return 0;
 }
 
+/* The check data after a segment's entries: chunk CRCs or chunk tags. */
+static const void *chk_data(const fvm_writer *w)
+{
+	return w->keys ? (const void *)w->tags : (const void *)w->crcs;
+}
+
+/*
+ * AUTHENTICATED: the tag of every chunk of the pending segment, keyed by
+ * the file offset its bytes will have (FORMAT.md 4.6), which the body
+ * length gives: made here, once the segment is complete.
+ */
+static int seg_tags(fvm_writer *w, uint64_t rec_off)
+{
+	uint64_t n = w->pay_len / FVM_CHUNK, at = 0;
+	uint64_t off = fvm_seg_payload_offset(rec_off, fvm_seg_body_len(w->nents, w->pay_len,
+									 w->chk));
+
+	if (fvm_grow((void **)&w->tags, &w->tags_cap, (size_t)n * FVM_TAG_LEN + 1, 1))
+		return fail(w, fvm_err(FVM_ENOMEM, "%s: chunk tags", w->name));
+	for (size_t i = 0; i < w->niov; i++) {
+		uint64_t k = w->iov[i].iov_len / FVM_CHUNK; /* pages are whole chunks */
+
+		fvm_auth_chunk_tags(w->keys, off + at * FVM_CHUNK, w->iov[i].iov_base, (size_t)k,
+				    w->tags + at * FVM_TAG_LEN);
+		at += k;
+	}
+	return 0;
+}
+
 static int seg_flush(fvm_writer *w)
 {
 	uint8_t head[FVM_SEGHDR_SIZE];
@@ -794,6 +876,10 @@ static int seg_flush(fvm_writer *w)
 	body = malloc(FVM_SEGHDR_SIZE + (size_t)w->nents * FVM_ENTRY_SIZE);
 	if (!body)
 		return fail(w, fvm_err(FVM_ENOMEM, "%s: segment of %u entries", w->name, w->nents));
+	if (w->keys && (rc = seg_tags(w, rec_off))) {
+		free(body);
+		return rc;
+	}
 	fvm_seghdr_encode(head, &sh);
 	memcpy(body, head, sizeof(head));
 	for (uint32_t i = 0; i < w->nents; i++)
@@ -801,14 +887,14 @@ static int seg_flush(fvm_writer *w)
 
 	if (w->pipeline && w->pay_len) {
 		rc = seg_submit(w, body, FVM_SEGHDR_SIZE + (uint64_t)w->nents * FVM_ENTRY_SIZE,
-				w->crcs, w->with_crc ? w->pay_len / FVM_CHUNK * 4 : 0);
+				chk_data(w), w->pay_len / FVM_CHUNK * w->chk);
 		free(body);
 		if (rc)
 			return rc;
 		goto index;
 	}
 	rc = out_record(w, FVM_REC_SEGM, body, FVM_SEGHDR_SIZE + (uint64_t)w->nents * FVM_ENTRY_SIZE,
-			w->crcs, w->with_crc ? w->pay_len / FVM_CHUNK * 4 : 0);
+			chk_data(w), w->pay_len / FVM_CHUNK * w->chk);
 	free(body);
 	if (rc)
 		return rc;
@@ -825,7 +911,7 @@ index:
 	if (fvm_grow((void **)&w->ext.v, &w->ext.cap, w->ext.n + w->nents, sizeof(*w->ext.v)))
 		rc = fvm_err(FVM_ENOMEM, "%s: index", w->name);
 	if (!rc) {
-		fvm_seg_extents(rec_off, &sh, w->ents, w->with_crc, w->desc, w->ext.v + w->ext.n);
+		fvm_seg_extents(rec_off, &sh, w->ents, w->chk, w->desc, w->ext.v + w->ext.n);
 		w->ext.n += w->nents;
 	}
 done:
@@ -1382,7 +1468,8 @@ static int write_index(fvm_writer *w)
 	if (rc)
 		return fail(w, rc);
 	ih = (struct fvm_indexhdr){ w->nblocks, w->meta.n, w->devs.n, w->ext.n,
-				    !!w->o.codec, w->nframes }; /* 5.1: the frame list */
+				    !!w->o.codec, w->nframes, /* 5.1: the frame list */
+				    !!w->keys }; /* 5.2 */
 	len = fvm_index_body_len(&ih);
 	body = malloc(len);
 	if (!body)
@@ -1402,6 +1489,22 @@ static int write_index(fvm_writer *w)
 		p += 8;
 		for (uint64_t k = 0; k < w->nframes; k++, p += FVM_FRAME_SIZE)
 			fvm_frame_encode(p, &w->frames[k]);
+	}
+	if (w->keys) { /* 5.2: key id, DEVS tags, MAC (4.6) */
+		struct fvm_auth_digest di;
+		uint8_t db[FVM_DIGEST_LEN], dm[FVM_DIGEST_LEN], dd[FVM_DIGEST_LEN];
+
+		fvm_st64(p, w->keys->key_id);
+		p += 8;
+		if (w->devs.n)
+			memcpy(p, w->devs_tags, (size_t)w->devs.n * FVM_TAG_LEN);
+		p += (size_t)w->devs.n * FVM_TAG_LEN;
+		fvm_auth_digest_begin(&di);
+		fvm_auth_digest_rec(&di, FVM_REC_INDX, len, body, (size_t)(len - FVM_MAC_LEN));
+		fvm_auth_digest_end(&di, dd);
+		fvm_auth_digest_end(&w->db, db);
+		fvm_auth_digest_end(&w->dm, dm);
+		fvm_auth_mac(w->keys, w->header, db, dm, dd, p);
 	}
 	index_off = w->off;
 	rc = out_record(w, FVM_REC_INDX, body, len, NULL, 0);
@@ -1531,6 +1634,12 @@ void fvm_writer_free(fvm_writer *w)
 	free(w->ents);
 	free(w->iov);
 	free(w->crcs);
+	free(w->tags);
+	free(w->devs_tags);
+	if (w->keys) {
+		fvm_auth_wipe(w->keys);
+		free(w->keys);
+	}
 	free(w->sbuf);
 	free(w->dv_buf);
 	for (unsigned i = 0; w->cctx && i < w->nthreads; i++)

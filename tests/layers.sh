@@ -14,7 +14,7 @@ declare -A rank=(
 	[array]=0 [crc]=0 [error]=0 [codec]=0 [pool]=0
 	[io]=1 [abi]=1 [version]=0
 	[format]=2 [zeroscan]=2
-	[extents]=3 [frames]=3
+	[extents]=3 [frames]=3 [auth]=3
 	[unframe]=4
 	[model]=4 [record]=4
 	[walk]=5

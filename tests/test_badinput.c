@@ -97,7 +97,7 @@ static void parse(struct snap *s)
 						     sizeof(*e));
 
 			assert_int_equal(fvm_seg_decode(s->b + off + 16, rh.body_len,
-							(int)(s->hdr.incompat & 1), s->bd, nb, &sh, e,
+							fvm_chk_bytes(s->hdr.incompat), s->bd, nb, &sh, e,
 							(struct fvm_where){ FNAME, off }), 0);
 			free(e);
 			if (sh.payload_len) {
@@ -127,7 +127,7 @@ static void parse(struct snap *s)
 			s->offs[i] = fvm_ld64(body + 24 + 8 * i);
 		for (uint64_t i = 0; i < s->ih.extent_count; i++)
 			assert_int_equal(fvm_extent_decode(body + 24 + 8 * nofs + 40 * i, &s->ext[i],
-							   s->bd, nb, (int)(s->hdr.incompat & 1),
+							   s->bd, nb, fvm_chk_bytes(s->hdr.incompat),
 							   ir->off, i, (struct fvm_where){ FNAME, ir->off }), 0);
 	}
 }

@@ -150,7 +150,7 @@ static void test_crc_path(void **state)
 
 static void header_good(uint8_t h[FVM_HEADER_SIZE])
 {
-	struct fvm_header hd = { 1, 0, FVM_INCOMPAT_PAYLOAD_CRC, 0x8000000000000001ull, 0, 0, 0 };
+	struct fvm_header hd = { 1, 0, FVM_INCOMPAT_PAYLOAD_CRC, 0x8000000000000001ull, 0, 0, 0, { 0 } };
 
 	fvm_header_encode(h, &hd);
 }
@@ -163,7 +163,7 @@ static void header_recrc(uint8_t h[FVM_HEADER_SIZE])
 static void test_header_roundtrip(void **state)
 {
 	uint8_t h[FVM_HEADER_SIZE];
-	struct fvm_header in = { 1, 7, FVM_INCOMPAT_PAYLOAD_CRC, 0xf0f0f0f0f0f0f0f0ull, 0, 0, 0 }, out;
+	struct fvm_header in = { 1, 7, FVM_INCOMPAT_PAYLOAD_CRC, 0xf0f0f0f0f0f0f0f0ull, 0, 0, 0, { 0 } }, out;
 
 	(void)state;
 	fvm_header_encode(h, &in);
@@ -212,7 +212,7 @@ static void test_header_rules(void **state)
 	header_recrc(h);
 	check_err(fvm_header_decode(h, &out, FILE_NAME), FVM_EFEATURE, "file header", "0x10");
 	header_good(h);
-	fvm_st64(h + 16, 4);
+	fvm_st64(h + 16, 8);
 	header_recrc(h);
 	check_err(fvm_header_decode(h, &out, FILE_NAME), FVM_EFEATURE, "incompatible", NULL);
 
@@ -250,7 +250,7 @@ static void test_header_rules(void **state)
 			}
 		}
 		/* and the encoder writes them only with COMPRESSED */
-		struct fvm_header hc = { 1, 2, FVM_INCOMPAT_COMPRESSED, 0, 2, 9, 17 }, back;
+		struct fvm_header hc = { 1, 2, FVM_INCOMPAT_COMPRESSED, 0, 2, 9, 17, { 0 } }, back;
 		fvm_header_encode(h, &hc);
 		assert_int_equal(fvm_header_decode(h, &back, FILE_NAME), 0);
 		assert_int_equal(back.codec, 2);
@@ -649,7 +649,7 @@ static size_t seg_build(uint8_t *b, const struct fvm_entry *e, uint32_t n, int w
 	fvm_seghdr_encode(b, &sh);
 	for (uint32_t i = 0; i < n; i++)
 		fvm_entry_encode(b + FVM_SEGHDR_SIZE + i * FVM_ENTRY_SIZE, &e[i]);
-	size_t len = (size_t)fvm_seg_body_len(n, payload, with_crc);
+	size_t len = (size_t)fvm_seg_body_len(n, payload, with_crc * FVM_CHK_CRC);
 	memset(b + FVM_SEGHDR_SIZE + n * FVM_ENTRY_SIZE, 0x5a,
 	       len - FVM_SEGHDR_SIZE - n * FVM_ENTRY_SIZE);
 	return len;
@@ -674,7 +674,7 @@ static void test_seg_roundtrip(void **state)
 
 		assert_int_equal(n, 16 + 72 + (crc ? payload / 4096 * 4 : 0));
 		assert_int_equal(fvm_seg_entry_count(b, n), 3);
-		assert_int_equal(fvm_seg_decode(b, n, crc, blocks2, 2, &sh, out, at(0x1000)), 0);
+		assert_int_equal(fvm_seg_decode(b, n, crc * FVM_CHK_CRC, blocks2, 2, &sh, out, at(0x1000)), 0);
 		assert_int_equal(sh.entry_count, 3);
 		assert_true(sh.payload_len == payload);
 		assert_memory_equal(out, seg_entries, sizeof(out));
@@ -690,7 +690,7 @@ static void test_seg_roundtrip(void **state)
 }
 
 #define SEG_DECODE(b, n, crc, sh, out, off) \
-	fvm_seg_decode((b), (n), (crc), blocks2, 2, (sh), (out), at(off))
+	fvm_seg_decode((b), (n), (crc) * FVM_CHK_CRC, blocks2, 2, (sh), (out), at(off))
 
 static void test_seg_rules(void **state)
 {
@@ -794,7 +794,7 @@ static void test_seg_rules(void **state)
 static void test_index_roundtrip(void **state)
 {
 	uint8_t b[FVM_INDEXHDR_SIZE], x[FVM_EXTENT_SIZE];
-	struct fvm_indexhdr ih = { 2, 3, 4, 5, 0, 0 }, oh;
+	struct fvm_indexhdr ih = { 2, 3, 4, 5, 0, 0, 0 }, oh;
 	struct fvm_extent e = { 1, FVM_RUN_FLAG_DATA, 1, 2, 0x200000, 0x1010 }, oe;
 
 	(void)state;
@@ -807,11 +807,11 @@ static void test_index_roundtrip(void **state)
 	assert_int_equal(oh.extent_count, 5);
 
 	fvm_extent_encode(x, &e);
-	assert_int_equal(fvm_extent_decode(x, &oe, blocks2, 2, 1, 0x600000, 0, at(0x9000)), 0);
+	assert_int_equal(fvm_extent_decode(x, &oe, blocks2, 2, FVM_CHK_CRC, 0x600000, 0, at(0x9000)), 0);
 	assert_memory_equal(&oe, &e, sizeof(e));
 	e = (struct fvm_extent){ 0, 0, 4, 12, 0, 0 };
 	fvm_extent_encode(x, &e);
-	assert_int_equal(fvm_extent_decode(x, &oe, blocks2, 2, 1, 0x600000, 0, at(0x9000)), 0);
+	assert_int_equal(fvm_extent_decode(x, &oe, blocks2, 2, FVM_CHK_CRC, 0x600000, 0, at(0x9000)), 0);
 	assert_memory_equal(&oe, &e, sizeof(e));
 	/* without PAYLOAD_CRC the crc_offset is 0 */
 	e = (struct fvm_extent){ 0, FVM_RUN_FLAG_DATA, 0, 16, 0x1000, 0 };
@@ -819,7 +819,7 @@ static void test_index_roundtrip(void **state)
 	assert_int_equal(fvm_extent_decode(x, &oe, blocks2, 2, 0, 0x11000, 0, at(0x9000)), 0);
 
 	/* empty index */
-	ih = (struct fvm_indexhdr){ 0, 0, 0, 0, 0, 0 };
+	ih = (struct fvm_indexhdr){ 0, 0, 0, 0, 0, 0, 0 };
 	fvm_indexhdr_encode(b, &ih);
 	assert_int_equal(fvm_indexhdr_decode(b, 24, &oh, at(0x40)), 0);
 	assert_int_equal(oh.extent_count, 0);
@@ -828,7 +828,7 @@ static void test_index_roundtrip(void **state)
 static void test_index_rules(void **state)
 {
 	uint8_t b[FVM_INDEXHDR_SIZE];
-	struct fvm_indexhdr ih = { 1, 0, 0, 2, 0, 0 }, oh;
+	struct fvm_indexhdr ih = { 1, 0, 0, 2, 0, 0, 0 }, oh;
 
 	(void)state;
 	fvm_indexhdr_encode(b, &ih);
@@ -836,7 +836,7 @@ static void test_index_rules(void **state)
 	b[12] = 1; /* reserved */
 	check_err(fvm_indexhdr_decode(b, 24 + 8 + 80, &oh, at(0x7000)), FVM_ECORRUPT, "reserved", NULL);
 
-	ih = (struct fvm_indexhdr){ 65537, 0, 0, 0, 0, 0 }; /* R26 */
+	ih = (struct fvm_indexhdr){ 65537, 0, 0, 0, 0, 0, 0 }; /* R26 */
 	fvm_indexhdr_encode(b, &ih);
 	check_err(fvm_indexhdr_decode(b, fvm_index_body_len(&ih), &oh, at(0x7000)), FVM_ECORRUPT,
 		  "block_count", "0x7000");
@@ -845,7 +845,7 @@ static void test_index_rules(void **state)
 	assert_int_equal(fvm_indexhdr_decode(b, fvm_index_body_len(&ih), &oh, at(0x7000)), 0);
 
 	/* R60: body_len other than the counts say, including counts that would wrap */
-	ih = (struct fvm_indexhdr){ 1, 2, 3, 4, 0, 0 };
+	ih = (struct fvm_indexhdr){ 1, 2, 3, 4, 0, 0, 0 };
 	fvm_indexhdr_encode(b, &ih);
 	check_err(fvm_indexhdr_decode(b, fvm_index_body_len(&ih) + 8, &oh, at(0x7000)),
 		  FVM_ECORRUPT, "INDX record", NULL);
@@ -855,7 +855,7 @@ static void test_index_rules(void **state)
 	fvm_indexhdr_encode(b, &ih);
 	check_err(fvm_indexhdr_decode(b, 4096, &oh, at(0x7000)), FVM_ECORRUPT, "INDX record", NULL);
 	/* extent_count * 40 wrapping to the real body length */
-	ih = (struct fvm_indexhdr){ 0, 0, 0, 0, 0, 0 };
+	ih = (struct fvm_indexhdr){ 0, 0, 0, 0, 0, 0, 0 };
 	fvm_indexhdr_encode(b, &ih);
 	fvm_st64(b + 16, (UINT64_MAX / 40) + 2); /* 40 * this wraps to a small number */
 	check_err(fvm_indexhdr_decode(b, 24 + (uint64_t)(40 * ((UINT64_MAX / 40) + 2)), &oh,
@@ -868,7 +868,7 @@ static int ext_decode(const struct fvm_extent *e, int with_crc, uint64_t index_o
 	struct fvm_extent o;
 
 	fvm_extent_encode(x, e);
-	return fvm_extent_decode(x, &o, blocks2, 2, with_crc, index_offset, 7, at(0x8000));
+	return fvm_extent_decode(x, &o, blocks2, 2, with_crc * FVM_CHK_CRC, index_offset, 7, at(0x8000));
 }
 #define EXT_DECODE ext_decode
 

@@ -108,7 +108,7 @@ static void walk(const unsigned char *f, size_t size, struct walked *wk)
 			const uint32_t *crcs;
 
 			assert_int_equal(rh.type, FVM_REC_SEGM);
-			assert_int_equal(fvm_seg_decode(body, rh.body_len, 1, desc, wk->nblocks,
+			assert_int_equal(fvm_seg_decode(body, rh.body_len, FVM_CHK_CRC, desc, wk->nblocks,
 							&sh, e, w), 0);
 			pay = fvm_seg_payload_offset(off, rh.body_len);
 			crcs = (const uint32_t *)(body + FVM_SEGHDR_SIZE + sh.entry_count * FVM_ENTRY_SIZE);
@@ -159,7 +159,7 @@ static void walk(const unsigned char *f, size_t size, struct walked *wk)
 		for (uint64_t i = 0; i < ih.extent_count; i++) {
 			struct fvm_extent x;
 			assert_int_equal(fvm_extent_decode(p + i * FVM_EXTENT_SIZE, &x, desc,
-							   wk->nblocks, 1, index_off, i, w), 0);
+							   wk->nblocks, FVM_CHK_CRC, index_off, i, w), 0);
 			assert_int_equal(fvm_extlist_push(&wk->index, &x), 0);
 		}
 		assert_int_equal(fvm_extents_check_overlap(wk->index.v, wk->index.n, desc, w), 0);

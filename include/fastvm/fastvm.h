@@ -81,7 +81,9 @@ typedef enum fvm_error {
 	FVM_ESTATE = -13,      /* call not allowed in this state */
 	FVM_ENOTFOUND = -14,   /* no such block, section or key */
 	FVM_EUNSUPPORTED = -15, /* valid request this system cannot do */
-	FVM_ECHANGED = -16     /* a disk changed since the snapshot was taken */
+	FVM_ECHANGED = -16,    /* a disk changed since the snapshot was taken */
+	FVM_EAUTH = -17        /* 0.2: an authenticated snapshot without its key, with
+	                          another key, or whose MAC or a tag does not verify */
 } fvm_error;
 
 /* Fixed text for a code ("checksum mismatch"); never NULL. Errors: none. */
@@ -168,7 +170,17 @@ typedef struct fvm_write_options {
 	uint32_t frame_bytes;   /* plain bytes per frame, a power of two from
 	                           64 KiB to 1 MiB; 0 = 1 MiB */
 	uint32_t threads;       /* compressing threads; 0 = one per CPU */
+	/*
+	 * 0.2: an authenticated snapshot (doc/FORMAT.md 4.6): the secret file
+	 * key of FVM_KEY_BYTES bytes (copied at open; NULL = not
+	 * authenticated). Not with codec (FVM_EINVAL); FVM_EUNSUPPORTED when
+	 * fvm_auth_available() is 0. A reader needs the same key
+	 * (fvm_reader_set_key) to load the file.
+	 */
+	const uint8_t *key;
 } fvm_write_options;
+
+#define FVM_KEY_BYTES 32
 
 /*
  * Codecs of compressed payload. A build has those whose library it found
@@ -176,7 +188,7 @@ typedef struct fvm_write_options {
  */
 enum fvm_codec { FVM_CODEC_NONE = 0, FVM_CODEC_ZSTD = 1, FVM_CODEC_LZ4 = 2 };
 
-#define FVM_WRITE_OPTIONS_INIT { sizeof(fvm_write_options), 0, 0, 0, NULL, NULL, 0, 0, 0, 0 }
+#define FVM_WRITE_OPTIONS_INIT { sizeof(fvm_write_options), 0, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL }
 
 /*
  * The codec's name ("zstd", "lz4", "none"), or NULL for an unknown id;
@@ -331,10 +343,14 @@ typedef struct fvm_file_info {
 	uint64_t frame_count;
 	uint64_t stored_bytes;   /* bytes the frames take in the file (payload_bytes
 	                            is what they decode to) */
+	/* authenticated snapshots (0.2) */
+	uint32_t authenticated;  /* 1: AUTHENTICATED (FORMAT.md 4.6) */
+	uint32_t key_checked;    /* 1: fvm_reader_set_key() accepted its key */
+	uint64_t key_id;         /* names the key it was written with (0: none) */
 } fvm_file_info;
 
 #define FVM_FILE_INFO_INIT { sizeof(fvm_file_info), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, \
-			     0, 0, 0, 0, 0 }
+			     0, 0, 0, 0, 0, 0, 0, 0 }
 
 typedef struct fvm_block_info {
 	uint32_t size;           /* sizeof(fvm_block_info), set by the caller */
@@ -407,6 +423,29 @@ FVM_API int fvm_reader_open(fvm_reader **out, const char *path);
 FVM_API int fvm_reader_open_fd(fvm_reader **out, int fd, const char *name);
 FVM_API int fvm_reader_open_stream(fvm_reader **out, int fd, const char *name);
 FVM_API void fvm_reader_free(fvm_reader *r);
+
+/*
+ * Authenticated snapshots (doc/FORMAT.md 4.6, doc/SECURITY.md). Give the
+ * file key (len FVM_KEY_BYTES) before the reader is shared between threads
+ * and before any load, read_pages, devstate read or verify: the MAC over
+ * the header, blocks, metadata and index, as open read them, is checked
+ * here, and every payload chunk's and device-state record's tag later as
+ * it is read. Until a key is accepted those calls fail with FVM_EAUTH on
+ * an authenticated file; listings work (and are unauthenticated).
+ * Errors: FVM_EINVAL (NULL, len), FVM_EAUTH (the file is not authenticated,
+ * which is what a file stripped of its tags looks like; another key; the
+ * MAC does not verify), FVM_EUNSUPPORTED (a stream reader, or
+ * fvm_auth_available() 0), FVM_ESTATE (a key was already accepted), FVM_ENOMEM.
+ */
+FVM_API int fvm_reader_set_key(fvm_reader *r, const void *key, size_t len);
+/* 1 when this build makes and checks authenticated snapshots. Errors: none. */
+FVM_API int fvm_auth_available(void);
+/*
+ * The key id (FORMAT.md 4.6) of a file key, as fvm_file_info.key_id shows
+ * it, so that a tool can tell which key a file needs. Errors: FVM_EINVAL,
+ * FVM_EUNSUPPORTED (fvm_auth_available() 0).
+ */
+FVM_API int fvm_key_id(const void *key, size_t len, uint64_t *id);
 
 /*
  * Listings, no I/O. Errors: FVM_EINVAL (NULL argument, output size < 4),
