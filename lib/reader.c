@@ -1228,3 +1228,31 @@ int fvm_key_id(const void *key, size_t len, uint64_t *id)
 	*id = fvm_auth_key_id(key);
 	return fvm_api_end(0);
 }
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int fvm_key_parse(const char *text, size_t len, void *key, size_t key_len)
+{
+	uint8_t *k = key;
+
+	fvm_api_begin();
+	if (!text || !key || key_len != FVM_KEY_LEN)
+		return fvm_err(FVM_EINVAL, "fvm_key_parse: NULL argument or a key of %zu bytes "
+			       "(%u expected)", text && key ? key_len : 0, FVM_KEY_LEN);
+	if (len == 2 * FVM_KEY_LEN + 1 && text[len - 1] == '\n')
+		len--;
+	for (size_t i = 0; i < len; i++)
+		if (hexval(text[i]) < 0)
+			return fvm_err(FVM_EINVAL, "key: byte %zu is not a hexadecimal digit (a key "
+				       "is 64 of them, as fvmsnap keygen writes it)", i);
+	if (len != 2 * FVM_KEY_LEN)
+		return fvm_err(FVM_EINVAL, "key: %zu bytes, expected 64 hexadecimal digits and "
+			       "at most one newline (as fvmsnap keygen writes it)", len);
+	for (size_t i = 0; i < FVM_KEY_LEN; i++)
+		k[i] = (uint8_t)(hexval(text[2 * i]) << 4 | hexval(text[2 * i + 1]));
+	return fvm_api_end(0);
+}

@@ -193,6 +193,28 @@ static void test_roundtrip(void **state)
 	check_good(p);
 }
 
+static void test_key_parse(void **state)
+{
+	char t[80];
+	uint8_t k[FVM_KEY_BYTES];
+
+	(void)state;
+	for (int i = 0; i < 32; i++)
+		snprintf(t + 2 * i, 3, "%02X", key[i]);
+	assert_int_equal(fvm_key_parse(t, 64, k, sizeof(k)), 0);
+	assert_memory_equal(k, key, sizeof(k));
+	t[64] = '\n';
+	assert_int_equal(fvm_key_parse(t, 65, k, sizeof(k)), 0);
+	assert_memory_equal(k, key, sizeof(k));
+	expect(fvm_key_parse(t, 63, k, sizeof(k)), FVM_EINVAL, "63 bytes");
+	expect(fvm_key_parse(t, 66, k, sizeof(k)), FVM_EINVAL, "byte 64");
+	t[64] = '0';
+	expect(fvm_key_parse(t, 65, k, sizeof(k)), FVM_EINVAL, "65 bytes");
+	t[10] = 'g';
+	expect(fvm_key_parse(t, 64, k, sizeof(k)), FVM_EINVAL, "byte 10");
+	expect(fvm_key_parse(t, 64, k, 16), FVM_EINVAL, "32 expected");
+}
+
 static void test_refusals(void **state)
 {
 	fvm_write_options o = FVM_WRITE_OPTIONS_INIT;
@@ -437,6 +459,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_key_parse),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_tampering),
 	};

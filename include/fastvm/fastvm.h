@@ -446,6 +446,13 @@ FVM_API int fvm_auth_available(void);
  * FVM_EUNSUPPORTED (fvm_auth_available() 0).
  */
 FVM_API int fvm_key_id(const void *key, size_t len, uint64_t *id);
+/*
+ * A key as a key file holds it (the text of `fvmsnap keygen`): 64
+ * hexadecimal digits, optionally followed by one newline, nothing else.
+ * Decodes text (len bytes, not NUL-terminated) into key (FVM_KEY_BYTES).
+ * Pure parsing, no I/O. Errors: FVM_EINVAL, saying at which byte.
+ */
+FVM_API int fvm_key_parse(const char *text, size_t len, void *key, size_t key_len);
 
 /*
  * Listings, no I/O. Errors: FVM_EINVAL (NULL argument, output size < 4),
