@@ -536,10 +536,10 @@ fvm_incoming() {
 
 # fvm_save_qmp VM PATH [stop]: x-fvm-save over the VM's QMP socket.
 fvm_save_qmp() {
-	local vm=$1 path=$2 stop=${3:-false}
-	qmp_exec "$vm/qmp.sock" "{\"execute\": \"x-fvm-save\", \"arguments\": {\"path\": \"$path\", \"stop\": $stop}}" \
+	local vm=$1 path=$2 stop=${3:-false} key=${4:-}
+	qmp_exec "$vm/qmp.sock" "{\"execute\": \"x-fvm-save\", \"arguments\": {\"path\": \"$path\", \"stop\": $stop${key:+, \"key-file\": \"$key\"}}}" \
 		>/dev/null || die "x-fvm-save $path on $(basename "$vm") failed"
-	log "x-fvm-save $(basename "$path") (stop: $stop)"
+	log "x-fvm-save $(basename "$path") (stop: $stop${key:+, key-file $(basename "$key")})"
 }
 
 # incoming_refused VM URI PATTERN ARGS...: the patched QEMU given URI exits

@@ -101,6 +101,42 @@ else:
 open(sys.argv[2], "wb").write(b)
 PY
 incoming_refused "$W/zb" "fvm:$W/bad-z.fvm" 'frame [0-9]+ at file offset 0x[0-9a-f]+: stored crc' "${drive[@]}"
+# 1d. authenticated (libfastvm FORMAT.md 4.6): x-fvm-save with key-file
+# writes one; fvm: given its key (-global migration.x-fvm-key) restores the
+# same RAM and runs; without the key, with another key, for a file that has
+# none, lazily, or with one payload byte changed, QEMU refuses before the
+# guest runs.
+for k in k1 k2; do
+	python3 -c 'import os; print(os.urandom(32).hex())' >"$W/$k"
+	chmod 600 "$W/$k"
+done
+fvm_incoming "$W/ka" "fvm:$W/s.fvm" "${drive[@]}"
+fvm_save_qmp "$W/ka" "$W/k.fvm" true "$W/k1"
+hbk=$(last_hb "$W/ka")
+pmemsave "$W/ka" "$W/k.bin"
+vm_quit "$W/ka"
+python3 - "$W/k.fvm" <<'PY' || die "x-fvm-save key-file did not write an authenticated file"
+import struct, sys
+h = open(sys.argv[1], "rb").read(64)
+sys.exit(0 if struct.unpack_from("<Q", h, 16)[0] == 4 and any(h[40:56]) else 1)
+PY
+fvm_incoming "$W/kb" "fvm:$W/k.fvm" -global migration.x-fvm-key="$W/k1" "${drive[@]}"
+check_ram "$W/kb" "$W/k.bin"
+check_alive "$W/kb" "$hbk"
+vm_quit "$W/kb"
+incoming_refused "$W/kc" "fvm:$W/k.fvm" 'its key is needed' "${drive[@]}"
+incoming_refused "$W/kd" "fvm:$W/k.fvm" 'written with key id [0-9a-f]+, the key given has id' \
+	-global migration.x-fvm-key="$W/k2" "${drive[@]}"
+incoming_refused "$W/ke" "fvm:$W/s.fvm" 'not an authenticated snapshot' \
+	-global migration.x-fvm-key="$W/k1" "${drive[@]}"
+incoming_refused "$W/kf" "fvm-lazy:$W/k.fvm" 'cannot be mapped lazily' \
+	-global migration.x-fvm-key="$W/k1" "${drive[@]}"
+cp "$W/k.fvm" "$W/k-bad.fvm"
+ksize=$(stat -c %s "$W/k-bad.fvm")
+printf '\xa5' | dd of="$W/k-bad.fvm" bs=1 seek=$((ksize / 2)) conv=notrunc status=none
+incoming_refused "$W/kg" "fvm:$W/k-bad.fvm" 'payload tag does not verify at file offset' \
+	-global migration.x-fvm-key="$W/k1" "${drive[@]}"
+
 fvm_incoming "$W/a" "fvm:$W/s.fvm" "${drive[@]}"
 [ "$(vm_status "$W/a")" = paused ] || die "a is not paused"
 check_ram "$W/a" "$W/orig.bin"
