@@ -205,6 +205,7 @@ static void one_input(const uint8_t *data, size_t size)
 		close(fd);
 		return;
 	}
+	(void)fvm_reader_set_key(r, fuzz_key, sizeof(fuzz_key)); /* AUTHENTICATED seeds */
 	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
 		const struct variant *x = &variants[v];
 		fvm_load_options o = FVM_LOAD_OPTIONS_INIT;

@@ -163,6 +163,10 @@ static void one_input(const uint8_t *data, size_t size)
 	}
 	if (fvm_reader_info(r, &fi))
 		die("info");
+	/* the seeds' key: the MAC and the tags are checked, or refuse */
+	if (fi.authenticated && fvm_reader_set_key(r, fuzz_key, sizeof(fuzz_key)) &&
+	    !fvm_error_detail()[0])
+		die("set_key failed without a detail");
 
 	maps_make(r, &mp, 0xAA);
 	o.flags = FVM_LOAD_PARTIAL | (size & 1 ? FVM_LOAD_VERIFY : 0) |
@@ -217,7 +221,8 @@ static void one_input(const uint8_t *data, size_t size)
 	verified = fvm_verify(r, NULL, NULL) == 0;
 	if (verified && rc == FVM_ECHECKSUM)
 		die("verify accepts a file whose load found a checksum error");
-	stream_check(fd, &mp, verified && rc == 0);
+	/* an authenticated file is never read as a stream (FORMAT.md 4.6) */
+	stream_check(fd, &mp, verified && rc == 0 && !fi.authenticated);
 	maps_free(&mp);
 	fvm_reader_free(r);
 	close(fd);

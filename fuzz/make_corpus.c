@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "fastvm/fastvm.h"
+#include "reseal.h"
 #include "testutil.h"
 #include "writer.h"
 
@@ -45,6 +46,21 @@ static fvm_writer *start_codec(const char *name, uint32_t flags, uint64_t seg, u
 	o.level = level;
 	o.frame_bytes = frame;
 	o.threads = 2;
+	CK(fvm_writer_open_path(&w, path, &o));
+	return w;
+}
+
+/* An authenticated seed, with the key the targets give (reseal.c). */
+static fvm_writer *start_key(const char *name, uint64_t seg)
+{
+	char path[4096];
+	fvm_write_options o = FVM_WRITE_OPTIONS_INIT;
+	fvm_writer *w;
+
+	snprintf(path, sizeof(path), "%s/reader/%s.fvm", root, name);
+	o.flags = FVM_WRITE_NO_FSYNC;
+	o.segment_bytes = seg;
+	o.key = fuzz_key;
 	CK(fvm_writer_open_path(&w, path, &o));
 	return w;
 }
@@ -88,6 +104,27 @@ static void reader_corpus(void)
 	CK(fvm_writer_write_block(w, id, p));
 	finish(w);
 	free(p);
+
+	if (fvm_auth_available()) {
+		w = start_key("auth-alternate", 0);
+		p = pages(4, 0x5, 2);
+		CK(fvm_writer_add_block(w, "pc.ram", 4 * 4096, 4096, &id));
+		CK(fvm_writer_add_meta(w, "machine", "pc"));
+		CK(fvm_writer_add_devstate(w, "dev", "state", 5));
+		CK(fvm_writer_write_block(w, id, p));
+		finish(w);
+		free(p);
+		w = start_key("auth-stream-rewrites", 4096);
+		p = pages(6, 0x3b, 9);
+		CK(fvm_writer_add_block(w, "pc.ram", 6 * 4096, 4096, &id));
+		CK(fvm_writer_put_pages(w, id, 1, 3, p + 3 * 4096));
+		CK(fvm_writer_put_pages(w, id, 0, 6, p));
+		CK(fvm_writer_add_devstate(w, "cpu", "regs", 4));
+		finish(w);
+		free(p);
+	} else {
+		fprintf(stderr, "make_corpus: no libsodium in this build: no authenticated seeds\n");
+	}
 
 	w = start("alternate-crc", 0, 0, 0);
 	p = pages(4, 0x5, 2);

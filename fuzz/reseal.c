@@ -10,6 +10,10 @@
 #include "format.h"
 #include "reseal.h"
 
+const uint8_t fuzz_key[32] = { 0x66, 0x75, 0x7a, 0x7a, 0x20, 0x6b, 0x65, 0x79, 1, 2, 3, 4, 5,
+			       6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+			       21, 22, 23, 24 };
+
 /*
  * COMPRESSED (FORMAT.md 5.1): the crc_stored of every frame the index
  * lists, computed over the bytes at its file_offset (and crc_plain of a

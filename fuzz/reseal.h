@@ -11,6 +11,12 @@
 
 void fuzz_reseal(uint8_t *b, size_t len);
 
+/*
+ * The key of the authenticated seeds (make_corpus.c): the targets give it
+ * to every AUTHENTICATED input, so that the MAC and the tag checks run.
+ */
+extern const uint8_t fuzz_key[32];
+
 /* The input as it is, then (when that changes it) resealed: one target call. */
 void fuzz_as_is_and_resealed(const uint8_t *data, size_t size,
 			     void (*one)(const uint8_t *data, size_t size));
