@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@ int cli_exit_code(int code)
 	case FVM_ECHECKSUM:
 	case FVM_ECORRUPT:
 	case FVM_ERANGE:
+	case FVM_EAUTH: /* another key, or a MAC or tag that does not verify */
 		return EXIT_INVALID;
 	case FVM_EVERSION:
 	case FVM_EFEATURE:
@@ -519,6 +521,11 @@ int cli_write_all(int fd, const void *buf, size_t len)
 
 int cli_atomic_open(struct cli_atomic *a, const char *path)
 {
+	return cli_atomic_open_mode(a, path, 0, 0);
+}
+
+int cli_atomic_open_mode(struct cli_atomic *a, const char *path, mode_t mode, int noreplace)
+{
 	size_t n = strlen(path);
 	const char *slash = strrchr(path, '/');
 	const char *base = slash ? slash + 1 : path;
@@ -529,7 +536,8 @@ int cli_atomic_open(struct cli_atomic *a, const char *path)
 	a->fd = -1;
 	a->path = a->tmp = NULL;
 	a->unnamed = 0;
-	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+	a->noreplace = noreplace;
+	if (!mode && stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
 		/* A device or FIFO (/dev/null, a named pipe) is written in place:
 		 * a rename would replace the node itself. */
 		a->fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -554,8 +562,18 @@ int cli_atomic_open(struct cli_atomic *a, const char *path)
 		char *dir = dir_len ? strndup(path, dir_len) : strdup(".");
 
 		umask(mask);
-		a->fd = dir ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666 & ~mask) : -1;
+		a->fd = dir ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode ? 0 : 0666 & ~mask) : -1;
 		free(dir);
+		if (a->fd >= 0 && mode && fchmod(a->fd, mode) < 0) {
+			int err = errno;
+
+			close(a->fd);
+			a->fd = -1;
+			free(a->path);
+			free(a->tmp);
+			a->path = a->tmp = NULL;
+			return -err;
+		}
 		if (a->fd >= 0) {
 			a->unnamed = 1;
 			return 0;
@@ -571,11 +589,16 @@ int cli_atomic_open(struct cli_atomic *a, const char *path)
 		return -err;
 	}
 	/* mkstemp makes 0600; outputs are ordinary files: 0666 & ~umask. */
-	{
+	if (!mode) {
 		mode_t mask = umask(0);
 
 		umask(mask);
 		fchmod(a->fd, 0666 & ~mask);
+	} else if (fchmod(a->fd, mode) < 0) {
+		int err = errno;
+
+		cli_atomic_abort(a);
+		return -err;
 	}
 	return 0;
 }
@@ -652,8 +675,20 @@ int cli_atomic_commit(struct cli_atomic *a)
 
 	if (!a->tmp) /* written in place */
 		return ret;
-	if (!ret && rename(a->tmp, a->path) < 0)
+	if (!ret && a->noreplace) {
+		/* never over an existing path, even one made meanwhile */
+		if (renameat2(AT_FDCWD, a->tmp, AT_FDCWD, a->path, RENAME_NOREPLACE) < 0) {
+			ret = -errno;
+			/* a filesystem without RENAME_NOREPLACE: link(2) never replaces */
+			if (ret == -EINVAL || ret == -ENOSYS) {
+				ret = link(a->tmp, a->path) < 0 ? -errno : 0;
+				if (!ret)
+					unlink(a->tmp);
+			}
+		}
+	} else if (!ret && rename(a->tmp, a->path) < 0) {
 		ret = -errno;
+	}
 	if (ret) {
 		/* named by us: ours to remove (an unnamed one went with its fd) */
 		if (!a->unnamed)
@@ -737,4 +772,145 @@ int cli_refuse_same_file(const char *in, const char *out)
 			: lstat(in, &b) == 0 && S_ISLNK(b.st_mode) ? "the file it links to"
 			: "a hard link to it");
 	return EXIT_USAGE;
+}
+
+/* ------------------------------------------------------------ keys */
+
+static struct cli_key the_key;
+
+static void wipe_key(void)
+{
+	explicit_bzero(&the_key, sizeof(the_key));
+}
+
+/* Read all of fd (at most len bytes, and one more to see there is no more). */
+static ssize_t read_key_text(int fd, char *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+int cli_key_load(const char *file, const struct cli_key **out)
+{
+	static int registered;
+	char text[CLI_KEY_FILE_MAX + 1];
+	struct stat st;
+	ssize_t n;
+	int fd, err;
+
+	*out = NULL;
+	if (!fvm_auth_available()) {
+		cli_msg("--key %s: this fvmsnap's libfastvm was built without authenticated "
+			"snapshots (libsodium)", file);
+		return EXIT_UNSUPPORTED;
+	}
+	/* O_NONBLOCK: a FIFO given as the key file is refused, not waited on */
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		err = errno;
+		cli_msg("key file %s: %s", file, strerror(err));
+		return err == ENOENT || err == EACCES || err == ENOTDIR ? EXIT_USAGE : EXIT_SYSTEM;
+	}
+	if (fstat(fd, &st) < 0) {
+		err = errno;
+		close(fd);
+		cli_msg("key file %s: %s", file, strerror(err));
+		return EXIT_SYSTEM;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		cli_msg("key file %s: not a regular file", file);
+		return EXIT_USAGE;
+	}
+	if (st.st_mode & 077) {
+		close(fd);
+		cli_msg("%s: permissions %04o are too open: a key file must be readable by its "
+			"owner only (chmod 600 %s)", file, (unsigned)(st.st_mode & 07777), file);
+		return EXIT_USAGE;
+	}
+	if (st.st_size > CLI_KEY_FILE_MAX) {
+		close(fd);
+		cli_msg("key file %s: %lld bytes, not a key (64 hexadecimal digits and a newline, "
+			"as fvmsnap keygen writes)", file, (long long)st.st_size);
+		return EXIT_USAGE;
+	}
+	n = read_key_text(fd, text, sizeof(text));
+	close(fd);
+	if (n < 0) {
+		explicit_bzero(text, sizeof(text));
+		cli_msg("key file %s: %s", file, strerror((int)-n));
+		return EXIT_SYSTEM;
+	}
+	if (n > CLI_KEY_FILE_MAX) { /* it grew since fstat */
+		explicit_bzero(text, sizeof(text));
+		cli_msg("key file %s: more than %d bytes, not a key", file, CLI_KEY_FILE_MAX);
+		return EXIT_USAGE;
+	}
+	if (!registered) {
+		atexit(wipe_key);
+		registered = 1;
+	}
+	wipe_key();
+	err = fvm_key_parse(text, (size_t)n, the_key.key, sizeof(the_key.key));
+	explicit_bzero(text, sizeof(text));
+	if (!err)
+		err = fvm_key_id(the_key.key, sizeof(the_key.key), &the_key.id);
+	if (err) {
+		wipe_key();
+		cli_msg("key file %s: not a key (64 hexadecimal digits and at most one newline, as "
+			"fvmsnap keygen writes): %s", file, detail_after(fvm_error_detail(), file));
+		return EXIT_USAGE;
+	}
+	the_key.file = file;
+	*out = &the_key;
+	return 0;
+}
+
+int cli_key_writer(const struct cli_key *k, fvm_write_options *wo)
+{
+	if (!k)
+		return 0;
+	if (wo->codec != FVM_CODEC_NONE)
+		return cli_usage_error("--key with --compress %s: authenticated snapshots cannot be "
+				       "compressed in this format version (use --compress none, or "
+				       "leave out --key)", fvm_codec_name((int)wo->codec));
+	wo->key = k->key;
+	return 0;
+}
+
+int cli_key_missing(const char *name, uint64_t key_id)
+{
+	progress_clear_current();
+	fprintf(stderr, "%s: %s is authenticated (key id %016llx): give its key with --key FILE\n",
+		cli_prog, name, (unsigned long long)key_id);
+	return EXIT_USAGE;
+}
+
+int cli_key_reader(fvm_reader *r, const char *name, const struct cli_key *k)
+{
+	fvm_file_info fi = FVM_FILE_INFO_INIT;
+	int c;
+
+	if (k) {
+		if ((c = fvm_reader_set_key(r, k->key, sizeof(k->key))))
+			return cli_fail(name, c);
+		return 0;
+	}
+	if ((c = fvm_reader_info(r, &fi)))
+		return cli_fail(name, c);
+	if (fi.authenticated)
+		return cli_key_missing(name, fi.key_id);
+	return 0;
 }

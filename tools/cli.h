@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "fastvm/experimental.h"
 #include "fastvm/fastvm.h"
@@ -194,14 +195,67 @@ struct cli_atomic {
 	char *path;
 	char *tmp;
 	int unnamed;
+	int noreplace;
 };
 int cli_atomic_open(struct cli_atomic *a, const char *path);
+/*
+ * cli_atomic_open for a secret (fvmsnap keygen): the temporary file has
+ * exactly mode from its creation on (not 0666 & ~umask; mode != 0), a
+ * device or FIFO at path is not written in place, and with noreplace
+ * commit never replaces an existing path (RENAME_NOREPLACE, else link(2)):
+ * -EEXIST then.
+ */
+int cli_atomic_open_mode(struct cli_atomic *a, const char *path, mode_t mode, int noreplace);
 /* fsync and close the temporary file (commit does it when not done). */
 int cli_atomic_sync(struct cli_atomic *a);
 int cli_atomic_commit(struct cli_atomic *a);
 void cli_atomic_abort(struct cli_atomic *a);
 /* fsync the directory holding path, so a rename in it is durable. */
 int cli_fsync_dir_of(const char *path);
+
+/*
+ * Authenticated snapshots (--key FILE; doc/FORMAT.md 4.6). A key file holds
+ * 64 hexadecimal digits and at most one newline (fvmsnap keygen writes
+ * one), and must be a regular file of at most CLI_KEY_FILE_MAX bytes that
+ * neither group nor others may read or write.
+ */
+#define CLI_KEY_FILE_MAX 4096
+
+struct cli_key {
+	const char *file;             /* as given to --key */
+	uint8_t key[FVM_KEY_BYTES];
+	uint64_t id;                  /* fvm_key_id */
+};
+
+/*
+ * Read the key file: 0 with *out pointing at the command's one key (a
+ * later --key replaces an earlier one), wiped when the process exits; or,
+ * after a message naming the file, EXIT_USAGE for a key file that is not
+ * one (too open, not regular, too large, not 64 hex digits), EXIT_SYSTEM
+ * when it cannot be read, EXIT_UNSUPPORTED when this build has no
+ * authentication (fvm_auth_available() 0).
+ */
+int cli_key_load(const char *file, const struct cli_key **out);
+
+/*
+ * The key as the writer's (wo->key), or nothing when k is NULL. A codec
+ * other than none in wo is a usage error: authenticated files cannot be
+ * compressed in this format version. 0 or EXIT_USAGE.
+ */
+int cli_key_writer(const struct cli_key *k, fvm_write_options *wo);
+
+/*
+ * After a reader is open and before it loads or reads: with k, give the
+ * reader its key (fvm_reader_set_key: another key, a file that is not
+ * authenticated, a MAC that does not verify all fail, EXIT_INVALID);
+ * without k, an authenticated file is refused with "NAME is authenticated
+ * (key id ...): give its key with --key FILE" (EXIT_USAGE). 0 or an exit
+ * code after the message.
+ */
+int cli_key_reader(fvm_reader *r, const char *name, const struct cli_key *k);
+
+/* The refusal of cli_key_reader without a key, for callers that check. */
+int cli_key_missing(const char *name, uint64_t key_id);
 
 /*
  * A file-name-safe form of a block or section name (documented in

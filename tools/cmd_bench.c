@@ -7,7 +7,10 @@
  * times) so that drift of the machine hits every configuration alike.
  * Also measures the loader's memory beyond the destination in a child.
  * A compressed file has only the copying loads (the mmap and lazy ones map
- * plain runs): the others are left out with a note, not failed.
+ * plain runs): the others are left out with a note, not failed. So has an
+ * authenticated one (--key), which is never mapped: its loads are timed
+ * with the key given (the MAC checked at each open, every tag on the way),
+ * the reference reads it as it reads any file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +58,8 @@ struct bench {
 	int thp;                 /* destinations (and the reference) MADV_HUGEPAGE */
 	fvm_load_options lo;     /* lo.tuning is set per load, from tu */
 	fvm_load_tuning tu;      /* --qd, --chunk, --willneed, FVM_WILLNEED */
+	const struct cli_key *key; /* --key: an authenticated file's */
+	int authenticated;       /* the file is: every load gives it the key */
 };
 
 struct result {
@@ -72,7 +77,7 @@ static void usage(FILE *f)
 		"                    [--backend uring|inline|pread|mmap|lazy|lazy-map|both|all[,...]]\n"
 		"                    [--qd N] [--chunk SIZE]\n"
 		"                    [--willneed N] [--thp] [--prefetch] [--threads N]\n"
-		"                    [--direct] [--verify] [--no-memory] [--json]\n"
+		"                    [--direct] [--verify] [--no-memory] [--key KEYFILE] [--json]\n"
 		"\n"
 		"Load the snapshot into fresh anonymous memory N times per configuration\n"
 		"and compare the median time with a plain sequential read() of the file\n"
@@ -105,6 +110,10 @@ static void usage(FILE *f)
 		"      --direct        O_DIRECT reads\n"
 		"      --verify        check payload CRCs while loading\n"
 		"      --no-memory     skip the loader memory measurement\n"
+		"      --key KEYFILE   the key of an authenticated file (required for one):\n"
+		"                      each load opens the file and checks its MAC and tags;\n"
+		"                      the file is never mapped, so mmap and lazy are left\n"
+		"                      out (refused when --backend names them)\n"
 		"  -j, --json          machine-readable output (see fvmsnap(1))\n"
 		"  -h, --help          this help\n");
 }
@@ -295,7 +304,10 @@ static int run_load(const struct bench *b, int cfg, uint64_t *ns, uint64_t *wait
 	cfg_options(b, cfg, &lo, &tu);
 	if ((ret = fvm_reader_open(&r, b->path)))
 		return ret;
-	ret = dest_map(r, &d, 0, b->thp);
+	/* an authenticated load: the MAC is part of it, so it is timed */
+	ret = b->authenticated ? fvm_reader_set_key(r, b->key->key, sizeof(b->key->key)) : 0;
+	if (!ret)
+		ret = dest_map(r, &d, 0, b->thp);
 	if (!ret)
 		ret = fvm_load(r, d.maps, d.n, &lo, st);
 	if (!ret && cfg == CFG_LAZY_PF)
@@ -368,6 +380,8 @@ static int measure_memory(const struct bench *b, int cfg, int64_t *out)
 		cfg_options(b, cfg, &lo, &tu);
 		lo.progress = NULL;
 		ret = fvm_reader_open(&r, b->path);
+		if (!ret && b->authenticated)
+			ret = fvm_reader_set_key(r, b->key->key, sizeof(b->key->key));
 		if (!ret) {
 			ret = dest_map(r, &d, 1, 0);
 			if (!ret)
@@ -614,6 +628,12 @@ static int describe(struct bench *b)
 		fvm_reader_free(r);
 		return cli_fail(b->path, ret);
 	}
+	/* the key checked once here, so that a wrong one fails before any timing */
+	if ((ret = cli_key_reader(r, b->path, b->key))) {
+		fvm_reader_free(r);
+		return ret;
+	}
+	b->authenticated = fi.authenticated;
 	b->file_size = fi.file_size;
 	b->payload_bytes = fi.payload_bytes;
 	b->codec = fi.codec;
@@ -645,6 +665,56 @@ static void skip_mapped(struct bench *b, int json)
 		printf("bench: %s: compressed (%s): mmap and lazy loads skipped, they map "
 		       "plain runs only\n", b->path,
 		       fvm_codec_name((int)b->codec) ? fvm_codec_name((int)b->codec) : "?");
+}
+
+/*
+ * An authenticated file is never mapped. Without --backend (and --prefetch)
+ * the mapped loads are left out with a note; named, they are refused with
+ * the library's own reason, which one such load gives before it reads
+ * anything. 0 or an exit code.
+ */
+static int authenticated_mapped(struct bench *b, int named, int json)
+{
+	static const int mapped[] = { CFG_MMAP, CFG_MMAP_WRITE, CFG_LAZY, CFG_LAZY_WRITE,
+				      CFG_LAZY_PF, CFG_LAZY_PF_WAIT };
+	int skipped = 0, cfg = -1, ret;
+	fvm_load_options lo;
+	fvm_load_tuning tu;
+	struct dest d;
+	fvm_reader *r;
+	size_t i;
+
+	for (i = 0; i < sizeof(mapped) / sizeof(mapped[0]); i++)
+		if (b->cfg_on[mapped[i]] && cfg < 0)
+			cfg = mapped[i];
+	if (cfg < 0)
+		return 0;
+	if (named) {
+		cfg_options(b, cfg, &lo, &tu);
+		lo.progress = NULL;
+		if ((ret = fvm_reader_open(&r, b->path)))
+			return cli_fail(b->path, ret);
+		ret = fvm_reader_set_key(r, b->key->key, sizeof(b->key->key));
+		if (!ret && !(ret = dest_map(r, &d, 0, 0))) {
+			ret = fvm_load(r, d.maps, d.n, &lo, NULL);
+			dest_free(&d);
+		}
+		if (ret) {
+			ret = cli_fail(b->path, ret);
+			fvm_reader_free(r);
+			return ret;
+		}
+		fvm_reader_free(r); /* mapped after all: time it as asked */
+		return 0;
+	}
+	for (i = 0; i < sizeof(mapped) / sizeof(mapped[0]); i++) {
+		skipped |= b->cfg_on[mapped[i]];
+		b->cfg_on[mapped[i]] = 0;
+	}
+	if (skipped && !json)
+		printf("bench: %s: authenticated: mmap and lazy loads skipped, an authenticated "
+		       "snapshot is never mapped\n", b->path);
+	return 0;
 }
 
 /* --backend: a comma-separated list of backend names; the last one wins. */
@@ -689,7 +759,7 @@ static int parse_backends(struct bench *b, const char *arg)
 }
 
 enum { OPT_WARM = 256, OPT_COLD, OPT_BOTH, OPT_BACKEND, OPT_QD, OPT_CHUNK, OPT_WILLNEED, OPT_THP,
-       OPT_DIRECT, OPT_VERIFY, OPT_NO_MEMORY, OPT_PREFETCH, OPT_THREADS };
+       OPT_DIRECT, OPT_VERIFY, OPT_NO_MEMORY, OPT_PREFETCH, OPT_THREADS, OPT_KEY };
 
 int cmd_bench(int argc, char **argv)
 {
@@ -708,6 +778,7 @@ int cmd_bench(int argc, char **argv)
 		{ "no-memory", no_argument, NULL, OPT_NO_MEMORY },
 		{ "prefetch", no_argument, NULL, OPT_PREFETCH },
 		{ "threads", required_argument, NULL, OPT_THREADS },
+		{ "key", required_argument, NULL, OPT_KEY },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -719,6 +790,7 @@ int cmd_bench(int argc, char **argv)
 	int64_t mem[N_CFG] = { 0 };
 	int mem_ok[N_CFG] = { 0 };
 	int c, ret = 0, warm = 1, cold = 1, json = 0, memory = 1, prefetch = 0, primary;
+	int backend_given = 0;
 	uint64_t v;
 
 	memset(&b, 0, sizeof(b));
@@ -738,6 +810,7 @@ int cmd_bench(int argc, char **argv)
 		case OPT_BACKEND:
 			if ((ret = parse_backends(&b, optarg)))
 				return ret;
+			backend_given = 1;
 			break;
 		case OPT_QD:
 			if (cli_parse_uint(optarg, 65536, &v) || !v)
@@ -764,6 +837,10 @@ int cmd_bench(int argc, char **argv)
 			tu.threads = (unsigned)v;
 			break;
 		case 'j': json = 1; break;
+		case OPT_KEY:
+			if ((ret = cli_key_load(optarg, &b.key)))
+				return ret;
+			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: return cli_try_help();
 		}
@@ -792,6 +869,8 @@ int cmd_bench(int argc, char **argv)
 	b.lo = lo;
 	b.tu = tu;
 	if ((ret = describe(&b)))
+		return ret;
+	if (b.authenticated && (ret = authenticated_mapped(&b, backend_given || prefetch, json)))
 		return ret;
 	if (b.codec != FVM_CODEC_NONE) {
 		skip_mapped(&b, json);

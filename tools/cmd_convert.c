@@ -39,12 +39,14 @@ static void usage(FILE *f)
 		"      --compress CODEC[:LEVEL]  zstd (1-19, default 3), lz4 (1-12) or none:\n"
 		"                            RAM runs as compressed frames (slow flash)\n"
 		"      --frame-size SIZE     plain bytes per frame, 64K..1M (default 1M)\n"
+		"      --key KEYFILE         an authenticated snapshot (fvmsnap keygen; not\n"
+		"                            with --compress): readers need the same --key\n"
 		"  -q, --quiet               no progress bar, no summary line\n"
 		"      --progress            progress bar even when stderr is not a TTY\n"
 		"  -h, --help                this help\n");
 }
 
-enum { OPT_NO_CRC = 256, OPT_NO_FSYNC, OPT_PROGRESS, OPT_COMPRESS, OPT_FRAME };
+enum { OPT_NO_CRC = 256, OPT_NO_FSYNC, OPT_PROGRESS, OPT_COMPRESS, OPT_FRAME, OPT_KEY };
 
 /*
  * The live page counts of the snapshot written: a live stream sends a page
@@ -82,6 +84,7 @@ int cmd_convert(int argc, char **argv)
 		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
 		{ "compress", required_argument, NULL, OPT_COMPRESS },
 		{ "frame-size", required_argument, NULL, OPT_FRAME },
+		{ "key", required_argument, NULL, OPT_KEY },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "progress", no_argument, NULL, OPT_PROGRESS },
 		{ "help", no_argument, NULL, 'h' },
@@ -90,6 +93,7 @@ int cmd_convert(int argc, char **argv)
 	struct stock_convert_opts o = { 0 };
 	struct stock_convert_result res;
 	struct progress pg;
+	const struct cli_key *key = NULL;
 	char creator[64], created[64], b1[32], b2[32], b3[32], b4[32], b5[48];
 	int c, mode = PROGRESS_AUTO, err, force_share = 0, lock_fd = -1;
 	uint64_t t0, ns, again;
@@ -120,6 +124,10 @@ int cmd_convert(int argc, char **argv)
 			o.frame_bytes = wo.frame_bytes;
 			break;
 		}
+		case OPT_KEY:
+			if ((c = cli_key_load(optarg, &key)))
+				return c;
+			break;
 		case 'q': mode = PROGRESS_NEVER; break;
 		case OPT_PROGRESS: mode = PROGRESS_ALWAYS; break;
 		case 'h': usage(stdout); return EXIT_OK;
@@ -128,6 +136,14 @@ int cmd_convert(int argc, char **argv)
 	}
 	if ((c = cli_one_operand(argc, argv, "input", &o.input)))
 		return c;
+	{
+		fvm_write_options wo = FVM_WRITE_OPTIONS_INIT;
+
+		wo.codec = o.codec;
+		if ((c = cli_key_writer(key, &wo)))
+			return c;
+		o.key = wo.key;
+	}
 	if (!o.output)
 		return cli_usage_error("no output given (-o OUT.fvm)");
 	if (!strcmp(o.output, "-"))

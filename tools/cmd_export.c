@@ -30,6 +30,9 @@ static void usage(FILE *f)
 		"reads it in another order than it was written).\n"
 		"\n"
 		"  -o, --output OUT    file to write (atomically), or '-' for stdout\n"
+		"      --key KEYFILE   the key of an authenticated snapshot (required for one):\n"
+		"                      every page and device-state record is checked with it\n"
+		"                      before it is written to the stream\n"
 		"  -q, --quiet         no progress bar, no summary line\n"
 		"      --progress      progress bar even when stderr is not a TTY\n"
 		"  -h, --help          this help\n");
@@ -59,7 +62,7 @@ static int open_stdin(fvm_reader **r, int *spool)
 	return 0;
 }
 
-enum { OPT_PROGRESS = 256 };
+enum { OPT_PROGRESS = 256, OPT_KEY };
 
 int cmd_export(int argc, char **argv)
 {
@@ -67,6 +70,7 @@ int cmd_export(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "progress", no_argument, NULL, OPT_PROGRESS },
+		{ "key", required_argument, NULL, OPT_KEY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -75,6 +79,7 @@ int cmd_export(int argc, char **argv)
 	struct cli_atomic at = { .fd = -1 };
 	struct progress pg;
 	const char *out = NULL;
+	const struct cli_key *key = NULL;
 	int c, mode = PROGRESS_AUTO, err, to_stdout, direct = -1, spool = -1;
 	struct stat st;
 	uint64_t t0;
@@ -86,6 +91,10 @@ int cmd_export(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 'q': mode = PROGRESS_NEVER; break;
 		case OPT_PROGRESS: mode = PROGRESS_ALWAYS; break;
+		case OPT_KEY:
+			if ((c = cli_key_load(optarg, &key)))
+				return c;
+			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: return cli_try_help();
 		}
@@ -106,7 +115,12 @@ int cmd_export(int argc, char **argv)
 			return err;
 		}
 		o.input = CLI_STDIN_NAME; /* only a name now, in messages */
+	} else if ((err = fvm_reader_open(&o.reader, o.input))) {
+		return cli_fail(o.input, err);
 	}
+	/* an authenticated snapshot: its key before any page is read */
+	if ((err = cli_key_reader(o.reader, cli_input_name(o.input), key)))
+		goto close_input;
 	if (to_stdout) {
 		o.out_fd = STDOUT_FILENO;
 		o.out_name = "stdout";

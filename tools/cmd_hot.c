@@ -137,6 +137,14 @@ int cmd_hot(int argc, char **argv)
 		cli_msg("%s: compressed runs are never mapped lazily: no working set to see", snap);
 		return EXIT_USAGE;
 	}
+	if (fi.authenticated) {
+		/* the library's own refusal (FVM_LOAD_LAZY, fvm-lazy:), in its words */
+		fvm_reader_free(r);
+		cli_msg("%s: an authenticated snapshot cannot be mapped lazily: the kernel would "
+			"hand its pages to the guest without checking their tags; so no VM maps it "
+			"and there is no working set to see", snap);
+		return EXIT_UNSUPPORTED;
+	}
 	runs = calloc(fvm_reader_run_count(r) + 1, sizeof(*runs));
 	if (!runs) {
 		ret = cli_fail_sys("allocating", ENOMEM);

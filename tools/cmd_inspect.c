@@ -37,7 +37,7 @@ struct summary {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: fvmsnap inspect IN [--json] [--runs] [--snapshot NAME|ID]\n"
+		"Usage: fvmsnap inspect IN [--json] [--runs] [--snapshot NAME|ID] [--key KEYFILE]\n"
 		"\n"
 		"Show the header, blocks, run counts and run-length histogram, zero\n"
 		"share, overhead, device-state sections and metadata of a snapshot.\n"
@@ -50,6 +50,10 @@ static void usage(FILE *f)
 		"  -r, --runs     also list every run (block, kind, pages, file offset)\n"
 		"  -s, --snapshot NAME|ID\n"
 		"                 qcow2: the internal snapshot (by id, then by name)\n"
+		"      --key KEYFILE\n"
+		"                 an authenticated snapshot's key: its key id and the MAC over\n"
+		"                 header, blocks, metadata and index are checked (without it,\n"
+		"                 such a file is listed unauthenticated, with its key id)\n"
 		"  -h, --help     this help\n");
 }
 
@@ -99,14 +103,14 @@ static int collect(fvm_reader *r, const char *in, struct summary *s)
 }
 
 /* Names of the feature bits FORMAT.md defines, by bit; NULL past them. */
-static const char *const feature_names[2][2] = {
-	{ "PAYLOAD_CRC", "COMPRESSED" }, /* incompatible bits 0, 1 */
-	{ "REWRITES", NULL },            /* compatible bit 0 */
+static const char *const feature_names[2][3] = {
+	{ "PAYLOAD_CRC", "COMPRESSED", "AUTHENTICATED" }, /* incompatible bits 0..2 */
+	{ "REWRITES", NULL, NULL },                       /* compatible bit 0 */
 };
 
 static const char *feature_name(int compat, int b)
 {
-	return b < 2 ? feature_names[compat][b] : NULL;
+	return b < 3 ? feature_names[compat][b] : NULL;
 }
 
 /* ------------------------------------------------------------ text */
@@ -194,6 +198,13 @@ static void print_text(fvm_reader *r, const char *in, const struct summary *s)
 	printf(", compat features ");
 	print_features(fi->compat_features, 1);
 	printf("\n");
+	if (fi->authenticated)
+		printf("authenticated: yes, key id %016llx; %s\n", (unsigned long long)fi->key_id,
+		       fi->key_checked ? "key verified: key id and the MAC over header, blocks, "
+					 "metadata and index (verify checks every tag)"
+				       : "no key given: listed unauthenticated (--key KEYFILE checks it)");
+	else
+		printf("authenticated: no\n");
 	printf("blocks:       %u, %s, %llu pages\n", fi->block_count,
 	       util_fmt_bytes(b1, sizeof(b1), s->length), (unsigned long long)s->pages);
 	printf("data:         %llu pages in %llu runs, %s payload\n",
@@ -311,6 +322,12 @@ static void print_json(fvm_reader *r, const char *in, const struct summary *s)
 	json_str(stdout, in);
 	printf(",\n  \"file_size\": %llu,\n  \"streamed\": %s,\n", U(fi->file_size),
 	       fi->streamed ? "true" : "false");
+	printf("  \"authenticated\": %s,\n  \"key_id\": ", fi->authenticated ? "true" : "false");
+	if (fi->authenticated)
+		printf("\"%016llx\"", U(fi->key_id));
+	else
+		printf("null");
+	printf(",\n  \"key_checked\": %s,\n", fi->key_checked ? "true" : "false");
 	printf("  \"format\": {\"version\": \"%u.%u\", \"version_major\": %u, \"version_minor\": %u, "
 	       "\"incompat_features\": %llu, \"compat_features\": %llu, \"features\": [",
 	       fi->version_major, fi->version_minor, fi->version_major, fi->version_minor,
@@ -422,9 +439,15 @@ static int stdin_is_snapshot(void)
 	return got == sizeof(magic) && !memcmp(magic, "FVMSNAP\x1a", sizeof(magic));
 }
 
-static int inspect_stock(const char *in, const char *snapshot, int json)
+static int inspect_stock(const char *in, const char *snapshot, int json,
+			 const struct cli_key *key)
 {
-	int c = stock_inspect(in, snapshot, json, stdout);
+	int c;
+
+	if (key)
+		return cli_usage_error("--key applies to libfastvm snapshots, not to %s (a stock "
+				       "QEMU input)", cli_input_name(in));
+	c = stock_inspect(in, snapshot, json, stdout);
 
 	if (c)
 		return cli_fail_as(cli_input_name(in), c, NOT_ANY_INPUT);
@@ -439,6 +462,7 @@ int cmd_inspect(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "snapshot", required_argument, NULL, 's' },
 		{ "runs", no_argument, NULL, 'r' },
+		{ "key", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -446,6 +470,7 @@ int cmd_inspect(int argc, char **argv)
 	struct progress pg;
 	fvm_file_info fi = FVM_FILE_INFO_INIT;
 	fvm_reader *r;
+	const struct cli_key *key = NULL;
 	const char *in, *name, *snapshot = NULL;
 	int c, json = 0, runs = 0, ret;
 
@@ -454,6 +479,10 @@ int cmd_inspect(int argc, char **argv)
 		case 'j': json = 1; break;
 		case 's': snapshot = optarg; break;
 		case 'r': runs = 1; break;
+		case 'k':
+			if ((c = cli_key_load(optarg, &key)))
+				return c;
+			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: return cli_try_help();
 		}
@@ -467,15 +496,24 @@ int cmd_inspect(int argc, char **argv)
 		if ((c = stdin_is_snapshot()) < 0)
 			return -c;
 		if (!c)
-			return inspect_stock(in, snapshot, json);
+			return inspect_stock(in, snapshot, json, key);
 	} else if (stock_input_probe(in)) {
-		return inspect_stock(in, snapshot, json);
+		return inspect_stock(in, snapshot, json, key);
 	}
 	if (snapshot)
 		return cli_usage_error("--snapshot applies to qcow2 images only");
+	if (key && !strcmp(in, "-"))
+		return cli_usage_error("--key: an authenticated snapshot is not read from standard "
+				       "input (its MAC is at its end); give the file");
 	/* Neither QEVM nor QFI\xfb: a bad magic here is also not a stock input. */
 	if ((c = cli_open_snapshot(in, &r)))
 		return cli_fail_as(name, c, NOT_ANY_INPUT);
+	/* the MAC over what is listed, before it is listed */
+	if (key && (c = fvm_reader_set_key(r, key->key, sizeof(key->key)))) {
+		ret = cli_fail(name, c);
+		fvm_reader_free(r);
+		return ret;
+	}
 	/* A stream lists its runs and device state once read to its end. */
 	if (!(c = fvm_reader_info(r, &fi)) && fi.streamed) {
 		progress_init(&pg, "reading", PROGRESS_AUTO);

@@ -43,7 +43,7 @@ static void usage(FILE *f)
 		"                    [--meta KEY=VALUE]... [--devstate NAME=FILE]...\n"
 		"                    [--no-crc] [--max-run SIZE] [--segment-size SIZE]\n"
 		"                    [--compress CODEC[:LEVEL]] [--frame-size SIZE]\n"
-		"                    [--no-fsync] [--quiet | --progress]\n"
+		"                    [--key KEYFILE] [--no-fsync] [--quiet | --progress]\n"
 		"\n"
 		"Build a snapshot from raw RAM images (e.g. QEMU pmemsave output).\n"
 		"\n"
@@ -61,6 +61,9 @@ static void usage(FILE *f)
 		"                         up HC; default 1) or none: runs stored as compressed\n"
 		"                         frames (for slow flash; fvmsnap recompress undoes it)\n"
 		"      --frame-size SIZE  plain bytes per frame, 64K..1M (default 1M)\n"
+		"      --key KEYFILE      authenticated snapshot (fvmsnap keygen makes the key):\n"
+		"                         keyed tags instead of CRCs, a MAC over the rest;\n"
+		"                         readers then need the same --key (not with --compress)\n"
 		"  -q, --quiet            no progress bar, no summary line\n"
 		"      --progress         progress bar even when stderr is not a TTY\n"
 		"  -h, --help             this help\n"
@@ -270,7 +273,7 @@ static void summary(const struct pack_args *a, int to_stdout, uint64_t ns)
 }
 
 enum { OPT_NO_CRC = 256, OPT_MAX_RUN, OPT_SEGMENT, OPT_PROGRESS, OPT_NO_FSYNC, OPT_COMPRESS,
-       OPT_FRAME };
+       OPT_FRAME, OPT_KEY };
 
 int cmd_pack(int argc, char **argv)
 {
@@ -285,6 +288,7 @@ int cmd_pack(int argc, char **argv)
 		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
 		{ "compress", required_argument, NULL, OPT_COMPRESS },
 		{ "frame-size", required_argument, NULL, OPT_FRAME },
+		{ "key", required_argument, NULL, OPT_KEY },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "progress", no_argument, NULL, OPT_PROGRESS },
 		{ "help", no_argument, NULL, 'h' },
@@ -294,6 +298,7 @@ int cmd_pack(int argc, char **argv)
 	fvm_write_options wo = FVM_WRITE_OPTIONS_INIT;
 	struct progress pg;
 	fvm_writer *w = NULL;
+	const struct cli_key *key = NULL;
 	uint64_t t0;
 	size_t i;
 	int c, ret = EXIT_OK, to_stdout;
@@ -343,6 +348,10 @@ int cmd_pack(int argc, char **argv)
 			if ((ret = cli_parse_frame_size(optarg, &wo)))
 				goto out;
 			break;
+		case OPT_KEY:
+			if ((ret = cli_key_load(optarg, &key)))
+				goto out;
+			break;
 		case OPT_MAX_RUN:
 			if (cli_parse_size(optarg, &wo.max_run_bytes)) {
 				ret = cli_usage_error("--max-run: bad size '%s'", optarg);
@@ -373,6 +382,8 @@ int cmd_pack(int argc, char **argv)
 		ret = cli_usage_error("unexpected argument '%s'", argv[optind]);
 		goto out;
 	}
+	if ((ret = cli_key_writer(key, &wo)))
+		goto out;
 	if (!a.n_blocks) {
 		ret = cli_usage_error("no --block given");
 		goto out;

@@ -22,7 +22,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: fvmsnap recompress IN.fvm -o OUT.fvm [--compress CODEC[:LEVEL]]\n"
-		"                          [--frame-size SIZE] [options]\n"
+		"                          [--frame-size SIZE] [--key KEYFILE [--no-auth]]\n"
+		"                          [options]\n"
 		"\n"
 		"Rewrite a snapshot with its RAM runs compressed (for slow flash, where\n"
 		"fewer bytes load faster) or, with --compress none, stored plain again\n"
@@ -33,6 +34,12 @@ static void usage(FILE *f)
 		"      --compress CODEC[:LEVEL]  zstd (1-19, default 3), lz4 (1-12, 3 and up\n"
 		"                            HC), or none (default: zstd)\n"
 		"      --frame-size SIZE     plain bytes per frame, 64K..1M (default 1M)\n"
+		"      --key KEYFILE         the key of an authenticated IN, and OUT is\n"
+		"                            authenticated with it (then not compressed: the\n"
+		"                            default becomes --compress none); a plain IN is\n"
+		"                            read as it is and authenticated by this\n"
+		"      --no-auth             with --key: OUT is not authenticated (IN is read\n"
+		"                            with the key; OUT may be compressed again)\n"
 		"      --hot FILE            write the pages FILE lists (fvmsnap hot: a restored\n"
 		"                            VM's working set) first, so that a prefetch in\n"
 		"                            file order reads them first\n"
@@ -42,7 +49,7 @@ static void usage(FILE *f)
 		"  -h, --help                this help\n");
 }
 
-enum { OPT_COMPRESS = 256, OPT_FRAME, OPT_NO_FSYNC, OPT_PROGRESS, OPT_HOT };
+enum { OPT_COMPRESS = 256, OPT_FRAME, OPT_NO_FSYNC, OPT_PROGRESS, OPT_HOT, OPT_KEY, OPT_NO_AUTH };
 
 /*
  * The working set (fvmsnap hot): one bit per page of each block, set for
@@ -202,6 +209,8 @@ int cmd_recompress(int argc, char **argv)
 		{ "frame-size", required_argument, NULL, OPT_FRAME },
 		{ "no-fsync", no_argument, NULL, OPT_NO_FSYNC },
 		{ "hot", required_argument, NULL, OPT_HOT },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "no-auth", no_argument, NULL, OPT_NO_AUTH },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "progress", no_argument, NULL, OPT_PROGRESS },
 		{ "help", no_argument, NULL, 'h' },
@@ -214,8 +223,9 @@ int cmd_recompress(int argc, char **argv)
 	uint64_t hot_pages = 0;
 	fvm_reader *r = NULL, *check = NULL;
 	fvm_writer *w = NULL;
+	const struct cli_key *key = NULL;
 	struct progress pg;
-	int c, mode = PROGRESS_AUTO, err, ret;
+	int c, mode = PROGRESS_AUTO, err, ret, codec_given = 0, no_auth = 0;
 	uint8_t *buf = NULL;
 	uint64_t t0;
 	char b1[32], b2[32];
@@ -227,6 +237,7 @@ int cmd_recompress(int argc, char **argv)
 		case OPT_COMPRESS:
 			if ((ret = cli_parse_compress(optarg, &wo)))
 				return ret;
+			codec_given = 1;
 			break;
 		case OPT_FRAME:
 			if ((ret = cli_parse_frame_size(optarg, &wo)))
@@ -234,6 +245,11 @@ int cmd_recompress(int argc, char **argv)
 			break;
 		case OPT_NO_FSYNC: wo.flags |= FVM_WRITE_NO_FSYNC; break;
 		case OPT_HOT: hot = optarg; break;
+		case OPT_KEY:
+			if ((ret = cli_key_load(optarg, &key)))
+				return ret;
+			break;
+		case OPT_NO_AUTH: no_auth = 1; break;
 		case 'q': mode = PROGRESS_NEVER; break;
 		case OPT_PROGRESS: mode = PROGRESS_ALWAYS; break;
 		case 'h': usage(stdout); return EXIT_OK;
@@ -249,11 +265,27 @@ int cmd_recompress(int argc, char **argv)
 				       "or output");
 	if ((c = cli_refuse_same_file(in, out)))
 		return c;
+	if (no_auth && !key)
+		return cli_usage_error("--no-auth: without --key the output is not authenticated "
+				       "anyway (--no-auth is for an authenticated input)");
+	if (key && !no_auth) {
+		/* authenticated output: plain runs, in this format version */
+		if (!codec_given)
+			wo.codec = FVM_CODEC_NONE;
+		if ((ret = cli_key_writer(key, &wo)))
+			return ret;
+	}
 	if (wo.codec == FVM_CODEC_NONE)
 		wo.frame_bytes = 0;
 	/* The input first: a missing or broken one creates no output. */
 	if ((err = fvm_reader_open(&r, in)))
 		return cli_fail(in, err);
+	(void)fvm_reader_info(r, &fi);
+	/* the key reads an authenticated IN; a plain one is read as it is */
+	if ((ret = cli_key_reader(r, in, fi.authenticated ? key : NULL))) {
+		fvm_reader_free(r);
+		return ret;
+	}
 	buf = malloc(PIECE);
 	if (!buf) {
 		fvm_reader_free(r);
@@ -287,8 +319,9 @@ int cmd_recompress(int argc, char **argv)
 		if (hot)
 			printf("working set first: %llu pages of %s\n",
 			       (unsigned long long)hot_pages, hot);
-		printf("recompressed %s -> %s (%s): %s payload in %s of file (was %s), %.2f s\n",
+		printf("recompressed %s -> %s (%s%s): %s payload in %s of file (was %s), %.2f s\n",
 		       in, out, fvm_codec_name((int)wo.codec),
+		       fo.authenticated ? ", authenticated" : "",
 		       util_fmt_bytes(b1, sizeof(b1), fo.payload_bytes),
 		       util_fmt_bytes(b2, sizeof(b2), fo.file_size),
 		       util_fmt_bytes((char[32]){ 0 }, 32, fi.file_size), secs);

@@ -55,6 +55,7 @@ static void usage(FILE *f)
 		"  --detach          return once restored, QEMU keeps running (its output\n"
 		"                    goes to DIR/qemu.log); else wait for QEMU to exit\n"
 		"  --force           restore even when a disk changed since the snapshot\n"
+		"  --key KEYFILE     the key of an authenticated snapshot (required for one)\n"
 		"  --keep-ram        keep the RAM file (default: removed once QEMU mapped it;\n"
 		"                    the memory is freed when QEMU exits)\n"
 		"  --timeout SECS    give up when QEMU has not loaded the state (default 120)\n"
@@ -68,6 +69,7 @@ static void usage(FILE *f)
 
 struct restore {
 	const char *snap, *base, *block;
+	const struct cli_key *key; /* --key, or NULL */
 	int run, detach, keep_ram, json, quiet, force;
 	long timeout_ms;
 	char **qemu;              /* the user's QEMU command */
@@ -554,7 +556,7 @@ static void cleanup(struct restore *rs, int keep_dir)
 }
 
 enum { OPT_RAM_DIR = 256, OPT_BLOCK, OPT_PAUSED, OPT_RUN, OPT_DETACH, OPT_KEEP, OPT_TIMEOUT,
-       OPT_JSON, OPT_FORCE };
+       OPT_JSON, OPT_FORCE, OPT_KEY };
 
 static int parse(struct restore *rs, int argc, char **argv)
 {
@@ -566,6 +568,7 @@ static int parse(struct restore *rs, int argc, char **argv)
 		{ "detach", no_argument, NULL, OPT_DETACH },
 		{ "keep-ram", no_argument, NULL, OPT_KEEP },
 		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "key", required_argument, NULL, OPT_KEY },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -587,6 +590,10 @@ static int parse(struct restore *rs, int argc, char **argv)
 		case OPT_DETACH: rs->detach = 1; break;
 		case OPT_KEEP: rs->keep_ram = 1; break;
 		case OPT_FORCE: rs->force = 1; break;
+		case OPT_KEY:
+			if ((c = cli_key_load(optarg, &rs->key)))
+				return c;
+			break;
 		case OPT_TIMEOUT:
 			if (cli_parse_uint(optarg, 86400, &secs) || !secs)
 				return cli_usage_error("--timeout %s: not a number of seconds", optarg);
@@ -628,6 +635,8 @@ int cmd_restore(int argc, char **argv)
 		return err < 0 ? EXIT_OK : err;
 	if ((err = fvm_reader_open(&rs.r, rs.snap)))
 		return cli_fail(rs.snap, err);
+	if ((err = cli_key_reader(rs.r, rs.snap, rs.key)))
+		goto out;
 	if ((err = fvm_reader_find_block(rs.r, rs.block, &id)) ||
 	    (err = fvm_reader_block(rs.r, id, &bi))) {
 		err = cli_fail(rs.snap, err);

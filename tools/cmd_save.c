@@ -52,6 +52,8 @@ static void usage(FILE *f)
 		"  --qmp SOCKET       QEMU's QMP unix socket (-qmp unix:SOCKET,server=on)\n"
 		"  -o, --output OUT   the snapshot to write\n"
 		"  --stop             leave the VM stopped afterwards\n"
+		"  --key KEYFILE      an authenticated snapshot (fvmsnap keygen): restore\n"
+		"                     and the other readers need the same --key\n"
 		"  --timeout SECS     give up when QEMU has not sent its state (default 120)\n"
 		"      --json         the phase times as JSON on stdout\n"
 		"  -q, --quiet        no summary line\n"
@@ -68,6 +70,7 @@ struct backend {
 
 struct save {
 	const char *sock, *out;
+	const struct cli_key *key;  /* --key, or NULL */
 	int stop, json, quiet;
 	long timeout_ms;
 	struct qmp q;
@@ -373,6 +376,7 @@ static void *convert_thread(void *arg)
 	o.in_fd = s->pipe_rd;
 	o.output = s->out;
 	o.out_fd = -1;
+	o.key = s->key ? s->key->key : NULL;
 	snprintf(creator, sizeof(creator), "fvmsnap save %s", fvm_version_string());
 	o.creator = creator;
 	o.created = created;
@@ -497,7 +501,7 @@ static int peer_pid(int fd)
 	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &l) == 0 ? (int)c.pid : -1;
 }
 
-enum { OPT_QMP = 256, OPT_STOP, OPT_TIMEOUT, OPT_JSON };
+enum { OPT_QMP = 256, OPT_STOP, OPT_TIMEOUT, OPT_JSON, OPT_KEY };
 
 int cmd_save(int argc, char **argv)
 {
@@ -507,6 +511,7 @@ int cmd_save(int argc, char **argv)
 		{ "stop", no_argument, NULL, OPT_STOP },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "key", required_argument, NULL, OPT_KEY },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -532,6 +537,10 @@ int cmd_save(int argc, char **argv)
 			s.timeout_ms = (long)secs * 1000;
 			break;
 		case OPT_JSON: s.json = 1; break;
+		case OPT_KEY:
+			if ((err = cli_key_load(optarg, &s.key)))
+				return err;
+			break;
 		case 'q': s.quiet = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: return cli_try_help();

@@ -40,7 +40,8 @@ struct out_block {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: fvmsnap unpack IN.fvm -o DIR [--no-verify] [--quiet | --progress]\n"
+		"Usage: fvmsnap unpack IN.fvm -o DIR [--key KEYFILE] [--no-verify]\n"
+		"                      [--quiet | --progress]\n"
 		"\n"
 		"Write each RAM block back as a raw image DIR/<name>.raw (sparse where\n"
 		"zero), device-state sections as DIR/devstate-<n>-<name>.bin, and the\n"
@@ -49,6 +50,8 @@ static void usage(FILE *f)
 		"FVM_WILLNEED choose the loader's I/O path and read-ahead (fvmsnap(1)).\n"
 		"\n"
 		"  -o, --output DIR   directory to write into (created if missing)\n"
+		"      --key KEYFILE  the key of an authenticated snapshot (required for one;\n"
+		"                     its tags are always checked)\n"
 		"      --no-verify    skip the payload checksums while loading\n"
 		"  -q, --quiet        no progress bar, no summary line\n"
 		"      --progress     progress bar even when stderr is not a TTY\n"
@@ -302,13 +305,14 @@ static int make_dir(const char *dir, int *made)
 	return cli_fail_sys(dir, errno);
 }
 
-enum { OPT_PROGRESS = 256, OPT_NO_VERIFY };
+enum { OPT_PROGRESS = 256, OPT_NO_VERIFY, OPT_KEY };
 
 int cmd_unpack(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "no-verify", no_argument, NULL, OPT_NO_VERIFY },
+		{ "key", required_argument, NULL, OPT_KEY },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "progress", no_argument, NULL, OPT_PROGRESS },
 		{ "help", no_argument, NULL, 'h' },
@@ -325,6 +329,7 @@ int cmd_unpack(int argc, char **argv)
 	struct cli_atomic *dat = NULL, lists[3];
 	char **devfiles = NULL;
 	struct progress pg;
+	const struct cli_key *key = NULL;
 	const char *in, *name, *dir = NULL;
 	int c, ret = EXIT_OK, mode = PROGRESS_AUTO, verify = 1, made = 0;
 	uint64_t t0;
@@ -338,6 +343,10 @@ int cmd_unpack(int argc, char **argv)
 		case 'q': mode = PROGRESS_NEVER; break;
 		case OPT_PROGRESS: mode = PROGRESS_ALWAYS; break;
 		case OPT_NO_VERIFY: verify = 0; break;
+		case OPT_KEY:
+			if ((c = cli_key_load(optarg, &key)))
+				return c;
+			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: return cli_try_help();
 		}
@@ -358,6 +367,8 @@ int cmd_unpack(int argc, char **argv)
 		ret = cli_fail(name, c);
 		goto out;
 	}
+	if ((ret = cli_key_reader(r, name, key)))
+		goto out;
 	if ((ret = make_dir(dir, &made)))
 		goto out;
 	nb = fi.block_count;

@@ -253,6 +253,7 @@ int stock_convert(const struct stock_convert_opts *o, struct stock_convert_resul
 	wo.codec = o->codec;
 	wo.level = o->level;
 	wo.frame_bytes = o->frame_bytes;
+	wo.key = o->key;
 	wo.progress = o->write_progress;
 	wo.progress_ctx = o->progress_ctx;
 	st.batch_pages = CONVERT_BATCH_PAGES;

@@ -27,6 +27,7 @@ struct stock_convert_opts {
 	uint32_t codec;           /* enum fvm_codec; 0 = uncompressed */
 	int32_t level;            /* 0 = the codec's default */
 	uint32_t frame_bytes;     /* 0 = the library's default */
+	const uint8_t *key;       /* fvm_write_options.key: NULL = not authenticated */
 	fvm_progress_fn progress; /* (input bytes done, input size or 0) */
 	void *progress_ctx;
 	/* the writer's progress (fvm_write_options.progress, progress_ctx
