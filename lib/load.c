@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 #include "fastvm/experimental.h"
 #include "io.h"
 #include "load.h"
+#include "pool.h"
 
 /*
  * 16 reads of 256 KiB in flight. Measured with fvmsnap bench on a 512 MiB
@@ -97,6 +99,25 @@ struct lctx {
 	fvm_progress_fn progress;
 	void *pctx;
 	uint64_t done;
+	struct vq *vq;          /* tags checked by a pool, or NULL: in on_done */
+};
+
+/*
+ * An authenticated load checks its tags on a pool of threads (Poly1305
+ * costs more than the copy: doc/BENCHMARKS.md section 12): on_done queues
+ * each completed request, the pool's threads check them while the reads go
+ * on (io_uring's workers do the copies), and the load returns once every
+ * request is read and checked. The first failure stops the reads and is
+ * the load's error.
+ */
+struct vq {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t *order;          /* completed requests, in completion order */
+	size_t cap, pushed, popped;
+	int reads_done;
+	int rc;                 /* first failure, its detail below */
+	char detail[1024];
 };
 
 /* The chunk CRCs (or tags) of every planned extent, read before the first payload byte. */
@@ -168,12 +189,53 @@ static int check_req(struct lctx *c, size_t q)
 	return 0;
 }
 
+static int check_req(struct lctx *c, size_t q);
+
+/* Check queued requests until the reads are done and the queue is empty. */
+static void vq_drain(struct lctx *c)
+{
+	struct vq *v = c->vq;
+
+	pthread_mutex_lock(&v->mu);
+	for (;;) {
+		size_t q;
+		int rc;
+
+		while (v->popped == v->pushed && !v->reads_done && !v->rc)
+			pthread_cond_wait(&v->cv, &v->mu);
+		if (v->rc || v->popped == v->pushed)
+			break;
+		q = v->order[v->popped++];
+		pthread_mutex_unlock(&v->mu);
+		rc = check_req(c, q);
+		pthread_mutex_lock(&v->mu);
+		if (rc && !v->rc) {
+			v->rc = rc;
+			snprintf(v->detail, sizeof(v->detail), "%s", fvm_error_detail());
+			pthread_cond_broadcast(&v->cv);
+		}
+	}
+	pthread_mutex_unlock(&v->mu);
+}
+
 static int on_done(struct fvm_exec *x, size_t q)
 {
 	struct lctx *c = x->ctx;
 	int rc;
 
-	if (c->chk_raw) {
+	if (c->vq) {
+		struct vq *v = c->vq;
+
+		pthread_mutex_lock(&v->mu);
+		rc = v->rc;
+		if (!rc && v->pushed < v->cap) {
+			v->order[v->pushed++] = q;
+			pthread_cond_signal(&v->cv);
+		}
+		pthread_mutex_unlock(&v->mu);
+		if (rc) /* a checker failed: stop reading */
+			return fvm_err(rc, "%s", v->detail);
+	} else if (c->chk_raw) {
 		rc = check_req(c, q);
 		if (rc)
 			return rc;
@@ -319,6 +381,96 @@ static int load_frames(struct fvm_reader *r, const struct fvm_map *maps, size_t 
 	return rc;
 }
 
+/* The reads of a seekable load, with the O_DIRECT fallback. */
+struct lrun {
+	struct fvm_reader *r;
+	const struct fvm_load_cfg *o;
+	struct fvm_plan *p;
+	fvm_load_stats *st;
+	struct lctx *c;
+	int dfd;
+	unsigned qd;
+	uint64_t window;
+	int backend;
+	int rc;
+};
+
+static int read_all(struct lrun *l)
+{
+	const struct fvm_load_cfg *o = l->o;
+	struct fvm_reader *r = l->r;
+	const struct fvm_model *m = &r->m;
+	fvm_load_stats *st = l->st;
+	struct fvm_exec x;
+	int rc;
+
+	for (;;) {
+		x = (struct fvm_exec){ .fd = st->direct ? l->dfd : r->fd, .file = m->file,
+				       .plan = l->p, .queue_depth = l->qd,
+				       /* checked by the pool: copies stay in this
+				        * thread, the other CPUs check (measured:
+				        * doc/BENCHMARKS.md section 12) */
+				       .async = !st->direct && !o->inline_reads && !l->c->vq,
+				       .lazy = !!(o->flags & FVM_LOAD_LAZY),
+				       .done = on_done, .ctx = l->c };
+		if (!st->direct && l->p->nreq) {
+			(void)posix_fadvise(r->fd, (off_t)l->p->lo, (off_t)(l->p->hi - l->p->lo),
+					    POSIX_FADV_SEQUENTIAL);
+			x.window = l->window;
+		}
+		l->c->done = 0;
+		rc = run(&x, &l->backend, st);
+		st->requests += x.requests;
+		st->bytes_read += x.bytes;
+		st->mapped_bytes = x.mapped;
+		/* O_DIRECT refused by the file system at read time: start over
+		 * buffered (the reads are idempotent) */
+		if (rc == FVM_EIO && st->direct && x.sys_errno == EINVAL) {
+			st->direct = 0;
+			continue;
+		}
+		return rc;
+	}
+}
+
+static void read_checked_one(void *ctx, unsigned i)
+{
+	struct lrun *l = ctx;
+	struct vq *v = l->c->vq;
+
+	if (i == 0) {
+		l->rc = read_all(l);
+		pthread_mutex_lock(&v->mu);
+		v->reads_done = 1;
+		pthread_cond_broadcast(&v->cv);
+		pthread_mutex_unlock(&v->mu);
+	}
+	vq_drain(l->c);
+}
+
+/* read_all, the tags checked by n threads as the requests complete. */
+static int read_checked(struct lrun *l, unsigned n)
+{
+	struct vq v = { .cap = 2 * l->p->nreq + 1 }; /* an O_DIRECT restart reads again */
+	int rc;
+
+	v.order = malloc(v.cap * sizeof(*v.order));
+	if (!v.order)
+		return fvm_err(FVM_ENOMEM, "%s: %zu read requests", l->r->m.file, l->p->nreq);
+	pthread_mutex_init(&v.mu, NULL);
+	pthread_cond_init(&v.cv, NULL);
+	l->c->vq = &v;
+	fvm_parallel(n, read_checked_one, l, NULL);
+	l->c->vq = NULL;
+	rc = l->rc;
+	if (!rc && v.rc) /* set again: the checker's detail is its own thread's */
+		rc = fvm_err(v.rc, "%s", v.detail);
+	pthread_cond_destroy(&v.cv);
+	pthread_mutex_destroy(&v.mu);
+	free(v.order);
+	return rc;
+}
+
 static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
 			 const struct fvm_load_cfg *o, fvm_load_stats *st)
 {
@@ -328,8 +480,8 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	uint64_t window = (o->willneed_window > 64 ? 64 : o->willneed_window) *
 			  (uint64_t)qd * chunk;
 	struct fvm_plan p;
-	struct lctx c = { r, m->file, &p, m->chk, NULL, NULL, o->progress, o->progress_ctx, 0 };
-	struct fvm_exec x;
+	struct lctx c = { r, m->file, &p, m->chk, NULL, NULL, o->progress, o->progress_ctx, 0,
+			  NULL };
 	int backend = o->backend;
 	int dfd = -1, rc, copying;
 
@@ -348,32 +500,17 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	copying = backend != FVM_BACKEND_MMAP;
 	if (copying)
 		fvm_plan_small_pages(&p, 1);
-	for (;;) {
-		if (rc)
-			break;
-		x = (struct fvm_exec){ .fd = st->direct ? dfd : r->fd, .file = m->file,
-				       .plan = &p, .queue_depth = qd,
-				       .async = !st->direct && !o->inline_reads,
-				       .lazy = !!(o->flags & FVM_LOAD_LAZY),
-				       .done = on_done, .ctx = &c };
-		if (!st->direct && p.nreq) {
-			(void)posix_fadvise(r->fd, (off_t)p.lo, (off_t)(p.hi - p.lo),
-					    POSIX_FADV_SEQUENTIAL);
-			x.window = window;
-		}
-		c.done = 0;
-		rc = run(&x, &backend, st);
-		st->requests += x.requests;
-		st->bytes_read += x.bytes;
-		st->mapped_bytes = x.mapped;
-		/* O_DIRECT refused by the file system at read time: start over
-		 * buffered (the reads are idempotent) */
-		if (rc == FVM_EIO && st->direct && x.sys_errno == EINVAL) {
-			st->direct = 0;
-			rc = 0;
-			continue;
-		}
-		break;
+	if (!rc) {
+		struct lrun l = { r, o, &p, st, &c, dfd, qd, window, backend, 0 };
+		unsigned n = o->threads ? o->threads : fvm_cpus();
+
+		if (n > 8)
+			n = 8;
+		if (c.chk == FVM_CHK_TAG && n > 1 && p.nreq > 1)
+			rc = read_checked(&l, n);
+		else
+			rc = read_all(&l);
+		backend = l.backend;
 	}
 	if (dfd >= 0)
 		close(dfd);
