@@ -6,11 +6,17 @@
 # Afterwards the path holds exactly one of the complete candidates (byte
 # for byte: SOURCE_DATE_EPOCH pins the metadata value created), fvmsnap
 # verify accepts it, every writer exited 0, and no temporary is left.
-# Usage: concurrent.sh /path/to/fvmsnap [ROUNDS]
+# With the fault shim (tests/fault/fault.c) as a second argument, the pack
+# and export races run once more on a file system without O_TMPFILE (the
+# shim refuses it): the writers' named temporaries (.NAME.XXXXXX, O_EXCL)
+# race instead.
+# Usage: concurrent.sh /path/to/fvmsnap [SHIM]; FVM_CONCURRENT_ROUNDS (25)
 set -u
 
 FVMSNAP=$(realpath "$1")
-ROUNDS=${2:-${FVM_CONCURRENT_ROUNDS:-25}}
+SHIM=${2:-}
+[ -z "$SHIM" ] || SHIM=$(realpath "$SHIM")
+ROUNDS=${FVM_CONCURRENT_ROUNDS:-25}
 SRC=$(dirname "$(realpath "$0")")/..
 STREAMS=$SRC/fuzz/corpus/stream
 W=$(mktemp -d "${TMPDIR:-/tmp}/fvm-concurrent.XXXXXX")
@@ -106,6 +112,20 @@ race export x.mig \
 	"'$FVMSNAP' export -q good.fvm -o race/x.mig" \
 	"'$FVMSNAP' export -q shared.fvm -o race/x.mig" \
 	"'$FVMSNAP' export -q postcopy.fvm -o race/x.mig"
+
+# no O_TMPFILE: named temporaries in the target's directory race
+if [ -n "$SHIM" ]; then
+	NT="LD_PRELOAD='$SHIM' FVM_FAULT_DIR='$W/race' FVM_FAULT=count FVM_FAULT_NO_TMPFILE=1"
+	# the shim really refuses O_TMPFILE: a writer that used it would fail here
+	race pack-named x.fvm \
+		"$NT $P --block ram=a.img -o race/x.fvm" \
+		"$NT $P --block ram=b.img --block rom=c.img -o race/x.fvm" \
+		"$NT $P --no-fsync --compress none --block ram=c.img --max-run 64K -o race/x.fvm"
+	race export-named x.mig \
+		"$NT '$FVMSNAP' export -q good.fvm -o race/x.mig" \
+		"$NT '$FVMSNAP' export -q shared.fvm -o race/x.mig" \
+		"$NT '$FVMSNAP' export -q postcopy.fvm -o race/x.mig"
+fi
 
 [ "$fails" = 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all writers' races ended with one complete file"

@@ -27,6 +27,9 @@
  *                  what it checks), the injected one still fails
  *   FVM_FAULT_TRACE set: a backtrace of the injected call goes to standard
  *                  error (to find the call site by hand)
+ *   FVM_FAULT_NO_TMPFILE set: every O_TMPFILE open under the directory
+ *                  fails with EOPNOTSUPP, as on a file system without it
+ *                  (with FVM_FAULT=count: nothing else is injected)
  *
  * io_uring reads are the kernel's and never pass through here: their faults
  * are injected by tests/test_uring_fault.c with -Wl,--wrap.
@@ -65,7 +68,7 @@ static unsigned char tracked[MAXFD]; /* 1: a file under the directory, 2: a dire
 static unsigned long counts[C_N];
 static char dir[PATH_MAX];
 static size_t dirlen;
-static int active, counting, nosync, target = -1, err_code, short_mode, persist;
+static int active, counting, nosync, no_tmpfile, target = -1, err_code, short_mode, persist;
 static unsigned long nth;
 static const char *logpath;
 
@@ -128,6 +131,7 @@ __attribute__((constructor)) static void fault_init(void)
 	while (dirlen > 1 && dir[dirlen - 1] == '/')
 		dir[--dirlen] = '\0';
 	active = 1;
+	no_tmpfile = getenv("FVM_FAULT_NO_TMPFILE") != NULL;
 	nosync = getenv("FVM_FAULT_NOSYNC") != NULL;
 	if (getenv("FVM_FAULT_STDIN"))
 		tracked[0] = 1;
@@ -230,6 +234,10 @@ static int do_open(int dirfd, const char *path, int flags, mode_t mode)
 	int tmpfile = (flags & __O_TMPFILE) == __O_TMPFILE;
 	int isdir = !tmpfile && (flags & O_DIRECTORY);
 
+	if (match && tmpfile && no_tmpfile) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
 	if (match && hit_note(C_OPEN, tmpfile ? " tmpfile" : isdir ? " dir" : "") == 1)
 		return -1;
 	fd = r_openat64(dirfd, path, flags, mode);
