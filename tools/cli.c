@@ -914,3 +914,91 @@ int cli_key_reader(fvm_reader *r, const char *name, const struct cli_key *k)
 		return cli_key_missing(name, fi.key_id);
 	return 0;
 }
+
+/* ------------------------------------------------------------ SIGBUS of mapped inputs */
+
+#define WATCH_MAX 64
+static struct watch {
+	const char *addr;
+	uint64_t len;
+	const char *name;
+} watched[WATCH_MAX];
+
+static void put(const char *p)
+{
+	if (write(STDERR_FILENO, p, strlen(p)) < 0) {
+		/* nothing left to tell it with */
+	}
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	const char *a = si->si_addr;
+
+	(void)uc;
+	for (size_t i = 0; i < WATCH_MAX; i++) {
+		const struct watch *w = &watched[i];
+		char hex[19] = "0x", *q = hex + 2;
+		uint64_t off;
+		int started = 0;
+
+		if (!w->addr || a < w->addr || (uint64_t)(a - w->addr) >= w->len)
+			continue;
+		off = (uint64_t)(a - w->addr) & ~(uint64_t)4095;
+		for (int sh = 60; sh >= 0; sh -= 4) {
+			unsigned d = (unsigned)(off >> sh) & 15;
+
+			if (d || started || sh == 0) {
+				*q++ = "0123456789abcdef"[d];
+				started = 1;
+			}
+		}
+		*q = '\0';
+		put(cli_prog);
+		put(": ");
+		put(w->name);
+		put(": cannot read the page at offset ");
+		put(hex);
+		put(": an I/O error of its device, or the file was cut short while it was read\n");
+		if (cli_output && strcmp(cli_output, "-")) {
+			put(cli_prog);
+			put(": ");
+			put(cli_output);
+			put(": not written; on a file system without O_TMPFILE a temporary "
+			    "may be left beside it: fvmsnap clean ");
+			put(cli_output);
+			put(" removes it\n");
+		}
+		_exit(EXIT_SYSTEM);
+	}
+	signal(sig, SIG_DFL); /* not ours: the crash it is */
+	raise(sig);
+}
+
+void cli_watch_mapping(const void *addr, uint64_t len, const char *name)
+{
+	static int installed;
+
+	if (!installed) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = on_sigbus;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGBUS, &sa, NULL);
+		installed = 1;
+	}
+	for (size_t i = 0; i < WATCH_MAX; i++)
+		if (!watched[i].addr) {
+			watched[i] = (struct watch){ addr, len, name };
+			return;
+		}
+}
+
+void cli_unwatch_mapping(const void *addr)
+{
+	for (size_t i = 0; i < WATCH_MAX; i++)
+		if (watched[i].addr == addr)
+			watched[i].addr = NULL;
+}

@@ -90,6 +90,19 @@ int cli_refuse_same_file(const char *in, const char *out);
  */
 int cli_image_lock(const char *path, int force_share, int *fd);
 
+/*
+ * A file mapped into memory (pack's input images): reading a page the
+ * kernel cannot give (an I/O error of the device, a file cut short
+ * meanwhile) raises SIGBUS. After cli_watch_mapping, such a SIGBUS prints
+ * "fvmsnap pack: FILE: cannot read the page at offset 0x...: an I/O error
+ * of its device, or the file was cut short while it was read" and exits
+ * EXIT_SYSTEM (the output's temporary goes with the process, an existing
+ * output stays as it was); a SIGBUS anywhere else stays fatal. At most 64
+ * mappings; name must outlive the mapping.
+ */
+void cli_watch_mapping(const void *addr, uint64_t len, const char *name);
+void cli_unwatch_mapping(const void *addr);
+
 /* "fvmsnap pack: <what>: <strerror(err)>"; returns EXIT_SYSTEM. */
 int cli_fail_sys(const char *what, int err);
 /* "fvmsnap pack: <message>" plus a --help hint; returns EXIT_USAGE. */

@@ -161,6 +161,7 @@ static int map_input(struct input *in, int is_block)
 		}
 		/* The writer reads each image once, front to back. */
 		madvise(in->map, (size_t)in->size, MADV_SEQUENTIAL);
+		cli_watch_mapping(in->map, in->size, in->file);
 	}
 	close(fd);
 	return 0;
@@ -171,8 +172,10 @@ static void unmap_inputs(struct input *v, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (v[i].map)
+		if (v[i].map) {
+			cli_unwatch_mapping(v[i].map);
 			munmap(v[i].map, (size_t)v[i].size);
+		}
 }
 
 static void add_source(char *buf, size_t len, const struct pack_args *a)

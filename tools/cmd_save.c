@@ -253,6 +253,7 @@ static int map_backends(struct save *s)
 		}
 		b->mem = m;
 		b->fd = fd; /* for its holes (SEEK_HOLE): zero pages not scanned */
+		cli_watch_mapping(m, b->size, b->path); /* a SIGBUS reading it: said, not a crash */
 	}
 	return 0;
 }
@@ -572,6 +573,7 @@ out:
 		give_back(&s, !s.stop);
 	for (unsigned i = 0; i < s.nb; i++)
 		if (s.b[i].mem) {
+			cli_unwatch_mapping(s.b[i].mem);
 			munmap((void *)s.b[i].mem, s.b[i].size);
 			close(s.b[i].fd);
 		}

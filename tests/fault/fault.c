@@ -27,6 +27,11 @@
  *                  what it checks), the injected one still fails
  *   FVM_FAULT_TRACE set: a backtrace of the injected call goes to standard
  *                  error (to find the call site by hand)
+ *   FVM_FAULT_CUT  N: a file under the directory that the program maps
+ *                  (mmap of an fd) is cut to N bytes right after it is
+ *                  mapped, as another process truncating it would: the
+ *                  program's reads of the mapping past N raise a real
+ *                  SIGBUS (with FVM_FAULT=count: nothing else is injected)
  *   FVM_FAULT_NO_TMPFILE set: every O_TMPFILE open under the directory
  *                  fails with EOPNOTSUPP, as on a file system without it
  *                  (with FVM_FAULT=count: nothing else is injected)
@@ -68,6 +73,7 @@ static unsigned char tracked[MAXFD]; /* 1: a file under the directory, 2: a dire
 static unsigned long counts[C_N];
 static char dir[PATH_MAX];
 static size_t dirlen;
+static long long cut_at = -1;
 static int active, counting, nosync, no_tmpfile, target = -1, err_code, short_mode, persist;
 static unsigned long nth;
 static const char *logpath;
@@ -132,6 +138,8 @@ __attribute__((constructor)) static void fault_init(void)
 		dir[--dirlen] = '\0';
 	active = 1;
 	no_tmpfile = getenv("FVM_FAULT_NO_TMPFILE") != NULL;
+	if (getenv("FVM_FAULT_CUT"))
+		cut_at = atoll(getenv("FVM_FAULT_CUT"));
 	nosync = getenv("FVM_FAULT_NOSYNC") != NULL;
 	if (getenv("FVM_FAULT_STDIN"))
 		tracked[0] = 1;
@@ -483,3 +491,26 @@ int linkat(int fd1, const char *from, int fd2, const char *to, int flags)
 		return -1;
 	return r_linkat(fd1, from, fd2, to, flags);
 }
+
+/* FVM_FAULT_CUT: the mapped file cut short under the mapping. */
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	REAL(mmap);
+	void *p = r_mmap(addr, len, prot, flags, fd, off);
+
+	if (p != MAP_FAILED && active && cut_at >= 0 && fd >= 0 && fd < MAXFD && tracked[fd] == 1) {
+		char proc[64], path[PATH_MAX];
+		ssize_t n;
+
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		n = readlink(proc, path, sizeof(path) - 1);
+		if (n > 0) {
+			path[n] = '\0';
+			if (truncate(path, (off_t)cut_at) == 0)
+				logline("injected mmap cut %lld\n", cut_at);
+		}
+	}
+	return p;
+}
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+	__attribute__((alias("mmap")));
