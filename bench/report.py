@@ -355,6 +355,9 @@ def markdown(rep):
         o.append("")
     if rep["scale"]:
         o += ["## Scale (sparse synthetic guests, uring load)", "",
+              "%d rounds, the order rotating; medians (min..max)." % max(
+                  (e[c]["n"] for e in rep["scale"].values() for c in ("warm", "cold") if e[c]),
+                  default=0), "",
               "| guest | file MB | non-zero MB | warm s | cold s |", "|---|---:|---:|---:|---:|"]
         for k, e in rep["scale"].items():
             o.append("| %s | %.1f | %.1f | %s | %s |" % (

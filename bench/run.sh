@@ -125,6 +125,25 @@ ms() {
 	echo $(((t1 - t0) / 1000)) | awk '{ printf "%.3f\n", $1 / 1000 }'
 }
 
+# settle: sync, then wait (at most 60 s) for Dirty + Writeback in
+# /proc/meminfo to drop under 16 MiB (other writers on the machine may
+# keep it above); prints the kB left. Before timed writes (their device
+# free of earlier writeback) and before cold loads of files just written
+# with --no-fsync: POSIX_FADV_DONTNEED leaves dirty pages and pages under
+# writeback cached (a 1 GiB pack --no-fsync dropped at once kept 265 MB,
+# fincore), so a cold load of them was partly warm
+settle() {
+	local k=0 d
+	sync
+	while :; do
+		d=$(awk '/^(Dirty|Writeback):/ { s += $2 } END { print s + 0 }' /proc/meminfo)
+		[ "$d" -lt 16384 ] && break
+		k=$((k + 1))
+		[ $k -ge 120 ] && break
+		sleep 0.5
+	done
+	echo "$d"
+}
 # ---- 1. inputs: $W/in/NAME/{plain,zstd,lz4}.fvm [stream.mig], inputs.txt
 IN=$W/in
 mkdir -p "$IN" "$W/raw"
@@ -197,6 +216,8 @@ else
 fi
 
 # ---- 2. loads: per device, N rounds of every input and contender
+# the inputs were packed --no-fsync: clean before any cold load
+[ $SMOKE = 1 ] || settle >/dev/null
 BENCH_PLAIN=(--no-memory --backend 'uring,lazy-map' --prefetch --json)
 BENCH_CODEC=(--no-memory --backend uring --json)
 # bench_round DEV CACHEFLAG ROUND FILEFN: FILEFN NAME VARIANT gives the path
@@ -269,21 +290,6 @@ fi
 # stores as payload: the image's non-zero pages, cut into a file of their
 # own (payload.raw), read from the page cache as pack reads its image.
 # The order of contender and reference alternates from round to round.
-# settle: sync, then wait (at most 60 s) for Dirty + Writeback in
-# /proc/meminfo to drop under 16 MiB (other writers on the machine may
-# keep it above); prints the kB left
-settle() {
-	local k=0 d
-	sync
-	while :; do
-		d=$(awk '/^(Dirty|Writeback):/ { s += $2 } END { print s + 0 }' /proc/meminfo)
-		[ "$d" -lt 16384 ] && break
-		k=$((k + 1))
-		[ $k -ge 120 ] && break
-		sleep 0.5
-	done
-	echo "$d"
-}
 # nonzero_pages IMAGE PAGE OUT: the non-zero pages of IMAGE, in order
 nonzero_pages() {
 	python3 - "$@" <<'PY'
@@ -366,8 +372,14 @@ if [ $SMOKE = 0 ] && [ -n "$first" ] && want save; then
 fi
 
 # ---- 4. scale: sparse synthetic guests
+# 3N rounds (each a few seconds): the cold loads on this machine's disk
+# spread up to 2x from run to run (0.29-0.58 s for the 16 GiB guest in one
+# run of 3), and the verdict compares medians of two inputs. The order
+# rotates from round to round; the files, packed --no-fsync, are written
+# back first (settle) so that the cold drop leaves nothing cached.
 if [ $SMOKE = 0 ] && want scale; then
 	mkdir -p "$W/scale"
+	SCALE=(dense-1G 4G-1G 16G-512M)
 	for s in "dense-1G 1G 1" "4G-1G 4G 0.25" "16G-512M 16G 0.03125"; do
 		set -- $s
 		progress "scale input $1"
@@ -375,9 +387,11 @@ if [ $SMOKE = 0 ] && want scale; then
 		"$FVMSNAP" pack -q --no-fsync --block "pc.ram=$W/scale.img" -o "$W/scale/$1.fvm" || die "pack $1 failed"
 		rm -f "$W/scale.img"
 	done
-	for ((i = 1; i <= RUNS; i++)); do
-		for s in dense-1G 4G-1G 16G-512M; do
-			progress "scale round $i/$RUNS: $s"
+	for ((i = 1; i <= 3 * RUNS; i++)); do
+		for ((k = 0; k < 3; k++)); do
+			s=${SCALE[$(((i + k) % 3))]}
+			progress "scale round $i/$((3 * RUNS)): $s"
+			settle >/dev/null
 			"$FVMSNAP" bench -n 1 --no-memory --backend uring --json "$W/scale/$s.fvm" \
 				>"$W/raw/scale-$s.$i.json" || die "bench of $s failed"
 		done
