@@ -335,7 +335,7 @@ if [ $SMOKE = 0 ] && [ -n "$first" ] && want save; then
 		cat "$raw" "$d/payload.raw" >/dev/null
 		if [ $((i % 2)) = 1 ]; then order="ref pack"; else order="pack ref"; fi
 		for c in $order; do
-			if [ $c = ref ]; then
+			if [ "$c" = ref ]; then
 				timed_write raw_write "$payload" dd if="$d/payload.raw" of="$W/w.raw" bs=1M conv=fsync
 				rm -f "$W/w.raw"
 			else
@@ -358,7 +358,7 @@ if [ $SMOKE = 0 ] && [ -n "$first" ] && want save; then
 			if [ $((i % 2)) = 1 ]; then order="copy convert"; else order="convert copy"; fi
 			for c in $order; do
 				cat "$stream" >/dev/null
-				if [ $c = copy ]; then
+				if [ "$c" = copy ]; then
 					timed_write copy "$sb" dd if="$stream" of="$W/w.copy" bs=1M conv=fsync
 					rm -f "$W/w.copy"
 				else
