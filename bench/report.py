@@ -111,11 +111,20 @@ def main():
         payload = int(sv[0][sv[0].index("payload") + 1])
         t = {}
         copy_bytes = None
+        dirty = []
         for ln in sv[1:]:
             t.setdefault(ln[0], []).append(float(ln[1]) / 1e3)
             if ln[0] == "copy":
                 copy_bytes = int(ln[2])
+            if ln[0] == "raw_write" and int(ln[2]) != payload:
+                sys.exit("report.py: the save reference wrote %s bytes, not the %d of pack's payload"
+                         % (ln[2], payload))
+            if len(ln) > 3:
+                dirty.append(int(ln[3]))
+        # dirty_kb_max: the most dirty + writeback page cache left (kB) when
+        # a timed write started, after bench/run.sh let writeback drain
         rep["save"] = {"payload_bytes": payload, "stream_bytes": copy_bytes,
+                       "dirty_kb_max": max(dirty) if dirty else None,
                        "times": {k: stats(v) for k, v in t.items()}}
     for p in sorted(glob.glob(os.path.join(W, "raw", "scale-*.json"))):
         name = os.path.basename(p).split(".")[0][len("scale-"):]
@@ -197,7 +206,7 @@ def targets(rep):
         t = s["times"]
         x = t["raw_write"]["median_s"] / t["pack"]["median_s"]
         verdict(rep, "pack >= 0.8x the speed of a raw sequential write (fsync both)", x >= 0.8,
-                "pack %.3f s, dd of the raw image (%d MB non-zero) conv=fsync %.3f s: %.2fx the speed"
+                "pack %.3f s, dd of the image's %d MB of non-zero pages conv=fsync %.3f s: %.2fx the speed"
                 % (t["pack"]["median_s"], s["payload_bytes"] / 1e6, t["raw_write"]["median_s"], x))
         if "convert" in t:
             x = t["copy"]["median_s"] / t["convert"]["median_s"]
@@ -228,6 +237,8 @@ def plots(rep):
     for r in rep["loads"]:
         if r["device"] not in devs:
             devs.append(r["device"])
+    if not devs and not rep["qemu"]:
+        return  # bench/run.sh --only without loads or qemu: nothing to draw
     keys = ["reference", "uring", "zstd", "lz4", "lazy_prefetch", "prefetch_wait", "stock"]
     dat = os.path.join(OUT, "load-vs-size.dat")
     with open(dat, "w") as f:
@@ -244,7 +255,8 @@ def plots(rep):
                 f.write("\n\n")
     cols = 2
     rows = (len(devs) + 1) // 2
-    g = ["set terminal svg size 1000,%d dynamic font 'sans,10'" % (380 * rows),
+    g = [] if not devs else [
+         "set terminal svg size 1000,%d dynamic font 'sans,10'" % (380 * rows),
          "set output '%s'" % os.path.join(OUT, "load-vs-size.svg"),
          "set multiplot layout %d,%d title 'Load time against snapshot size (plain file), "
          "medians of %d runs, bars: min..max'" % (rows, cols, rep["runs"]),
@@ -260,7 +272,8 @@ def plots(rep):
             p.append("'%s' index %d using 1:2:3:4 with yerrorlines title '%s'"
                      % (dat, di * len(keys) + ki, LABEL[k]))
         g.append("plot " + ", ".join(p))
-    g.append("unset multiplot")
+    if devs:
+        g.append("unset multiplot")
     q = rep["qemu"]
     if q:
         hb = os.path.join(OUT, "heartbeat.dat")
@@ -329,8 +342,11 @@ def markdown(rep):
         o.append("")
     s = rep["save"]
     if s:
-        o += ["## Save and convert", "", "%.1f MB non-zero RAM; stream %s MB" % (
-            s["payload_bytes"] / 1e6, "%.1f" % (s["stream_bytes"] / 1e6) if s["stream_bytes"] else "-"),
+        o += ["## Save and convert", "", "%.1f MB non-zero RAM; stream %s MB. Before each timed write: "
+              "its input read into the page cache, writeback drained (at most %s kB dirty left); "
+              "raw_write is dd of exactly the non-zero pages pack stores; the order alternates." % (
+            s["payload_bytes"] / 1e6, "%.1f" % (s["stream_bytes"] / 1e6) if s["stream_bytes"] else "-",
+            s["dirty_kb_max"] if s["dirty_kb_max"] is not None else "?"),
               "", "| step | median s | spread s | MB/s |", "|---|---:|---:|---:|"]
         for k, v in s["times"].items():
             b = s["stream_bytes"] if k in ("copy", "convert") else s["payload_bytes"]
@@ -339,6 +355,9 @@ def markdown(rep):
         o.append("")
     if rep["scale"]:
         o += ["## Scale (sparse synthetic guests, uring load)", "",
+              "%d rounds, the order rotating; medians (min..max)." % max(
+                  (e[c]["n"] for e in rep["scale"].values() for c in ("warm", "cold") if e[c]),
+                  default=0), "",
               "| guest | file MB | non-zero MB | warm s | cold s |", "|---|---:|---:|---:|---:|"]
         for k, e in rep["scale"].items():
             o.append("| %s | %.1f | %.1f | %s | %s |" % (

@@ -31,13 +31,16 @@
 # heartbeat after cont).
 #
 # Usage: bench/run.sh [-n N] [-b BUILD] [-c CACHE] [-o OUTDIR] [-w WORKDIR]
-#                     [--no-qemu] [--no-emmc] [--smoke]
+#                     [--no-qemu] [--no-emmc] [--only STEPS] [--smoke]
 #   -n N      rounds (default 3)
 #   -b BUILD  meson build dir (default: BUILD beside this checkout)
 #   -c CACHE  inputs cache (default BUILD/bench-cache); missing guests are
 #             left out with a note
 #   -o OUTDIR reports (default doc/bench of this checkout)
 #   -w DIR    work dir on a disk (kept); default a new dir under /var/tmp
+#   --only STEPS  a comma-separated subset of loads,save,scale,qemu (default
+#             all; without loads only the first input is prepared), to
+#             iterate on one part; the report then has only those parts
 #   --smoke   the machinery on one tiny input (16 MiB), one device at
 #             400 MB/s, no save, scale or QEMU steps; OUTDIR then defaults
 #             to WORKDIR/out (tests/bench-smoke.sh)
@@ -46,7 +49,7 @@ set -u
 set -o pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/.." && pwd)
-RUNS=3 BUILD='' CACHE='' OUT='' W='' QEMU=1 EMMC=1 SMOKE=0
+RUNS=3 BUILD='' CACHE='' OUT='' W='' QEMU=1 EMMC=1 SMOKE=0 ONLY=loads,save,scale,qemu
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
 skip() { echo "bench/run.sh: $*" >&2; exit 77; }
 usage() { sed -n '/^# Usage:/,/^# Exit/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -59,12 +62,19 @@ while [ $# -gt 0 ]; do
 	-w) W=${2:-}; shift 2 ;;
 	--no-qemu) QEMU=0; shift ;;
 	--no-emmc) EMMC=0; shift ;;
+	--only) ONLY=${2:-}; shift 2 ;;
 	--smoke) SMOKE=1; shift ;;
 	-h | --help) usage ;;
 	*) usage ;;
 	esac
 done
 case $RUNS in '' | *[!0-9]* | 0) die "-n wants a positive number, not '$RUNS'" ;; esac
+for s in ${ONLY//,/ }; do
+	case $s in loads | save | scale | qemu) ;; *) die "--only: unknown step '$s'" ;; esac
+done
+want() { case ,$ONLY, in *,"$1",*) return 0 ;; esac; return 1; }
+want loads || EMMC=0
+want qemu || QEMU=0
 BUILD=$(cd "${BUILD:-$TOP/build}" 2>/dev/null && pwd) || die "no build dir ${BUILD:-$TOP/build}"
 FVMSNAP=$BUILD/tools/fvmsnap
 STOCKREF=$BUILD/tests/qemu/stock_load_ref
@@ -115,6 +125,25 @@ ms() {
 	echo $(((t1 - t0) / 1000)) | awk '{ printf "%.3f\n", $1 / 1000 }'
 }
 
+# settle: sync, then wait (at most 60 s) for Dirty + Writeback in
+# /proc/meminfo to drop under 16 MiB (other writers on the machine may
+# keep it above); prints the kB left. Before timed writes (their device
+# free of earlier writeback) and before cold loads of files just written
+# with --no-fsync: POSIX_FADV_DONTNEED leaves dirty pages and pages under
+# writeback cached (a 1 GiB pack --no-fsync dropped at once kept 265 MB,
+# fincore), so a cold load of them was partly warm
+settle() {
+	local k=0 d
+	sync
+	while :; do
+		d=$(awk '/^(Dirty|Writeback):/ { s += $2 } END { print s + 0 }' /proc/meminfo)
+		[ "$d" -lt 16384 ] && break
+		k=$((k + 1))
+		[ $k -ge 120 ] && break
+		sleep 0.5
+	done
+	echo "$d"
+}
 # ---- 1. inputs: $W/in/NAME/{plain,zstd,lz4}.fvm [stream.mig], inputs.txt
 IN=$W/in
 mkdir -p "$IN" "$W/raw"
@@ -158,6 +187,8 @@ sample() { # sample NAME SIZE SHARE [PAGESIZE]
 }
 if [ $SMOKE = 1 ]; then
 	sample smoke-16M 16M 0.5
+elif ! want loads && ! want save; then
+	:
 else
 	if [ -s "$CACHE/real/real.fvm" ]; then
 		from_fvm real-guest real "$CACHE/real/real.fvm"
@@ -165,20 +196,28 @@ else
 		echo "note: no real-content guest ($CACHE/real/real.fvm: bench/real-guest.sh $CACHE)" |
 			tee -a "$W/notes.txt" >&2
 	fi
-	if [ -s "$CACHE/testguest/test.fvm" ]; then
+	if ! want loads && [ -s "$W/inputs.txt" ]; then
+		:
+	elif [ -s "$CACHE/testguest/test.fvm" ]; then
 		from_fvm test-guest test "$CACHE/testguest/test.fvm"
 	else
 		echo "note: no test guest ($CACHE/testguest/test.fvm: bench/codecs.sh $CACHE ...)" |
 			tee -a "$W/notes.txt" >&2
 	fi
-	sample frag-128M 128M 0.24
-	sample frag-512M 512M 0.24
-	sample zero-512M 512M 0.02
-	sample dense-256M 256M 1
-	sample 2M-pages-512M 512M 0.24 2M
+	if want loads || ! [ -s "$W/inputs.txt" ]; then
+		sample frag-128M 128M 0.24
+	fi
+	if want loads; then
+		sample frag-512M 512M 0.24
+		sample zero-512M 512M 0.02
+		sample dense-256M 256M 1
+		sample 2M-pages-512M 512M 0.24 2M
+	fi
 fi
 
 # ---- 2. loads: per device, N rounds of every input and contender
+# the inputs were packed --no-fsync: clean before any cold load
+[ $SMOKE = 1 ] || settle >/dev/null
 BENCH_PLAIN=(--no-memory --backend 'uring,lazy-map' --prefetch --json)
 BENCH_CODEC=(--no-memory --backend uring --json)
 # bench_round DEV CACHEFLAG ROUND FILEFN: FILEFN NAME VARIANT gives the path
@@ -238,12 +277,46 @@ for d in "${DEVICES[@]}"; do
 	for ((i = 1; i <= RUNS; i++)); do bench_round "$dev" --cold "$i" view_file; done
 	emmc_stop
 done
-for i in $(seq 1 "$RUNS"); do bench_round disk-cold --cold "$i" disk_file; done
-for i in $(seq 1 "$RUNS"); do bench_round disk-warm --warm "$i" disk_file; done
+if want loads; then
+	for i in $(seq 1 "$RUNS"); do bench_round disk-cold --cold "$i" disk_file; done
+	for i in $(seq 1 "$RUNS"); do bench_round disk-warm --warm "$i" disk_file; done
+fi
 
 # ---- 3. save and convert against writes of the same bytes with fsync
+# Every timed write starts from the same state: its input read into the
+# page cache just before, the previous outputs deleted, and the dirty
+# pages of everything before it (the unpack's 1 GiB, earlier rounds)
+# written back (settle). pack's reference writes exactly the bytes pack
+# stores as payload: the image's non-zero pages, cut into a file of their
+# own (payload.raw), read from the page cache as pack reads its image.
+# The order of contender and reference alternates from round to round.
+# nonzero_pages IMAGE PAGE OUT: the non-zero pages of IMAGE, in order
+nonzero_pages() {
+	python3 - "$@" <<'PY'
+import sys
+src, page, dst = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+z = bytes(page)
+with open(src, "rb") as f, open(dst, "wb") as o:
+    while True:
+        b = f.read(256 * page)
+        if not b:
+            break
+        for i in range(0, len(b), page):
+            p = b[i:i + page]
+            if p != z[:len(p)]:
+                o.write(p)
+PY
+}
+# timed_write TAG BYTES CMD...: settle, time CMD, append "TAG MS BYTES DIRTY_KB"
+timed_write() {
+	local tag=$1 bytes=$2 dirty t
+	shift 2
+	dirty=$(settle)
+	t=$(ms "$@") || die "$tag failed"
+	echo "$tag $t $bytes $dirty" >>"$W/save.txt"
+}
 first=$(head -n 1 "$W/inputs.txt" | cut -d' ' -f1)
-if [ $SMOKE = 0 ] && [ -n "$first" ]; then
+if [ $SMOKE = 0 ] && [ -n "$first" ] && want save; then
 	src=$CACHE/real/real.fvm
 	[ -s "$src" ] || src=$IN/$first/plain.fvm
 	d=$W/save
@@ -251,43 +324,62 @@ if [ $SMOKE = 0 ] && [ -n "$first" ]; then
 	"$FVMSNAP" unpack -q "$src" -o "$d" || die "unpack of $src failed"
 	raw=$d/pc.ram.raw
 	[ -s "$raw" ] || raw=$d/$(head -n 1 "$d/blocks.txt" | cut -f1)
-	payload=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["payload_bytes"])' \
-		<"$W/raw/disk-warm/$first/plain.1.json")
+	nonzero_pages "$raw" 4096 "$d/payload.raw" || die "cutting the non-zero pages of $raw failed"
+	payload=$(stat -c %s "$d/payload.raw")
 	stream=$IN/$first/stream.mig
 	: >"$W/save.txt"
 	echo "source $src raw $raw payload $payload" >>"$W/save.txt"
+	rm -f "$W/w.raw" "$W/w.fvm" "$W/w.copy"
 	for ((i = 1; i <= RUNS; i++)); do
 		progress "save round $i/$RUNS"
-		# the reference reads the same image pack reads, from the page cache,
-		# and writes it with fsync (zeros, as before, did not read anything)
-		cat "$raw" >/dev/null
-		t=$(ms dd if="$raw" of="$W/w.raw" bs=1M conv=fsync) || die "dd failed"
-		echo "raw_write $t $(stat -c %s "$raw")" >>"$W/save.txt"
-		rm -f "$W/w.raw"
-		t=$(ms "$FVMSNAP" pack -q --block "pc.ram=$raw" -o "$W/w.fvm") || die "pack failed"
-		echo "pack $t" >>"$W/save.txt"
-		for c in $CODECS; do
-			t=$(ms "$FVMSNAP" pack -q --compress "$c" --frame-size 1M --block "pc.ram=$raw" -o "$W/w.fvm") ||
-				die "pack --compress $c failed"
-			echo "pack_${c/:/_} $t" >>"$W/save.txt"
+		cat "$raw" "$d/payload.raw" >/dev/null
+		if [ $((i % 2)) = 1 ]; then order="ref pack"; else order="pack ref"; fi
+		for c in $order; do
+			if [ "$c" = ref ]; then
+				timed_write raw_write "$payload" dd if="$d/payload.raw" of="$W/w.raw" bs=1M conv=fsync
+				rm -f "$W/w.raw"
+			else
+				timed_write pack "$payload" "$FVMSNAP" pack -q --block "pc.ram=$raw" -o "$W/w.fvm"
+				# the reference wrote the bytes pack stored as payload
+				got=$("$FVMSNAP" inspect --json "$W/w.fvm" |
+					python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["payload_bytes"])')
+				[ "$got" = "$payload" ] || die "pack stored $got payload bytes, the reference writes $payload"
+				rm -f "$W/w.fvm"
+			fi
 		done
-		rm -f "$W/w.fvm"
-		if [ -s "$stream" ]; then
-			cat "$stream" >/dev/null
-			t=$(ms dd if="$stream" of="$W/w.copy" bs=1M conv=fsync) || die "copy failed"
-			echo "copy $t $(stat -c %s "$stream")" >>"$W/save.txt"
-			rm -f "$W/w.copy"
-			t=$(ms "$FVMSNAP" convert -q "$stream" -o "$W/w.fvm") || die "convert failed"
-			echo "convert $t" >>"$W/save.txt"
+		for c in $CODECS; do
+			cat "$raw" >/dev/null
+			timed_write "pack_${c/:/_}" "$payload" "$FVMSNAP" pack -q --compress "$c" --frame-size 1M \
+				--block "pc.ram=$raw" -o "$W/w.fvm"
 			rm -f "$W/w.fvm"
+		done
+		if [ -s "$stream" ]; then
+			sb=$(stat -c %s "$stream")
+			if [ $((i % 2)) = 1 ]; then order="copy convert"; else order="convert copy"; fi
+			for c in $order; do
+				cat "$stream" >/dev/null
+				if [ "$c" = copy ]; then
+					timed_write copy "$sb" dd if="$stream" of="$W/w.copy" bs=1M conv=fsync
+					rm -f "$W/w.copy"
+				else
+					timed_write convert "$sb" "$FVMSNAP" convert -q "$stream" -o "$W/w.fvm"
+					rm -f "$W/w.fvm"
+				fi
+			done
 		fi
 	done
 	rm -rf "$d"
 fi
 
 # ---- 4. scale: sparse synthetic guests
-if [ $SMOKE = 0 ]; then
+# 3N rounds (each a few seconds): the cold loads on this machine's disk
+# spread up to 2x from run to run (0.29-0.58 s for the 16 GiB guest in one
+# run of 3), and the verdict compares medians of two inputs. The order
+# rotates from round to round; the files, packed --no-fsync, are written
+# back first (settle) so that the cold drop leaves nothing cached.
+if [ $SMOKE = 0 ] && want scale; then
 	mkdir -p "$W/scale"
+	SCALE=(dense-1G 4G-1G 16G-512M)
 	for s in "dense-1G 1G 1" "4G-1G 4G 0.25" "16G-512M 16G 0.03125"; do
 		set -- $s
 		progress "scale input $1"
@@ -295,9 +387,11 @@ if [ $SMOKE = 0 ]; then
 		"$FVMSNAP" pack -q --no-fsync --block "pc.ram=$W/scale.img" -o "$W/scale/$1.fvm" || die "pack $1 failed"
 		rm -f "$W/scale.img"
 	done
-	for ((i = 1; i <= RUNS; i++)); do
-		for s in dense-1G 4G-1G 16G-512M; do
-			progress "scale round $i/$RUNS: $s"
+	for ((i = 1; i <= 3 * RUNS; i++)); do
+		for ((k = 0; k < 3; k++)); do
+			s=${SCALE[$(((i + k) % 3))]}
+			progress "scale round $i/$((3 * RUNS)): $s"
+			settle >/dev/null
 			"$FVMSNAP" bench -n 1 --no-memory --backend uring --json "$W/scale/$s.fvm" \
 				>"$W/raw/scale-$s.$i.json" || die "bench of $s failed"
 		done

@@ -165,16 +165,42 @@ static int fail(fvm_writer *w, int rc)
 }
 
 /*
+ * Bytes per write call. A buffered write of 2 MiB or more asks the kernel
+ * (6.x, ext4 with large folios) for PMD-sized page-cache folios; on this
+ * project's bench machine (a VM, kernel 6.18) such writes cost 0.4-3.3 s
+ * per GiB from one run to the next, against a steady 0.29-0.33 s in calls
+ * of 128 KiB-1 MiB (mmap'd 1 GiB image written in calls of N bytes, 4-5
+ * alternating rounds; dd bs=16M against bs=1M alike). fvmsnap pack wrote a
+ * 16 MiB segment per call. 256 KiB, the load's read size, also keeps the
+ * file's cached folios small, so that a lazy map of a freshly written
+ * snapshot maps about as many neighbours per fault as before (fvmsnap
+ * hot, tests/hot.sh); doc/BENCHMARKS.md section 9 has the numbers.
+ */
+#define WRITE_CALL_MAX ((size_t)256 << 10)
+
+/*
  * Write n iovecs at *off (pwritev) or at the file position (seekable 0),
- * advancing *off; short writes resume mid-iovec. 0 or an errno, with the
- * offset it happened at in *off.
+ * advancing *off, at most WRITE_CALL_MAX bytes per call; short writes
+ * resume mid-iovec. 0 or an errno, with the offset it happened at in *off.
  */
 static int write_iov(int fd, int seekable, struct iovec *iov, size_t n, uint64_t *off)
 {
 	while (n) {
-		int cnt = n > IOV_MAX ? IOV_MAX : (int)n;
-		ssize_t r = seekable ? pwritev(fd, iov, cnt, (off_t)*off) : writev(fd, iov, cnt);
+		size_t sum = 0, cut_len = 0;
+		int cnt = 0, cut = 0;
+		ssize_t r;
 
+		while ((size_t)cnt < n && cnt < IOV_MAX && sum + iov[cnt].iov_len <= WRITE_CALL_MAX)
+			sum += iov[cnt++].iov_len;
+		if ((size_t)cnt < n && cnt < IOV_MAX && sum < WRITE_CALL_MAX) {
+			/* the first part of the next iovec fills the call */
+			cut = 1;
+			cut_len = iov[cnt].iov_len;
+			iov[cnt++].iov_len = WRITE_CALL_MAX - sum;
+		}
+		r = seekable ? pwritev(fd, iov, cnt, (off_t)*off) : writev(fd, iov, cnt);
+		if (cut)
+			iov[cnt - 1].iov_len = cut_len;
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
