@@ -17,6 +17,8 @@ FVMSNAP=$(realpath "$1")
 SHIM=${2:-}
 [ -z "$SHIM" ] || SHIM=$(realpath "$SHIM")
 ROUNDS=${FVM_CONCURRENT_ROUNDS:-25}
+# Under ASan the shim cannot come after the runtime in the library list.
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
 SRC=$(dirname "$(realpath "$0")")/..
 STREAMS=$SRC/fuzz/corpus/stream
 W=$(mktemp -d "${TMPDIR:-/tmp}/fvm-concurrent.XXXXXX")

@@ -14,6 +14,9 @@ set -u
 FVMSNAP=$(realpath "$1")
 SHIM=$(realpath "$2")
 die() { echo "FAIL: $*"; exit 1; }
+# Under ASan the shim cannot come after the runtime in the library list, and
+# our SIGBUS handler must be let in.
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0:allow_user_segv_handler=1
 W=$(mktemp -d "${TMPDIR:-/tmp}/fvm-sigbus.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 mkdir "$W/in" "$W/out"
