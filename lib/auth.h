@@ -38,9 +38,15 @@ int fvm_auth_random(uint8_t *out, size_t n);
  */
 void fvm_auth_chunk_tags(const struct fvm_auth *a, uint64_t off, const uint8_t *data,
 			 size_t n, uint8_t *tags);
-/* Check them: -1 when all match, else the index of the first that does not. */
-int64_t fvm_auth_chunk_check(const struct fvm_auth *a, uint64_t off, const uint8_t *data,
-			     size_t n, const uint8_t *tags);
+/*
+ * Check n consecutive 4096-byte chunks at data, the first at file offset
+ * off, against their check data at expect: with keys, their tags (16 bytes
+ * each, R102); without (NULL), their CRC32C (4 bytes each, little-endian:
+ * PAYLOAD_CRC). -1 when all match, else the index of the first that does
+ * not. The one chunk check of the loader, read_pages and the walker.
+ */
+int64_t fvm_chunks_bad(const struct fvm_auth *keys, uint64_t off, const uint8_t *data,
+		       size_t n, const uint8_t *expect);
 
 /* A DEVS record's tag, over pieces: begin at its offset, add, end. */
 struct fvm_auth_rec {

@@ -26,7 +26,6 @@
 
 #include "abi.h"
 #include "auth.h"
-#include "crc.h"
 #include "error.h"
 #include "exec.h"
 #include "fastvm/experimental.h"
@@ -155,7 +154,7 @@ static int check_req(struct lctx *c, size_t q)
 	for (uint64_t f = rq->file_off; f < end;) {
 		const struct fvm_plan_ext *e;
 		uint64_t in, piece, n, idx;
-		int64_t bad = -1;
+		int64_t bad;
 
 		while (f >= c->p->ext[i].file_off + c->p->ext[i].bytes)
 			i++;
@@ -164,15 +163,7 @@ static int check_req(struct lctx *c, size_t q)
 		piece = (end < e->file_off + e->bytes ? end : e->file_off + e->bytes) - f;
 		n = piece / FVM_CHUNK;
 		idx = c->crc_base[i] + in / FVM_CHUNK;
-		if (c->chk == FVM_CHK_TAG) {
-			bad = fvm_auth_chunk_check(m->keys, f, e->dst + in, (size_t)n,
-						   c->chk_raw + idx * FVM_CHK_TAG);
-		} else {
-			for (uint64_t j = 0; j < n && bad < 0; j++)
-				if (fvm_crc32c(0, e->dst + in + j * FVM_CHUNK, FVM_CHUNK) !=
-				    fvm_ld32(c->chk_raw + (idx + j) * FVM_CHK_CRC))
-					bad = (int64_t)j;
-		}
+		bad = fvm_chunks_bad(m->keys, f, e->dst + in, (size_t)n, c->chk_raw + idx * c->chk);
 		if (bad >= 0) {
 			uint64_t at = in + (uint64_t)bad * FVM_CHUNK;
 

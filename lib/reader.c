@@ -963,68 +963,44 @@ static uint64_t first_ext(const struct fvm_model *m, uint32_t b, uint64_t page)
 	return lo;
 }
 
-#define CRC_BATCH 4096 /* chunk CRCs read at once: 16 MiB of payload */
+#define CHECK_RAW 16384 /* check data read at once: 16 MiB of payload with CRCs, 4 MiB with tags */
 
-/* Read bytes of an extent's payload starting skip bytes in, checking CRCs. */
+/*
+ * Read bytes of an extent's payload starting skip bytes in, checking each
+ * chunk's CRC or tag (fvm_chunks_bad); a failed check zeroes what was read,
+ * so nothing unchecked is handed out.
+ */
 static int read_data(struct fvm_reader *r, const struct fvm_extent *e, uint64_t skip,
 		     uint64_t bytes, uint8_t *dst)
 {
 	const struct fvm_model *m = &r->m;
 	const struct fvm_rblock *b = &m->blocks[e->block_id];
+	unsigned chk = m->keys ? FVM_CHK_TAG : m->with_crc ? FVM_CHK_CRC : 0;
+	uint64_t batch = (uint64_t)CHECK_RAW / (chk ? chk : FVM_CHK_CRC) * FVM_CHUNK;
+	uint8_t raw[CHECK_RAW];
 	int rc;
 
 	while (bytes) {
-		uint64_t k = bytes < (uint64_t)CRC_BATCH * FVM_CHUNK ? bytes
-			     : (uint64_t)CRC_BATCH * FVM_CHUNK;
-		uint64_t off = e->payload_offset + skip;
+		uint64_t k = bytes < batch ? bytes : batch, off = e->payload_offset + skip;
+		int64_t bad;
 
 		rc = fvm_pread_full(r->fd, dst, k, off, m->file, "payload");
+		if (!rc && chk)
+			rc = fvm_pread_full(r->fd, raw, k / FVM_CHUNK * chk,
+					    e->crc_offset + skip / FVM_CHUNK * chk, m->file,
+					    chk == FVM_CHK_TAG ? "chunk tags" : "chunk CRCs");
 		if (rc)
 			return rc;
-		if (m->keys) { /* R102 */
-			uint8_t tags[CRC_BATCH * 4]; /* 1024 tags */
-			uint64_t n = k / FVM_CHUNK;
+		bad = chk ? fvm_chunks_bad(m->keys, off, dst, (size_t)(k / FVM_CHUNK), raw) : -1;
+		if (bad >= 0) {
+			uint64_t at = skip + (uint64_t)bad * FVM_CHUNK;
 
-			for (uint64_t c = 0; c < n && !rc; c += 1024) {
-				uint64_t q = n - c < 1024 ? n - c : 1024;
-				uint64_t at = skip + c * FVM_CHUNK;
-				int64_t bad;
-
-				rc = fvm_pread_full(r->fd, tags, q * FVM_TAG_LEN, e->crc_offset +
-						    at / FVM_CHUNK * FVM_TAG_LEN, m->file,
-						    "chunk tags");
-				if (rc)
-					break;
-				bad = fvm_auth_chunk_check(m->keys, e->payload_offset + at,
-							   dst + c * FVM_CHUNK, (size_t)q, tags);
-				if (bad >= 0)
-					rc = fvm_err(FVM_EAUTH, "%s: block %s page %" PRIu64 ": payload "
-						     "tag does not verify at file offset 0x%" PRIx64,
-						     m->file, b->name, e->first_page + ((at +
-						     (uint64_t)bad * FVM_CHUNK) >> b->page_shift),
-						     e->payload_offset + at + (uint64_t)bad * FVM_CHUNK);
-			}
-			if (rc) {
-				memset(dst, 0, k); /* nothing unchecked is handed out */
-				return rc;
-			}
-		} else if (m->with_crc) {
-			uint8_t raw[CRC_BATCH * 4];
-			uint64_t n = k / FVM_CHUNK;
-
-			rc = fvm_pread_full(r->fd, raw, n * 4, e->crc_offset + skip / FVM_CHUNK * 4,
-					    m->file, "chunk CRCs");
-			if (rc)
-				return rc;
-			for (uint64_t c = 0; c < n; c++) {
-				if (fvm_crc32c(0, dst + c * FVM_CHUNK, FVM_CHUNK) !=
-				    fvm_ld32(raw + 4 * c))
-					return fvm_err(FVM_ECHECKSUM, "%s: block %s page %" PRIu64
-						       ": payload crc mismatch at file offset 0x%"
-						       PRIx64, m->file, b->name, e->first_page +
-						       ((skip + c * FVM_CHUNK) >> b->page_shift),
-						       off + c * FVM_CHUNK);
-			}
+			memset(dst, 0, k);
+			return fvm_err(m->keys ? FVM_EAUTH : FVM_ECHECKSUM, "%s: block %s page %"
+				       PRIu64 ": payload %s at file offset 0x%" PRIx64, m->file,
+				       b->name, e->first_page + (at >> b->page_shift),
+				       m->keys ? "tag does not verify" : "crc mismatch",
+				       e->payload_offset + at);
 		}
 		skip += k;
 		dst += k;

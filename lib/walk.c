@@ -8,7 +8,6 @@
 
 #include "array.h"
 #include "auth.h"
-#include "crc.h"
 #include "error.h"
 #include "extents.h"
 #include "io.h"
@@ -410,35 +409,21 @@ static int on_segm(struct fvm_walk *w)
 static int check_chunks(struct fvm_walk *w, const struct fvm_entry *e, const uint8_t *p,
 			uint64_t n, uint64_t entry_off, uint64_t done)
 {
-	const uint8_t *crcs = w->body + FVM_SEGHDR_SIZE +
-			      (size_t)w->sh.entry_count * FVM_ENTRY_SIZE;
-	uint32_t shift = wdesc(w)[e->block_id].page_shift;
+	const uint8_t *chk = w->body + FVM_SEGHDR_SIZE +
+			     (size_t)w->sh.entry_count * FVM_ENTRY_SIZE;
+	uint64_t f = w->payload_off + entry_off + done, at;
+	int64_t bad = fvm_chunks_bad(w->m->keys, f, p, n / FVM_CHUNK,
+				     chk + (uint64_t)w->m->chk * ((entry_off + done) / FVM_CHUNK));
 
-	if (w->m->auth) { /* R102: the tags, keyed by the chunks' file offsets */
-		uint64_t f = w->payload_off + entry_off + done;
-		int64_t bad = fvm_auth_chunk_check(w->m->keys, f, p, n / FVM_CHUNK,
-						   crcs + FVM_CHK_TAG * ((entry_off + done) / FVM_CHUNK));
-
-		if (bad < 0)
-			return 0;
-		return fvm_err(FVM_EAUTH, "%s: SEGM record at offset 0x%" PRIx64 ": block %s "
-			       "page %" PRIu64 ": payload tag does not verify at file offset 0x%"
-			       PRIx64, w->m->file, w->rec_off, block_name(w, e->block_id),
-			       e->first_page + ((done + (uint64_t)bad * FVM_CHUNK) >> shift),
-			       f + (uint64_t)bad * FVM_CHUNK);
-	}
-	for (uint64_t c = 0; c < n / FVM_CHUNK; c++) {
-		uint64_t at = done + c * FVM_CHUNK; /* in the entry */
-
-		if (fvm_crc32c(0, p + c * FVM_CHUNK, FVM_CHUNK) !=
-		    fvm_ld32(crcs + 4 * ((entry_off + at) / FVM_CHUNK)))
-			return fvm_err(FVM_ECHECKSUM, "%s: SEGM record at offset 0x%" PRIx64
-				       ": block %s page %" PRIu64 ": payload crc mismatch at "
-				       "file offset 0x%" PRIx64, w->m->file, w->rec_off,
-				       block_name(w, e->block_id), e->first_page + (at >> shift),
-				       w->payload_off + entry_off + at);
-	}
-	return 0;
+	if (bad < 0)
+		return 0;
+	at = done + (uint64_t)bad * FVM_CHUNK; /* in the entry */
+	return fvm_err(w->m->keys ? FVM_EAUTH : FVM_ECHECKSUM, "%s: SEGM record at offset 0x%"
+		       PRIx64 ": block %s page %" PRIu64 ": payload %s at file offset 0x%" PRIx64,
+		       w->m->file, w->rec_off, block_name(w, e->block_id),
+		       e->first_page + (at >> wdesc(w)[e->block_id].page_shift),
+		       w->m->keys ? "tag does not verify" : "crc mismatch",
+		       w->payload_off + entry_off + at);
 }
 
 static int progress(struct fvm_walk *w, struct fvm_walk_sink *k)
