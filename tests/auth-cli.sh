@@ -7,6 +7,7 @@
 # Skips (77) when this build has no authentication (fvmsnap keygen says so).
 # Usage: auth-cli.sh /path/to/fvmsnap
 set -u
+. "$(dirname "$(realpath "$0")")/cli-lib.sh"
 
 FVMSNAP=$(realpath "$1")
 export FVMSNAP
@@ -21,24 +22,6 @@ cd "$W" || exit 1
 export FVM_TEST=1
 umask 022
 
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "-- done: $*"; }
-
-# expect RC CMD...: run CMD (output to out.log/err.log), check its exit code.
-expect() {
-	local want=$1 rc
-	shift
-	"$@" >out.log 2>err.log
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		fail "exit $rc, expected $want: $*"
-		sed 's/^/  | /' err.log | head -5
-	fi
-	return 0
-}
-# err_has TEXT WHAT: err.log contains TEXT (fixed string)
-err_has() { grep -qF -- "$1" err.log || fail "$2: stderr lacks '$1': $(head -3 err.log)"; }
 
 fs() { "$FVMSNAP" "$@"; }
 

@@ -9,6 +9,7 @@
 # nothing; a missing directory is an error naming it.
 # Usage: clean.sh FVMSNAP
 set -u
+. "$(dirname "$(realpath "$0")")/cli-lib.sh"
 
 FVMSNAP=$(realpath "$1")
 if ! command -v python3 >/dev/null; then
@@ -26,21 +27,6 @@ trap cleanup EXIT
 cd "$W" || exit 1
 export FVM_TEST=1
 
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect RC CMD...: run CMD (output to out.log/err.log), check its exit code.
-expect() {
-	local want=$1 rc
-	shift
-	"$@" >out.log 2>err.log
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		fail "exit $rc, expected $want: $*"
-		sed 's/^/  | /' err.log out.log | head -8
-	fi
-	return 0
-}
 
 # has NAME...: d holds exactly these names
 has() {

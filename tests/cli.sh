@@ -7,6 +7,7 @@
 # usage, atomic replacement on failure, bench.
 # Usage: cli.sh /path/to/fvmsnap   (meson runs it from the build directory)
 set -u
+. "$(dirname "$(realpath "$0")")/cli-lib.sh"
 
 FVMSNAP=$(realpath "$1")
 if ! command -v python3 >/dev/null; then
@@ -18,22 +19,6 @@ trap 'rm -rf "$W"' EXIT
 cd "$W" || exit 1
 export FVM_TEST=1
 
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "-- done: $*"; }
-
-# expect RC CMD...: run CMD (output to out.log/err.log), check its exit code.
-expect() {
-	local want=$1 rc
-	shift
-	"$@" >out.log 2>err.log
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		fail "exit $rc, expected $want: $*"
-		sed 's/^/  | /' err.log | head -5
-	fi
-	return 0
-}
 
 fs() { "$FVMSNAP" "$@"; }
 
