@@ -722,8 +722,8 @@ static int readable_sect(const struct fvm_reader *r, uint32_t i, const char *fn,
 		return fvm_err(FVM_ENOTFOUND, "%s: no device-state section %u (%u sections)",
 			       r->m.file, i, r->m.nsects);
 	*out = &r->m.sects[i];
-	if (r->m.auth && !r->m.keys)
-		return fvm_reader_auth_ready(r, fn);
+	if (fvm_reader_auth_ready(r, fn))
+		return FVM_EAUTH;
 	if ((*out)->given)
 		return fvm_err(FVM_ESTATE, "%s: %s: device-state section %s went to the "
 			       "load's callback and was not kept", r->m.file, fn, (*out)->name);
