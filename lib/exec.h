@@ -60,6 +60,7 @@ struct fvm_fexec {
 	unsigned threads;       /* decoding threads, the caller's included; 0: CPUs */
 	unsigned bufs;          /* read buffers (reads in flight); 0: default */
 	int no_uring;           /* pread only */
+	int check_plain;        /* crc_plain of each frame too (FVM_LOAD_VERIFY) */
 	fvm_progress_fn progress; /* stored bytes read of stored_bytes */
 	void *progress_ctx;
 	uint64_t requests, bytes, stored_bytes;

@@ -171,11 +171,13 @@ static int decode_span(struct fx *f, unsigned b, unsigned t)
 		int rc;
 
 		if (jb->direct) {
-			rc = fvm_unframe(&f->cx[t], fr, jb->k, stored, jb->direct, x->file);
+			rc = fvm_unframe(&f->cx[t], fr, jb->k, stored, jb->direct, x->file,
+					 x->check_plain);
 		} else {
 			if (!f->scratch[t] && !(f->scratch[t] = malloc(1u << x->fshift)))
 				return fvm_err(FVM_ENOMEM, "%s: frame buffer", x->file);
-			rc = fvm_unframe(&f->cx[t], fr, jb->k, stored, f->scratch[t], x->file);
+			rc = fvm_unframe(&f->cx[t], fr, jb->k, stored, f->scratch[t], x->file,
+					 x->check_plain);
 			for (size_t i = 0; !rc && i < jb->npieces; i++) {
 				const struct piece *pc = &f->pieces[jb->piece + i];
 

@@ -354,6 +354,7 @@ static int load_frames(struct fvm_reader *r, const struct fvm_map *maps, size_t 
 				.fshift = m->hdr.frame_shift, .plan = &p,
 				.threads = o->threads, .bufs = o->queue_depth,
 				.no_uring = o->backend == FVM_BACKEND_PREAD,
+				.check_plain = !!(o->flags & FVM_LOAD_VERIFY),
 				.progress = o->progress, .progress_ctx = o->progress_ctx };
 	fvm_plan_small_pages(&p, 1);
 	rc = fvm_exec_frames(&x);

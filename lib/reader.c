@@ -1042,7 +1042,7 @@ static int read_frames(struct fvm_reader *r, struct fvm_frame_cache *fc,
 			rc = fvm_pread_full(r->fd, fc->stored, f->stored_len, f->file_offset,
 					    m->file, "frame");
 			if (!rc)
-				rc = fvm_unframe(&fc->cx, f, k, fc->stored, fc->plain, m->file);
+				rc = fvm_unframe(&fc->cx, f, k, fc->stored, fc->plain, m->file, 1);
 			if (rc)
 				return rc;
 			fc->cached = k + 1;

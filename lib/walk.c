@@ -465,7 +465,7 @@ static int walk_frames(struct fvm_walk *w, struct fvm_walk_sink *k)
 		if (!rc)
 			rc = fvm_src_read(&w->src, w->stored, f->stored_len, "frame");
 		if (!rc)
-			rc = fvm_unframe(&w->cx, f, fk, w->stored, w->plain, w->m->file);
+			rc = fvm_unframe(&w->cx, f, fk, w->stored, w->plain, w->m->file, 1);
 		if (rc)
 			return rc;
 		while (used < f->plain_len) {

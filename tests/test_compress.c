@@ -104,6 +104,8 @@ static void write_file(const char *path, int codec, uint32_t frame, int streamin
 	fvm_writer_free(w);
 }
 
+static uint32_t load_flags; /* FVM_LOAD_* of load() */
+
 static int load(fvm_reader *r, uint8_t *ram, uint8_t *rom, int backend, unsigned threads,
 		uint64_t *read)
 {
@@ -120,6 +122,7 @@ static int load(fvm_reader *r, uint8_t *ram, uint8_t *rom, int backend, unsigned
 	m[1].addr = rom;
 	m[1].length = 2 * PAGE;
 	lo.backend = backend;
+	lo.flags = load_flags;
 	lo.zero_policy = FVM_ZERO_MEMSET;
 	tu.threads = threads;
 	lo.tuning = &tu;
@@ -285,6 +288,18 @@ static uint64_t ld64(const uint8_t *p)
 }
 
 /* Damage the first compressed frame: load, verify and stream refuse it. */
+/* CRC32C, bit by bit: the test's own, not the library's */
+static uint32_t crc32c(uint32_t c, const uint8_t *p, size_t n)
+{
+	c = ~c;
+	while (n--) {
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+	}
+	return ~c;
+}
+
 static void test_damage(void **state)
 {
 	uint64_t len = (uint64_t)PAGES * PAGE;
@@ -326,6 +341,49 @@ static void test_damage(void **state)
 		}
 	}
 	assert_true(file_off > 0);
+
+	/*
+	 * crc_plain of that frame wrong, the INDX record's CRC made right: a
+	 * load checks it with FVM_LOAD_VERIFY (as it checks an uncompressed
+	 * run's CRCs); a load without VERIFY checks only
+	 * crc_stored, which holds, and the bytes it gives are the writer's.
+	 */
+	{
+		uint8_t *g = malloc(n);
+		size_t k_at = 0;
+		uint32_t c;
+
+		assert_non_null(g);
+		memcpy(g, f, n);
+		for (uint64_t k = 0; k < ld64(f + frames_at); k++)
+			if (ld64(f + frames_at + 8 + 32 * k + 8) == file_off)
+				k_at = (size_t)(frames_at + 8 + 32 * k);
+		assert_true(k_at > 0);
+		g[k_at + 28] ^= 1;
+		c = crc32c(0, g + index_off, 4);
+		c = crc32c(c, g + index_off + 8, 8);
+		c = crc32c(c, g + index_off + 16, ld64(g + index_off + 8));
+		memcpy(g + index_off + 4, &c, 4);
+		spit(bad, g, n);
+		free(g);
+		ram = tu_guard_alloc(len, 0);
+		r2 = tu_guard_alloc(2 * PAGE, 0);
+		assert_int_equal(fvm_reader_open(&rd, bad), 0);
+		assert_int_equal(load(rd, ram, r2, FVM_BACKEND_AUTO, 2, NULL), 0);
+		assert_memory_equal(ram, mem, len);
+		load_flags = FVM_LOAD_VERIFY;
+		assert_int_equal(load(rd, ram, r2, FVM_BACKEND_AUTO, 2, NULL), FVM_ECHECKSUM);
+		assert_non_null(strstr(fvm_error_detail(), "plain crc"));
+		assert_int_equal(load(rd, ram, r2, FVM_BACKEND_PREAD, 1, NULL), FVM_ECHECKSUM);
+		load_flags = 0;
+		/* verify finds the index and the segment's frame table disagree (R68) */
+		assert_int_equal(fvm_verify(rd, NULL, NULL), FVM_ECORRUPT);
+		assert_non_null(strstr(fvm_error_detail(), "frame"));
+		fvm_reader_free(rd);
+		tu_guard_free(ram, len);
+		tu_guard_free(r2, 2 * PAGE);
+	}
+
 	f[file_off + 5] ^= 0x40;
 	spit(bad, f, n);
 	ram = tu_guard_alloc(len, 0);

@@ -585,7 +585,9 @@ enum fvm_zero_policy {
 };
 
 enum fvm_load_flags {
-	FVM_LOAD_VERIFY = 1u << 0,  /* check payload CRCs while loading */
+	FVM_LOAD_VERIFY = 1u << 0,  /* check payload CRCs while loading (compressed:
+				       each frame's crc_plain too; its crc_stored
+				       is checked by every load) */
 	FVM_LOAD_DIRECT = 1u << 1,  /* O_DIRECT reads (falls back if refused; not mmap) */
 	FVM_LOAD_PARTIAL = 1u << 2, /* blocks without a mapping are skipped */
 	/* 1u << 3 was FVM_LOAD_INLINE in 0.1: now in <fastvm/experimental.h> */
