@@ -15,17 +15,20 @@
 # runs the time the prefetch needs (all runs read) is the file's size over
 # the device's rate.
 #
-# Usage: bench/hot.sh [-n N] [-b BUILD]      (N default 5)
+# Usage: bench/hot.sh [-n N] [-b BUILD] [-j JSON]   (N default 5; JSON: the
+# medians and every run as JSON too, for bench/run.sh's report)
 # Needs: root (FUSE mount, page cache drop), qemu-storage-daemon, the
 # patched QEMU 7.2 (contrib/qemu/build-and-test.sh 7.2 --build-only).
 set -euo pipefail
 n=5
 build=
-while getopts n:b: o; do
+json=
+while getopts n:b:j: o; do
 	case $o in
 	n) n=$OPTARG ;;
 	b) build=$OPTARG ;;
-	*) echo "usage: $0 [-n N] [-b BUILD]" >&2; exit 1 ;;
+	j) json=$OPTARG ;;
+	*) echo "usage: $0 [-n N] [-b BUILD] [-j JSON]" >&2; exit 1 ;;
 	esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,8 +107,8 @@ log "eMMC: $BPS B/s, $IOPS IOPS; files $(stat -c %s "$W/plain.fvm") and $(stat -
 
 mapfile -t qargs < <(patched qemu_cmd "$W/run")
 mkdir -p "$W/run"
-FVM_ROOT=$root python3 - "$n" "$W" "$pq" "$BPS" "${qargs[@]:1}" -m "${FVM_GUEST_MEM:-512M}" "${drive[@]}" <<'PY'
-import os, statistics, sys
+FVM_ROOT=$root FVM_HOT_JSON=$json python3 - "$n" "$W" "$pq" "$BPS" "${qargs[@]:1}" -m "${FVM_GUEST_MEM:-512M}" "${drive[@]}" <<'PY'
+import json, os, statistics, sys
 sys.path.insert(0, os.path.join(os.environ["FVM_ROOT"], "bench"))
 import restore_time as rt
 
@@ -143,4 +146,12 @@ for name, _, _ in cases:
     t, h = statistics.median(res[name][0]), statistics.median(res[name][1])
     print("| %s | %.3f | %.3f | %.3f |" % (name, t, h, t + h))
 print("\nmedians of %d interleaved runs; reading the whole file at the device's rate: %.2f s" % (n, size / bps))
+if os.environ.get("FVM_HOT_JSON"):
+    with open(os.environ["FVM_HOT_JSON"], "w") as f:
+        json.dump({"schema": "fvm-bench-hot/1", "bps": bps, "rounds": n, "file_bytes": size,
+                   "cases": [{"case": name, "paused_s": statistics.median(res[name][0]),
+                              "heartbeat_s": statistics.median(res[name][1]),
+                              "paused_runs_s": res[name][0], "heartbeat_runs_s": res[name][1]}
+                             for name, _, _ in cases]}, f, indent=1)
+        f.write("\n")
 PY

@@ -28,7 +28,10 @@
 # zstd and lz4 files, tests/qemu/stock_load_ref on the stream. QEMU (when
 # installed): bench/restore.sh -n N (the tests' guest, warm: stock -loadvm,
 # the patched QEMU's fvm: and fvm-lazy: to a paused VM and to the first
-# heartbeat after cont).
+# heartbeat after cont), and with the patched QEMU 7.2 and the devices,
+# bench/hot.sh -n N: the tests' guest restored from the 137 MB/s device,
+# fvm-lazy: with the prefetch in file order and with the working set
+# first, which the seed's lazy target is judged on.
 #
 # Usage: bench/run.sh [-n N] [-b BUILD] [-c CACHE] [-o OUTDIR] [-w WORKDIR]
 #                     [--no-qemu] [--no-emmc] [--only STEPS] [--smoke]
@@ -73,8 +76,11 @@ for s in ${ONLY//,/ }; do
 	case $s in loads | save | scale | qemu) ;; *) die "--only: unknown step '$s'" ;; esac
 done
 want() { case ,$ONLY, in *,"$1",*) return 0 ;; esac; return 1; }
+# HOT: bench/hot.sh in the QEMU step (a device of its own, unless --no-emmc)
+HOT=$EMMC
 want loads || EMMC=0
 want qemu || QEMU=0
+[ $QEMU = 1 ] || HOT=0
 BUILD=$(cd "${BUILD:-$TOP/build}" 2>/dev/null && pwd) || die "no build dir ${BUILD:-$TOP/build}"
 FVMSNAP=$BUILD/tools/fvmsnap
 STOCKREF=$BUILD/tests/qemu/stock_load_ref
@@ -89,6 +95,7 @@ command -v gnuplot >/dev/null || $NEED "no gnuplot (apt-get install gnuplot-nox)
 if [ $EMMC = 1 ] && ! msg=$(emmc_check 2>&1); then
 	$NEED "$msg (--no-emmc leaves the devices out)"
 fi
+[ $HOT = 1 ] && ! emmc_check 2>/dev/null && HOT=0
 
 OWN_W=0
 if [ -z "$W" ]; then
@@ -407,6 +414,17 @@ if [ $SMOKE = 0 ] && [ $QEMU = 1 ]; then
 			cp "$BUILD/restore-512M.json" "$W/restore.json"
 		else
 			echo "note: bench/restore.sh failed: $(tail -n 3 "$W/restore.txt")" | tee -a "$W/notes.txt" >&2
+		fi
+		# the seed's target on the device itself: fvm-lazy: (+ prefetch,
+		# the working set first) to a paused VM and the first heartbeat
+		if [ $HOT = 1 ]; then
+			progress "QEMU on the eMMC at 137 MB/s: bench/hot.sh -n $RUNS"
+			"$HERE/hot.sh" -n "$RUNS" -b "$BUILD" -j "$W/hot.json" >"$W/hot.txt" 2>&1
+			case $? in
+			0) ;;
+			77) echo "note: bench/hot.sh skipped: $(tail -n 1 "$W/hot.txt")" | tee -a "$W/notes.txt" >&2 ;;
+			*) echo "note: bench/hot.sh failed: $(tail -n 3 "$W/hot.txt")" | tee -a "$W/notes.txt" >&2 ;;
+			esac
 		fi
 	else
 		echo "note: no qemu-system-x86_64: the QEMU rows are left out" | tee -a "$W/notes.txt" >&2
