@@ -455,11 +455,58 @@ static void test_tampering(void **state)
 	assert_int_equal(first_failure(good, 0, NULL), 4);
 }
 
+static void unhex(uint8_t *out, const char *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+
+		assert_int_equal(sscanf(h + 2 * i, "%2x", &v), 1);
+		out[i] = (uint8_t)v;
+	}
+}
+
+/*
+ * The BLAKE2b-256 parts of 4.6 (key id, K_tag, K_mac, the unkeyed digest):
+ * answers computed with libsodium's crypto_generichash, which the first
+ * authenticated files used, so that files and key ids stay the same
+ * whatever library computes them. Key 00..1f, salt 10..1f.
+ */
+static void test_blake2b_known(void **state)
+{
+	uint8_t k[32], s[16], want[32], out[32];
+	struct fvm_auth a;
+	struct fvm_auth_digest d;
+	uint64_t id = 0;
+
+	(void)state;
+	for (int i = 0; i < 32; i++)
+		k[i] = (uint8_t)i;
+	for (int i = 0; i < 16; i++)
+		s[i] = (uint8_t)(0x10 + i);
+	assert_int_equal(fvm_key_id(k, sizeof(k), &id), 0);
+	assert_int_equal(id, 0xe461d8c8edf41c77ull);
+	fvm_auth_derive(&a, k, s);
+	assert_int_equal(a.key_id, 0xe461d8c8edf41c77ull);
+	unhex(want, "027dbb54016a7b74d152d8a72bbc6ad4f0981092d4130d58d66212b8f875474d", 32);
+	assert_memory_equal(a.k_tag, want, 32);
+	unhex(want, "0b740e2f2664b9eda04351d1a31d654b61aa34059fff61ed275f81b5da40b503", 32);
+	assert_memory_equal(a.k_mac, want, 32);
+	fvm_auth_wipe(&a);
+	/* RFC 7693 appendix A's message with BLAKE2b-256 */
+	fvm_auth_digest_begin(&d);
+	fvm_auth_digest_add(&d, "a", 1);
+	fvm_auth_digest_add(&d, "bc", 2);
+	fvm_auth_digest_end(&d, out);
+	unhex(want, "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319", 32);
+	assert_memory_equal(out, want, 32);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_key_parse),
+		cmocka_unit_test(test_blake2b_known),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_tampering),
 	};
