@@ -102,8 +102,8 @@ struct lctx {
 };
 
 /*
- * An authenticated load checks its tags on a pool of threads (Poly1305
- * costs more than the copy: doc/BENCHMARKS.md section 12): on_done queues
+ * An authenticated load checks its tags on a pool of threads (the MAC
+ * costs about as much as the copy: doc/BENCHMARKS.md section 12): on_done queues
  * each completed request, the pool's threads check them while the reads go
  * on (io_uring's workers do the copies), and the load returns once every
  * request is read and checked. The first failure stops the reads and is
@@ -164,6 +164,8 @@ static int check_req(struct lctx *c, size_t q)
 		n = piece / FVM_CHUNK;
 		idx = c->crc_base[i] + in / FVM_CHUNK;
 		bad = fvm_chunks_bad(m->keys, f, e->dst + in, (size_t)n, c->chk_raw + idx * c->chk);
+		if (bad == FVM_CHUNKS_FAILED)
+			return FVM_ENOMEM;
 		if (bad >= 0) {
 			uint64_t at = in + (uint64_t)bad * FVM_CHUNK;
 

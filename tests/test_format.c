@@ -150,7 +150,7 @@ static void test_crc_path(void **state)
 
 static void header_good(uint8_t h[FVM_HEADER_SIZE])
 {
-	struct fvm_header hd = { 1, 0, FVM_INCOMPAT_PAYLOAD_CRC, 0x8000000000000001ull, 0, 0, 0, { 0 } };
+	struct fvm_header hd = { 1, 0, FVM_INCOMPAT_PAYLOAD_CRC, 0x8000000000000001ull, 0, 0, 0, { 0 }, 0 };
 
 	fvm_header_encode(h, &hd);
 }
@@ -163,7 +163,7 @@ static void header_recrc(uint8_t h[FVM_HEADER_SIZE])
 static void test_header_roundtrip(void **state)
 {
 	uint8_t h[FVM_HEADER_SIZE];
-	struct fvm_header in = { 1, 7, FVM_INCOMPAT_PAYLOAD_CRC, 0xf0f0f0f0f0f0f0f0ull, 0, 0, 0, { 0 } }, out;
+	struct fvm_header in = { 1, 7, FVM_INCOMPAT_PAYLOAD_CRC, 0xf0f0f0f0f0f0f0f0ull, 0, 0, 0, { 0 }, 0 }, out;
 
 	(void)state;
 	fvm_header_encode(h, &in);
@@ -250,7 +250,7 @@ static void test_header_rules(void **state)
 			}
 		}
 		/* and the encoder writes them only with COMPRESSED */
-		struct fvm_header hc = { 1, 2, FVM_INCOMPAT_COMPRESSED, 0, 2, 9, 17, { 0 } }, back;
+		struct fvm_header hc = { 1, 2, FVM_INCOMPAT_COMPRESSED, 0, 2, 9, 17, { 0 }, 0 }, back;
 		fvm_header_encode(h, &hc);
 		assert_int_equal(fvm_header_decode(h, &back, FILE_NAME), 0);
 		assert_int_equal(back.codec, 2);
