@@ -13,6 +13,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +28,7 @@
 
 #include "auth.h"
 #include "crc.h"
+#include "fastvm/experimental.h"
 #include "fastvm/fastvm.h"
 #include "format.h"
 #include "reader.h"
@@ -613,6 +616,110 @@ static void test_gmac_known(void **state)
 	free(chunks);
 }
 
+/* ---- the fused load: reads and tag checks on several threads (load.c) */
+
+struct prog {
+	pthread_t self;
+	int calls, elsewhere, stall;
+	uint64_t last, total;
+};
+
+/* The first call stalls the caller's thread, so that the others take the rest of the requests. */
+static int on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct prog *g = ctx;
+
+	if (!pthread_equal(pthread_self(), g->self))
+		g->elsewhere++;
+	if (g->calls++ == 0 && g->stall)
+		usleep(300 * 1000);
+	g->last = done;
+	g->total = total;
+	return 0;
+}
+
+static int load_threads(fvm_reader *r, uint8_t *ram, uint8_t *r2, struct prog *g)
+{
+	fvm_mapping m[2] = { FVM_MAPPING_INIT, FVM_MAPPING_INIT };
+	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
+	fvm_load_tuning t = FVM_LOAD_TUNING_INIT;
+	fvm_load_stats st = FVM_LOAD_STATS_INIT;
+	int rc;
+
+	m[0].name = "pc.ram";
+	m[0].addr = ram;
+	m[0].length = (uint64_t)PAGES * PAGE;
+	m[1].name = "rom";
+	m[1].addr = r2;
+	m[1].length = 2 * PAGE;
+	t.chunk_bytes = 64 << 10; /* about 70 requests */
+	t.threads = 3;
+	lo.tuning = &t;
+	lo.progress = on_progress;
+	lo.progress_ctx = g;
+	g->self = pthread_self();
+	rc = fvm_load(r, m, 2, &lo, &st);
+	if (!rc) {
+		assert_string_equal(st.backend_name, "pread");
+		assert_non_null(st.fallback_reason);
+		assert_true(st.requests > 3);
+	}
+	return rc;
+}
+
+/*
+ * A tampered chunk near the end, found by a thread other than the caller's
+ * (stalled in its first progress call): the load fails with the detail of
+ * that chunk on the caller's thread, and progress ran only there. Intact,
+ * the same load succeeds and its last progress call says total.
+ */
+static void test_fused_threads(void **state)
+{
+	uint64_t len = (uint64_t)PAGES * PAGE, data = 0, pages = 0, first = 0;
+	uint8_t *ram = tu_guard_alloc(len, 0), *r2 = tu_guard_alloc(2 * PAGE, 0), *b;
+	char good[300], bad[300], want[64];
+	struct prog g = { 0 };
+	fvm_reader *r;
+	size_t flen;
+
+	(void)state;
+	path_of(good, sizeof(good), "fused.fvm");
+	path_of(bad, sizeof(bad), "fused-bad.fvm");
+	write_file(good, key, 0);
+	assert_int_equal(fvm_reader_open(&r, good), 0);
+	for (uint64_t i = 0; i < r->m.next; i++) /* the last data run of pc.ram */
+		if ((r->m.ext[i].flags & FVM_RUN_FLAG_DATA) && r->m.ext[i].block_id == 0 &&
+		    r->m.ext[i].payload_offset > data) {
+			data = r->m.ext[i].payload_offset;
+			pages = r->m.ext[i].page_count;
+			first = r->m.ext[i].first_page;
+		}
+	assert_int_equal(fvm_reader_set_key(r, key, sizeof(key)), 0);
+	assert_int_equal(load_threads(r, ram, r2, &g), 0);
+	assert_memory_equal(ram, mem, len);
+	assert_int_equal(g.elsewhere, 0);
+	assert_int_equal(g.last, g.total);
+	fvm_reader_free(r);
+	assert_true(pages >= 2);
+
+	b = file_of(good, &flen);
+	b[data + (pages - 1) * PAGE + 100] ^= 0x10;
+	assert_int_equal(tu_write_file(bad, b, flen), 0);
+	free(b);
+	assert_int_equal(fvm_reader_open(&r, bad), 0);
+	assert_int_equal(fvm_reader_set_key(r, key, sizeof(key)), 0);
+	memset(&g, 0, sizeof(g));
+	g.stall = 1;
+	snprintf(want, sizeof(want), "page %" PRIu64 ": payload tag does not verify at file "
+		 "offset 0x%" PRIx64, first + pages - 1, data + (pages - 1) * PAGE);
+	expect(load_threads(r, ram, r2, &g), FVM_EAUTH, want);
+	assert_int_equal(g.elsewhere, 0);
+	assert_true(g.calls >= 1);
+	fvm_reader_free(r);
+	tu_guard_free(ram, len);
+	tu_guard_free(r2, 2 * PAGE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -622,6 +729,7 @@ int main(void)
 		cmocka_unit_test(test_gmac_known),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_tampering),
+		cmocka_unit_test(test_fused_threads),
 	};
 	struct tu_rng r;
 	int rc;
