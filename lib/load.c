@@ -341,7 +341,6 @@ struct lrun {
 	unsigned qd;
 	uint64_t window;
 	int backend;
-	int rc;
 };
 
 static int read_all(struct lrun *l)
@@ -386,9 +385,9 @@ static int read_all(struct lrun *l)
  * fused: each thread claims the next request, preadv()s it whole into its
  * destination and checks its tags at once, while the bytes are still hot
  * in its L2 (requests of DEFAULT_CHUNK, 256 KiB, against 2 MiB of L2 per
- * core here; measured in section 12: 256 KiB beat 128 and 512 KiB). With
- * the copies in one thread and the checks on a pool, as before, the load
- * was bound by that thread whatever the MAC cost.
+ * core here; measured in section 12: 512 KiB and 1 MiB were slower, 128 KiB
+ * no faster). With the copies in one thread and the checks on a pool, as
+ * before, the load was bound by that thread whatever the MAC cost.
  *
  * The first failure stops the other threads after their current request;
  * its detail is set again on the caller's thread. Progress is reported on
@@ -514,7 +513,7 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	if (copying)
 		fvm_plan_small_pages(&p, 1);
 	if (!rc) {
-		struct lrun l = { r, o, &p, st, &c, dfd, qd, window, backend, 0 };
+		struct lrun l = { r, o, &p, st, &c, dfd, qd, window, backend };
 		unsigned n = o->threads ? o->threads : fvm_cpus();
 
 		if (n > 8)

@@ -669,8 +669,9 @@ static int load_threads(fvm_reader *r, uint8_t *ram, uint8_t *r2, struct prog *g
 
 /*
  * A tampered chunk near the end, found by a thread other than the caller's
- * (stalled in its first progress call): the load fails with the detail of
- * that chunk on the caller's thread, and progress ran only there. Intact,
+ * (stalled in its first progress call, or not yet past its first request):
+ * the load fails with the detail of that chunk on the caller's thread, and
+ * progress ran only there. Intact,
  * the same load succeeds and its last progress call says total.
  */
 static void test_fused_threads(void **state)
@@ -713,8 +714,7 @@ static void test_fused_threads(void **state)
 	snprintf(want, sizeof(want), "page %" PRIu64 ": payload tag does not verify at file "
 		 "offset 0x%" PRIx64, first + pages - 1, data + (pages - 1) * PAGE);
 	expect(load_threads(r, ram, r2, &g), FVM_EAUTH, want);
-	assert_int_equal(g.elsewhere, 0);
-	assert_true(g.calls >= 1);
+	assert_int_equal(g.elsewhere, 0); /* no call at all when the others failed first */
 	fvm_reader_free(r);
 	tu_guard_free(ram, len);
 	tu_guard_free(r2, 2 * PAGE);
