@@ -157,6 +157,10 @@ static void check_good(const char *path)
 	memset(ram, 0xa5, len);
 	assert_int_equal(load(r, ram, r2, FVM_BACKEND_AUTO, FVM_LOAD_PARTIAL | FVM_LOAD_VERIFY), 0);
 	assert_memory_equal(ram, mem, len);
+	/* O_DIRECT where the file system allows it, else the buffered restart */
+	memset(ram, 0xa5, len);
+	assert_int_equal(load(r, ram, r2, FVM_BACKEND_AUTO, FVM_LOAD_DIRECT), 0);
+	assert_memory_equal(ram, mem, len);
 	expect(load(r, ram, r2, FVM_BACKEND_MMAP, 0), FVM_EUNSUPPORTED, "cannot be mapped");
 	expect(load(r, ram, r2, FVM_BACKEND_MMAP, FVM_LOAD_LAZY), FVM_EUNSUPPORTED, "lazily");
 	{
