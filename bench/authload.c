@@ -5,7 +5,10 @@
  * memory with the default backend, alternately, RUNS times each; the
  * medians and their ratio, and the same for the pread backend. The files
  * stay in DIR (AUTH.fvm, PLAIN.fvm) for a cold or eMMC run by hand.
- * Usage: authload IMG DIR [RUNS]
+ * CHUNK_KIB sets the read request size of the authenticated loads only
+ * (fvm_load_tuning.chunk_bytes), to choose it; the plain loads keep theirs.
+ * Several (up to 4, comma-separated) are alternated within each round.
+ * Usage: authload IMG DIR [RUNS [CHUNK_KIB[,CHUNK_KIB...]]]
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,7 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fastvm/experimental.h"
 #include "fastvm/fastvm.h"
+
+static uint32_t auth_chunk; /* bytes; 0: the library's default */
 
 static double now(void)
 {
@@ -67,6 +73,12 @@ static double load(const char *path, void *mem, size_t len, const uint8_t *key, 
 	m.addr = mem;
 	m.length = len;
 	lo.backend = backend;
+	if (key && auth_chunk) {
+		static fvm_load_tuning t = FVM_LOAD_TUNING_INIT;
+
+		t.chunk_bytes = auth_chunk;
+		lo.tuning = &t;
+	}
 	t0 = now();
 	if (fvm_load(r, &m, 1, &lo, NULL)) {
 		fvm_reader_free(r);
@@ -79,15 +91,24 @@ static double load(const char *path, void *mem, size_t len, const uint8_t *key, 
 
 int main(int argc, char **argv)
 {
-	int runs = argc > 3 ? atoi(argv[3]) : 9;
+	int runs = argc > 3 ? atoi(argv[3]) : 9, nc = 1;
+	uint32_t chunks[4] = { 0 }; /* 0: the library's default */
 	char plain[4096], auth[4096];
 	uint8_t key[FVM_KEY_BYTES];
 	struct stat st;
 	void *img, *mem;
 	int fd;
 
-	if (argc < 3 || runs < 1) {
-		fprintf(stderr, "usage: authload IMG DIR [RUNS]\n");
+	if (argc > 4) /* "128,256,512": alternated within each round */
+		for (char *p = argv[4], *e; nc <= 4 && *p; p = *e ? e + 1 : e) {
+			chunks[nc - 1] = (uint32_t)strtoul(p, &e, 10) << 10;
+			if (e == p || (*e && *e != ','))
+				runs = 0;
+			if (*e)
+				nc++;
+		}
+	if (argc < 3 || runs < 1 || nc > 4) {
+		fprintf(stderr, "usage: authload IMG DIR [RUNS [CHUNK_KIB[,CHUNK_KIB...]]]\n");
 		return 2;
 	}
 	if (!fvm_auth_available()) {
@@ -112,29 +133,42 @@ int main(int argc, char **argv)
 	memset(mem, 0, (size_t)st.st_size); /* faulted in once: the loads compare copies; zero pages stay zero */
 	for (int backend = FVM_BACKEND_AUTO; backend <= FVM_BACKEND_PREAD;
 	     backend += FVM_BACKEND_PREAD - FVM_BACKEND_AUTO) {
-		double *tp = calloc((size_t)runs, sizeof(double)), *ta = calloc((size_t)runs, sizeof(double));
+		double *tp = calloc((size_t)runs, sizeof(double)), *ta[4];
 
+		for (int c = 0; c < nc; c++)
+			ta[c] = calloc((size_t)runs, sizeof(double));
 		/* one of each first: the page cache holds both files */
 		if (load(plain, mem, (size_t)st.st_size, NULL, backend) < 0 ||
 		    load(auth, mem, (size_t)st.st_size, key, backend) < 0)
 			return die("load");
 		for (int k = 0; k < runs; k++) {
 			tp[k] = load(plain, mem, (size_t)st.st_size, NULL, backend);
-			ta[k] = load(auth, mem, (size_t)st.st_size, key, backend);
-			if (tp[k] < 0 || ta[k] < 0)
+			if (tp[k] < 0)
 				return die("load");
+			for (int c = 0; c < nc; c++) {
+				auth_chunk = chunks[c];
+				ta[c][k] = load(auth, mem, (size_t)st.st_size, key, backend);
+				if (ta[c][k] < 0)
+					return die("load");
+			}
 		}
 		if (memcmp(mem, img, (size_t)st.st_size)) {
 			fprintf(stderr, "authload: the loaded memory differs from the image\n");
 			return 1;
 		}
 		qsort(tp, (size_t)runs, sizeof(double), cmp);
-		qsort(ta, (size_t)runs, sizeof(double), cmp);
-		printf("%-8s plain %.4f s  authenticated %.4f s  ratio %.2fx  (medians of %d, warm)\n",
-		       backend == FVM_BACKEND_AUTO ? "default" : "pread", tp[runs / 2], ta[runs / 2],
-		       ta[runs / 2] / tp[runs / 2], runs);
+		for (int c = 0; c < nc; c++) {
+			char at[32] = "";
+
+			qsort(ta[c], (size_t)runs, sizeof(double), cmp);
+			if (chunks[c])
+				snprintf(at, sizeof(at), " (%u KiB)", chunks[c] >> 10);
+			printf("%-8s plain %.4f s  authenticated%s %.4f s  ratio %.2fx  (medians of %d, "
+			       "warm)\n", backend == FVM_BACKEND_AUTO ? "default" : "pread",
+			       tp[runs / 2], at, ta[c][runs / 2], ta[c][runs / 2] / tp[runs / 2], runs);
+			free(ta[c]);
+		}
 		free(tp);
-		free(ta);
 	}
 	return 0;
 }

@@ -123,7 +123,7 @@ static void reader_corpus(void)
 		finish(w);
 		free(p);
 	} else {
-		fprintf(stderr, "make_corpus: no libsodium in this build: no authenticated seeds\n");
+		fprintf(stderr, "make_corpus: no libgcrypt in this build: no authenticated seeds\n");
 	}
 
 	w = start("alternate-crc", 0, 0, 0);

@@ -31,6 +31,13 @@ struct fvm_exec {
 
 /* Reads with preadv, one request at a time. */
 int fvm_exec_pread(struct fvm_exec *x);
+/*
+ * preadv request q whole (short reads continued, EINTR retried) into its
+ * iovecs; fix holds IOV_MAX iovecs of scratch. Counts in x->requests and
+ * x->bytes, x->sys_errno on failure; no done() call. Any thread, each with
+ * its own x and fix.
+ */
+int fvm_exec_read_req(struct fvm_exec *x, size_t q, struct iovec *fix);
 
 /*
  * Reads with io_uring. FVM_EUNSUPPORTED when no ring can be set up (ENOSYS,

@@ -1,7 +1,9 @@
 /*
  * The preadv executor: one request at a time, in file order. It is the
  * fallback when io_uring cannot be set up and the path FVM_BACKEND=pread
- * forces. Also home of the WILLNEED window both executors share.
+ * forces. Its read of one request is also what the threads of an
+ * authenticated load run (load.c). Also home of the WILLNEED window both
+ * executors share.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,7 +56,7 @@ static void advance(struct iovec **iov, int *n, struct iovec *fix, size_t k)
 	}
 }
 
-static int read_req(struct fvm_exec *x, size_t q, struct iovec *fix)
+int fvm_exec_read_req(struct fvm_exec *x, size_t q, struct iovec *fix)
 {
 	const struct fvm_plan_req *r = &x->plan->req[q];
 	struct iovec *iov = &x->plan->iov[r->iov];
@@ -98,7 +100,7 @@ int fvm_exec_pread(struct fvm_exec *x)
 		return fvm_err(FVM_ENOMEM, "%s: read loop", x->file);
 	for (size_t q = 0; q < p->nreq && !rc; q++) {
 		fvm_exec_hint(x, p->req[q].file_off);
-		rc = read_req(x, q, fix);
+		rc = fvm_exec_read_req(x, q, fix);
 		if (!rc && x->done)
 			rc = x->done(x, q);
 	}

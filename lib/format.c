@@ -29,8 +29,10 @@ void fvm_header_encode(uint8_t out[FVM_HEADER_SIZE], const struct fvm_header *h)
 		out[33] = h->level;
 		out[34] = h->frame_shift;
 	}
-	if (h->incompat & FVM_INCOMPAT_AUTH)
+	if (h->incompat & FVM_INCOMPAT_AUTH) {
 		memcpy(out + 40, h->salt, 16);
+		out[56] = h->tag_alg;
+	}
 	fvm_st32(out + 60, fvm_crc32c(0, out, 60));
 }
 
@@ -71,17 +73,20 @@ int fvm_header_decode(const uint8_t in[FVM_HEADER_SIZE], struct fvm_header *h,
 			       h->incompat & ~FVM_INCOMPAT_KNOWN);
 	h->codec = h->level = h->frame_shift = 0;
 	memset(h->salt, 0, sizeof(h->salt));
+	h->tag_alg = 0;
 	if (h->incompat & FVM_INCOMPAT_COMPRESSED) {
 		h->codec = in[32];
 		h->level = in[33];
 		h->frame_shift = in[34];
 	}
-	if (h->incompat & FVM_INCOMPAT_AUTH)
+	if (h->incompat & FVM_INCOMPAT_AUTH) {
 		memcpy(h->salt, in + 40, 16);
+		h->tag_alg = in[56];
+	}
 	if (!all_zero(in + 32 + (h->incompat & FVM_INCOMPAT_COMPRESSED ? 3 : 0),
 		      8 - (h->incompat & FVM_INCOMPAT_COMPRESSED ? 3 : 0)) ||
-	    (!(h->incompat & FVM_INCOMPAT_AUTH) && !all_zero(in + 40, 16)) ||
-	    !all_zero(in + 56, 4)) /* R5 */
+	    (!(h->incompat & FVM_INCOMPAT_AUTH) && !all_zero(in + 40, 17)) ||
+	    !all_zero(in + 57, 3)) /* R5 */
 		return fvm_err(FVM_ECORRUPT, "%s: file header at offset 0x20: reserved "
 			       "bytes are not zero", file);
 	if ((h->incompat & FVM_INCOMPAT_AUTH) &&
@@ -89,6 +94,11 @@ int fvm_header_decode(const uint8_t in[FVM_HEADER_SIZE], struct fvm_header *h,
 		return fvm_err(FVM_ECORRUPT, "%s: file header at offset 0x10: AUTHENTICATED "
 			       "with %s", file, h->incompat & FVM_INCOMPAT_COMPRESSED ? "COMPRESSED"
 			       : "PAYLOAD_CRC");
+	if ((h->incompat & FVM_INCOMPAT_AUTH) && h->tag_alg != FVM_TAG_ALG_GMAC) /* R9b */
+		return fvm_err(FVM_EUNSUPPORTED, "%s: file header at offset 0x38: tag algorithm %u "
+			       "(this library knows 1, GMAC-AES-256 with BLAKE2b-256%s)", file,
+			       h->tag_alg, h->tag_alg ? "" : "; 0 is the pre-release Poly1305 "
+			       "draft of 1.3, whose files are not read");
 	if (!(h->incompat & FVM_INCOMPAT_COMPRESSED))
 		return 0;
 	if (h->codec < 1 || h->codec > 2) /* R7 (codec.h ids) */

@@ -98,7 +98,10 @@ struct fvm_header {
 	/* COMPRESSED only (zero otherwise): codec.h ids, level, log2 frame size */
 	uint8_t codec, level, frame_shift;
 	uint8_t salt[16];       /* AUTHENTICATED only (zero otherwise) */
+	uint8_t tag_alg;        /* AUTHENTICATED only: FVM_TAG_ALG_GMAC (R9b); else zero */
 };
+/* tag_alg (FORMAT.md 3, 4.6): GMAC-AES-256 tags, keyed BLAKE2b-256 keys and MAC */
+#define FVM_TAG_ALG_GMAC 1u
 /* Check bytes per chunk a file with these incompatible features has: 0, 4, 16. */
 static inline unsigned fvm_chk_bytes(uint64_t incompat)
 {

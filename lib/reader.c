@@ -97,29 +97,30 @@ static int open_records(struct fvm_reader *r, const uint8_t *list, uint32_t n, u
 	struct fvm_rechdr rh;
 	uint64_t prev = 0;
 	uint8_t *body;
-	int rc;
+	/* a build without authentication lists such a file, no digest needed */
+	int dig = r->m.auth && fvm_auth_built(), rc = 0;
 
-	if (r->m.auth)
+	if (dig)
 		fvm_auth_digest_begin(&d);
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t i = 0; i < n && !rc; i++) {
 		uint64_t off = fvm_ld64(list + 8 * (size_t)i);
 
 		rc = listed_rechdr(r, off, prev, type, &rh);
 		if (!rc)
 			rc = listed_body(r, off, &rh, &body);
 		if (rc)
-			return rc;
+			break;
 		rc = add_record(&r->m, type, i, body, rh.body_len, off);
-		if (!rc && r->m.auth)
+		if (!rc && dig)
 			fvm_auth_digest_rec(&d, type, rh.body_len, body, (size_t)rh.body_len);
 		free(body);
-		if (rc)
-			return rc;
 		prev = off;
 	}
-	if (r->m.auth)
-		fvm_auth_digest_end(&d, out);
-	return 0;
+	if (dig && rc)
+		fvm_auth_digest_drop(&d);
+	else if (dig)
+		rc = fvm_auth_digest_end(&d, out);
+	return rc;
 }
 
 /* AUTHENTICATED: the index's authentication area (5.2) and D_I (4.6). */
@@ -137,10 +138,11 @@ static int open_auth(struct fvm_reader *r, const uint8_t *ib, uint64_t len,
 		return fvm_err(FVM_ENOMEM, "%s: %u device-state tags", m->file, ih->devstate_count);
 	memcpy(m->devs_tags, a + 8, nt);
 	memcpy(m->auth_mac, a + 8 + nt, FVM_MAC_LEN);
+	if (!fvm_auth_built()) /* listed only: set_key refuses */
+		return 0;
 	fvm_auth_digest_begin(&d);
 	fvm_auth_digest_rec(&d, FVM_REC_INDX, len, ib, (size_t)(len - FVM_MAC_LEN));
-	fvm_auth_digest_end(&d, m->auth_di);
-	return 0;
+	return fvm_auth_digest_end(&d, m->auth_di);
 }
 
 /* The DEVS records: each scanned with its CRC, not kept. */
@@ -770,9 +772,13 @@ static int part_end(struct fvm_reader *r, const struct fvm_rpart *p, const struc
 	uint8_t tag[FVM_TAG_LEN];
 	int rc = fvm_rec_crc_end(rh, crc, (struct fvm_where){ m->file, p->rec_offset });
 
-	if (rc || !m->keys)
+	if (rc || !m->keys) {
+		fvm_auth_rec_drop(t);
 		return rc;
-	fvm_auth_rec_end(t, tag);
+	}
+	rc = fvm_auth_rec_end(t, tag);
+	if (rc)
+		return rc;
 	if (!fvm_auth_equal(tag, m->devs_tags + (size_t)(p - m->parts) * FVM_TAG_LEN, FVM_TAG_LEN))
 		return fvm_err(FVM_EAUTH, AT ": device-state tag does not verify (the record was "
 			       "altered)", m->file, "DEVS record", p->rec_offset);
@@ -783,15 +789,17 @@ static int part_end(struct fvm_reader *r, const struct fvm_rpart *p, const struc
 static int read_part(struct fvm_reader *r, const struct fvm_rpart *p, const char *name,
 		     uint8_t *dst)
 {
-	struct fvm_auth_rec t;
+	struct fvm_auth_rec t = { NULL }; /* part_head begins it, part_end ends it */
 	struct fvm_rechdr rh;
 	uint32_t crc;
 	int rc = part_head(r, p, name, &rh, &crc, &t);
 
 	if (!rc)
 		rc = fvm_pread_full(r->fd, dst, p->size, p->data_offset, r->m.file, "DEVS record");
-	if (rc)
+	if (rc) {
+		fvm_auth_rec_drop(&t);
 		return rc;
+	}
 	if (r->m.keys)
 		fvm_auth_rec_add(&t, dst, p->size);
 	rc = part_end(r, p, &rh, fvm_crc32c(crc, dst, p->size), &t);
@@ -864,7 +872,7 @@ static int part_cached(struct fvm_reader *r, uint32_t pi, const char *name)
 static int part_range(struct fvm_reader *r, const struct fvm_rpart *p, const char *name,
 		      uint64_t off, size_t n, uint8_t *dst)
 {
-	struct fvm_auth_rec t;
+	struct fvm_auth_rec t = { NULL }; /* part_head begins it, part_end ends it */
 	struct fvm_rechdr rh;
 	uint8_t *tmp;
 	uint32_t crc;
@@ -873,9 +881,11 @@ static int part_range(struct fvm_reader *r, const struct fvm_rpart *p, const cha
 	if (rc)
 		return rc;
 	tmp = malloc(PART_STREAM);
-	if (!tmp)
+	if (!tmp) {
+		fvm_auth_rec_drop(&t);
 		return fvm_err(FVM_ENOMEM, "%s: DEVS record at offset 0x%" PRIx64, r->m.file,
 			       p->rec_offset);
+	}
 	for (uint64_t at = 0; at < p->size && !rc;) {
 		size_t k = p->size - at < PART_STREAM ? (size_t)(p->size - at) : PART_STREAM;
 
@@ -897,6 +907,8 @@ static int part_range(struct fvm_reader *r, const struct fvm_rpart *p, const cha
 	free(tmp);
 	if (!rc)
 		rc = part_end(r, p, &rh, crc, &t);
+	else
+		fvm_auth_rec_drop(&t);
 	if (rc)
 		memset(dst, 0, n);
 	return rc;
@@ -992,6 +1004,10 @@ static int read_data(struct fvm_reader *r, const struct fvm_extent *e, uint64_t 
 		if (rc)
 			return rc;
 		bad = chk ? fvm_chunks_bad(m->keys, off, dst, (size_t)(k / FVM_CHUNK), raw) : -1;
+		if (bad == FVM_CHUNKS_FAILED) {
+			memset(dst, 0, k);
+			return FVM_ENOMEM;
+		}
 		if (bad >= 0) {
 			uint64_t at = skip + (uint64_t)bad * FVM_CHUNK;
 
@@ -1156,7 +1172,7 @@ int fvm_reader_set_key(fvm_reader *r, const void *key, size_t len)
 	m = &r->m;
 	if (!fvm_auth_built())
 		return fvm_err(FVM_EUNSUPPORTED, "%s: authenticated snapshots: this libfastvm "
-			       "was built without libsodium", m->file);
+			       "was built without libgcrypt", m->file);
 	if (r->streamed)
 		return fvm_err(FVM_EUNSUPPORTED, "%s: an authenticated snapshot cannot be read as "
 			       "a stream (its MAC is at its end): open it as a file", m->file);
@@ -1166,7 +1182,8 @@ int fvm_reader_set_key(fvm_reader *r, const void *key, size_t len)
 		return fvm_err(FVM_EAUTH, "%s: file header at offset 0x10: not an authenticated "
 			       "snapshot, but a key was given (a file stripped of its tags looks "
 			       "like this): refused", m->file);
-	id = fvm_auth_key_id(key);
+	if (fvm_auth_key_id(key, &id))
+		return FVM_ENOMEM;
 	if (id != m->auth_key_id) /* R100 */
 		return fvm_err(FVM_EAUTH, "%s: INDX record at offset 0x%" PRIx64 ": written with "
 			       "key id %016" PRIx64 ", the key given has id %016" PRIx64,
@@ -1174,8 +1191,12 @@ int fvm_reader_set_key(fvm_reader *r, const void *key, size_t len)
 	a = malloc(sizeof(*a));
 	if (!a)
 		return fvm_err(FVM_ENOMEM, "%s: keys", m->file);
-	fvm_auth_derive(a, key, m->hdr.salt);
-	fvm_auth_mac(a, m->auth_header, m->auth_db, m->auth_dm, m->auth_di, mac);
+	if (fvm_auth_derive(a, key, m->hdr.salt) ||
+	    fvm_auth_mac(a, m->auth_header, m->auth_db, m->auth_dm, m->auth_di, mac)) {
+		fvm_auth_wipe(a);
+		free(a);
+		return FVM_ENOMEM;
+	}
 	if (!fvm_auth_equal(mac, m->auth_mac, FVM_MAC_LEN)) { /* R101 */
 		fvm_auth_wipe(a);
 		free(a);
@@ -1200,9 +1221,8 @@ int fvm_key_id(const void *key, size_t len, uint64_t *id)
 			       "(%u expected)", key && id ? len : 0, FVM_KEY_LEN);
 	if (!fvm_auth_built())
 		return fvm_err(FVM_EUNSUPPORTED, "authenticated snapshots: this libfastvm was "
-			       "built without libsodium");
-	*id = fvm_auth_key_id(key);
-	return fvm_api_end(0);
+			       "built without libgcrypt");
+	return fvm_api_end(fvm_auth_key_id(key, id));
 }
 
 static int hexval(char c)

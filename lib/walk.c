@@ -415,6 +415,8 @@ static int check_chunks(struct fvm_walk *w, const struct fvm_entry *e, const uin
 	int64_t bad = fvm_chunks_bad(w->m->keys, f, p, n / FVM_CHUNK,
 				     chk + (uint64_t)w->m->chk * ((entry_off + done) / FVM_CHUNK));
 
+	if (bad == FVM_CHUNKS_FAILED)
+		return FVM_ENOMEM;
 	if (bad < 0)
 		return 0;
 	at = done + (uint64_t)bad * FVM_CHUNK; /* in the entry */
@@ -757,7 +759,7 @@ static int walk_header(struct fvm_walk *w)
 	} else if (h.major != w->m->hdr.major || h.minor != w->m->hdr.minor ||
 		   h.incompat != w->m->hdr.incompat || h.compat != w->m->hdr.compat ||
 		   h.codec != w->m->hdr.codec || h.frame_shift != w->m->hdr.frame_shift ||
-		   memcmp(h.salt, w->m->hdr.salt, sizeof(h.salt))) {
+		   h.tag_alg != w->m->hdr.tag_alg || memcmp(h.salt, w->m->hdr.salt, sizeof(h.salt))) {
 		return fvm_err(FVM_ECORRUPT, "%s: file header changed since the file was "
 			       "opened", w->m->file);
 	}

@@ -346,7 +346,9 @@ static int out_record(fvm_writer *w, uint32_t type, const void *a, uint64_t alen
 		fvm_auth_rec_begin(&t, w->keys, w->off, type, alen + blen);
 		fvm_auth_rec_add(&t, a, alen);
 		fvm_auth_rec_add(&t, b, blen);
-		fvm_auth_rec_end(&t, w->devs_tags + (w->devs.n - 1) * FVM_TAG_LEN);
+		rc = fvm_auth_rec_end(&t, w->devs_tags + (w->devs.n - 1) * FVM_TAG_LEN);
+		if (rc)
+			return fail(w, rc);
 	}
 	rc = out_writev(w, iov, 3);
 	return rc ? rc : out_pad(w, 8);
@@ -396,7 +398,7 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 			       "be compressed in this format version (FORMAT.md R9a)");
 	if (o.key && !fvm_auth_built())
 		return fvm_err(FVM_EUNSUPPORTED, "authenticated snapshots: this libfastvm was "
-			       "built without libsodium");
+			       "built without libgcrypt");
 	if (o.flags & ~(uint32_t)(FVM_WRITE_NO_CRC | FVM_WRITE_NO_FSYNC | FVM_WRITE_SYNC_AT_FINISH |
 				  FVM_WRITE_STABLE_MEM))
 		return fvm_err(FVM_EINVAL, "fvm_write_options: unknown flags 0x%x", o.flags);
@@ -423,7 +425,11 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 			free(w);
 			return fvm_err(FVM_ENOMEM, "writer: keys");
 		}
-		fvm_auth_derive(w->keys, o.key, w->salt);
+		if (fvm_auth_derive(w->keys, o.key, w->salt)) {
+			free(w->keys);
+			free(w);
+			return FVM_ENOMEM;
+		}
 		fvm_auth_digest_begin(&w->db);
 		fvm_auth_digest_begin(&w->dm);
 		w->chk = FVM_CHK_TAG;
@@ -453,12 +459,13 @@ static int writer_new(fvm_writer **out, const fvm_write_options *opts)
 static int write_header(fvm_writer *w)
 {
 	struct fvm_header h = { FVM_VERSION_MAJOR_FILE, FVM_VERSION_MINOR_FILE,
-				w->with_crc ? FVM_INCOMPAT_PAYLOAD_CRC : 0, 0, 0, 0, 0, { 0 } };
+				w->with_crc ? FVM_INCOMPAT_PAYLOAD_CRC : 0, 0, 0, 0, 0, { 0 }, 0 };
 
 	if (w->keys) {
 		h.minor = FVM_VERSION_MINOR_AUTH;
 		h.incompat = FVM_INCOMPAT_AUTH;
 		memcpy(h.salt, w->salt, sizeof(h.salt));
+		h.tag_alg = FVM_TAG_ALG_GMAC;
 	}
 	if (w->o.codec) {
 		h.minor = FVM_VERSION_MINOR_COMPRESSED;
@@ -868,8 +875,9 @@ static int seg_tags(fvm_writer *w, uint64_t rec_off)
 	for (size_t i = 0; i < w->niov; i++) {
 		uint64_t k = w->iov[i].iov_len / FVM_CHUNK; /* pages are whole chunks */
 
-		fvm_auth_chunk_tags(w->keys, off + at * FVM_CHUNK, w->iov[i].iov_base, (size_t)k,
-				    w->tags + at * FVM_TAG_LEN);
+		if (fvm_auth_chunk_tags(w->keys, off + at * FVM_CHUNK, w->iov[i].iov_base,
+					(size_t)k, w->tags + at * FVM_TAG_LEN))
+			return fail(w, FVM_ENOMEM);
 		at += k;
 	}
 	return 0;
@@ -1527,10 +1535,15 @@ static int write_index(fvm_writer *w)
 		p += (size_t)w->devs.n * FVM_TAG_LEN;
 		fvm_auth_digest_begin(&di);
 		fvm_auth_digest_rec(&di, FVM_REC_INDX, len, body, (size_t)(len - FVM_MAC_LEN));
-		fvm_auth_digest_end(&di, dd);
-		fvm_auth_digest_end(&w->db, db);
-		fvm_auth_digest_end(&w->dm, dm);
-		fvm_auth_mac(w->keys, w->header, db, dm, dd, p);
+		rc = fvm_auth_digest_end(&di, dd);
+		rc = fvm_auth_digest_end(&w->db, db) ? FVM_ENOMEM : rc;
+		rc = fvm_auth_digest_end(&w->dm, dm) ? FVM_ENOMEM : rc;
+		if (!rc)
+			rc = fvm_auth_mac(w->keys, w->header, db, dm, dd, p);
+		if (rc) {
+			free(body);
+			return fail(w, rc);
+		}
 	}
 	index_off = w->off;
 	rc = out_record(w, FVM_REC_INDX, body, len, NULL, 0);
@@ -1663,6 +1676,8 @@ void fvm_writer_free(fvm_writer *w)
 	free(w->tags);
 	free(w->devs_tags);
 	if (w->keys) {
+		fvm_auth_digest_drop(&w->db); /* begun, and not ended when finish was not reached */
+		fvm_auth_digest_drop(&w->dm);
 		fvm_auth_wipe(w->keys);
 		free(w->keys);
 	}

@@ -16,11 +16,12 @@ fail() { echo "FAIL: $*"; exit 1; }
 meson setup "$tmp/b" "$src" -Dtools=false -Dtests=false --prefix=/usr >"$tmp/setup.log" 2>&1 ||
 	{ cat "$tmp/setup.log"; fail "setup -Dtools=false -Dtests=false"; }
 # the configure step looked up no dependency but liburing, threads and the
-# optional frame codecs of compressed snapshots (libzstd, liblz4) and of authenticated ones (libsodium, ISC)
+# optional frame codecs of compressed snapshots (libzstd, liblz4) and of authenticated ones (libgcrypt, LGPL-2.1+,
+# with its libgpg-error)
 deps=$(grep -o 'Run-time dependency [^ ]*' "$tmp/setup.log" | awk '{print $3}' | sort -u | tr '\n' ' ')
 echo "dependencies looked up: $deps"
 for d in $deps; do
-	case $d in liburing|threads|libzstd|liblz4|libsodium) ;; *) fail "the library alone looked up $d" ;; esac
+	case $d in liburing|threads|libzstd|liblz4|libgcrypt|libgpg-error|gpg-error) ;; *) fail "the library alone looked up $d" ;; esac
 done
 ninja -C "$tmp/b" >"$tmp/ninja.log" 2>&1 || { cat "$tmp/ninja.log"; fail "build"; }
 [ ! -e "$tmp/b/tools/fvmsnap" ] || fail "fvmsnap was built"
@@ -34,12 +35,12 @@ done
 needed=$(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
 echo "NEEDED: $needed"
 for n in $needed; do
-	case $n in liburing.so.*|libc.so.*|libpthread.so.*|ld-linux*|libzstd.so.*|liblz4.so.*|libsodium.so.*) ;;
+	case $n in liburing.so.*|libc.so.*|libpthread.so.*|ld-linux*|libzstd.so.*|liblz4.so.*|libgcrypt.so.*|libgpg-error.so.*) ;;
 	*) fail "libfastvm needs $n" ;;
 	esac
 done
 pc=$(find "$tmp/dest" -name libfastvm.pc | head -1)
-if grep -E '^Requires' "$pc" | sed 's/^Requires[^:]*://; s/liburing[^,]*//; s/libzstd[^,]*//; s/liblz4[^,]*//; s/libsodium[^,]*//' | grep -q '[a-z]'; then
+if grep -E '^Requires' "$pc" | sed 's/^Requires[^:]*://; s/liburing[^,]*//; s/libzstd[^,]*//; s/liblz4[^,]*//; s/libgcrypt[^,]*//; s/gpg-error[^,]*//' | grep -q '[a-z]'; then
 	grep -E '^Requires' "$pc"
 	fail "pkg-config file requires more than liburing and the codecs"
 fi

@@ -150,7 +150,7 @@ static void test_crc_path(void **state)
 
 static void header_good(uint8_t h[FVM_HEADER_SIZE])
 {
-	struct fvm_header hd = { 1, 0, FVM_INCOMPAT_PAYLOAD_CRC, 0x8000000000000001ull, 0, 0, 0, { 0 } };
+	struct fvm_header hd = { 1, 0, FVM_INCOMPAT_PAYLOAD_CRC, 0x8000000000000001ull, 0, 0, 0, { 0 }, 0 };
 
 	fvm_header_encode(h, &hd);
 }
@@ -163,7 +163,7 @@ static void header_recrc(uint8_t h[FVM_HEADER_SIZE])
 static void test_header_roundtrip(void **state)
 {
 	uint8_t h[FVM_HEADER_SIZE];
-	struct fvm_header in = { 1, 7, FVM_INCOMPAT_PAYLOAD_CRC, 0xf0f0f0f0f0f0f0f0ull, 0, 0, 0, { 0 } }, out;
+	struct fvm_header in = { 1, 7, FVM_INCOMPAT_PAYLOAD_CRC, 0xf0f0f0f0f0f0f0f0ull, 0, 0, 0, { 0 }, 0 }, out;
 
 	(void)state;
 	fvm_header_encode(h, &in);
@@ -250,7 +250,7 @@ static void test_header_rules(void **state)
 			}
 		}
 		/* and the encoder writes them only with COMPRESSED */
-		struct fvm_header hc = { 1, 2, FVM_INCOMPAT_COMPRESSED, 0, 2, 9, 17, { 0 } }, back;
+		struct fvm_header hc = { 1, 2, FVM_INCOMPAT_COMPRESSED, 0, 2, 9, 17, { 0 }, 0 }, back;
 		fvm_header_encode(h, &hc);
 		assert_int_equal(fvm_header_decode(h, &back, FILE_NAME), 0);
 		assert_int_equal(back.codec, 2);
@@ -260,6 +260,36 @@ static void test_header_rules(void **state)
 		fvm_header_encode(h, &hc);
 		assert_int_equal(fvm_header_decode(h, &back, FILE_NAME), 0);
 		assert_int_equal(back.codec, 0);
+	}
+
+	{ /* AUTHENTICATED: salt and tag_alg kept (R9b: only 1), bytes 57..59 reserved (R5) */
+		struct fvm_header ha = { 1, 3, FVM_INCOMPAT_AUTH, 0, 0, 0, 0, { 0 }, FVM_TAG_ALG_GMAC },
+				  back;
+
+		for (int i = 0; i < 16; i++)
+			ha.salt[i] = (uint8_t)(0xa0 + i);
+		fvm_header_encode(h, &ha);
+		assert_int_equal(h[56], 1);
+		assert_int_equal(fvm_header_decode(h, &back, FILE_NAME), 0);
+		assert_int_equal(back.tag_alg, 1);
+		assert_memory_equal(back.salt, ha.salt, 16);
+		for (int alg = 0; alg < 256; alg += 85) { /* 0, 85, 170, 255 */
+			h[56] = (uint8_t)alg;
+			header_recrc(h);
+			check_err(fvm_header_decode(h, &back, FILE_NAME), FVM_EUNSUPPORTED,
+				  "offset 0x38: tag algorithm", NULL);
+		}
+		for (int i = 57; i < 60; i++) {
+			fvm_header_encode(h, &ha);
+			h[i] = 1;
+			header_recrc(h);
+			check_err(fvm_header_decode(h, &back, FILE_NAME), FVM_ECORRUPT, "reserved",
+				  NULL);
+		}
+		ha.incompat = 0; /* the encoder writes them only with AUTHENTICATED */
+		fvm_header_encode(h, &ha);
+		assert_int_equal(h[56], 0);
+		assert_int_equal(h[40], 0);
 	}
 
 	for (int i = 32; i < 60; i++) { /* R5: each reserved byte */

@@ -813,7 +813,7 @@ int cli_key_load(const char *file, const struct cli_key **out)
 	*out = NULL;
 	if (!fvm_auth_available()) {
 		cli_msg("--key %s: this fvmsnap's libfastvm was built without authenticated "
-			"snapshots (libsodium)", file);
+			"snapshots (libgcrypt)", file);
 		return EXIT_UNSUPPORTED;
 	}
 	/* O_NONBLOCK: a FIFO given as the key file is refused, not waited on */

@@ -86,7 +86,7 @@ int cmd_keygen(int argc, char **argv)
 				       "output; give -o KEYFILE");
 	if (!fvm_auth_available()) {
 		cli_msg("this fvmsnap's libfastvm was built without authenticated snapshots "
-			"(libsodium): no key it makes could be used");
+			"(libgcrypt): no key it makes could be used");
 		return EXIT_UNSUPPORTED;
 	}
 	if (lstat(out, &st) == 0) {

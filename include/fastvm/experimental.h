@@ -44,7 +44,8 @@ typedef struct fvm_load_tuning {
 	unsigned willneed_window;
 	/* compressed files: decoding threads, the caller's included; 0 = one
 	 * per CPU. queue_depth is then the number of 2 MiB reads in flight
-	 * (default 6). */
+	 * (default 6). Authenticated files: threads that read and check
+	 * (0 = one per CPU, at most 8). */
 	unsigned threads;
 } fvm_load_tuning;
 
