@@ -19,7 +19,6 @@
 #include "error.h"
 #include "io.h"
 #include "reader.h"
-#include "uffd.h"
 #include "unframe.h"
 #include "record.h"
 #include "walk.h"
@@ -506,7 +505,8 @@ void fvm_reader_free(fvm_reader *r)
 {
 	if (!r)
 		return;
-	fvm_uffd_end(r->uffd); /* installs what is still missing, first */
+	if (r->uffd)
+		r->uffd_end(r->uffd); /* installs what is still missing, first */
 	fvm_walk_free(r->walk);
 	fvm_model_free(&r->m);
 	if (r->own_fd)

@@ -54,10 +54,12 @@ struct fvm_reader {
 	struct fvm_frame_cache fc;
 	/*
 	 * The lazy load of an AUTHENTICATED file (uffd.c), set by fvm_load
-	 * and ended by fvm_reader_free (or the next lazy load): its handler
+	 * and ended by fvm_reader_free (or the next lazy load) through
+	 * uffd_end, which uffd.c sets (a layer above this one): its handler
 	 * reads through fd with the keys, so it goes before they do.
 	 */
 	struct fvm_uffd *uffd;
+	void (*uffd_end)(struct fvm_uffd *u);
 };
 
 /*

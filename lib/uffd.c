@@ -598,6 +598,7 @@ int fvm_uffd_start(struct fvm_reader *r, struct fvm_plan *p, const struct fvm_ma
 		return fvm_err(FVM_EUNSUPPORTED, "%s: %s", file, *why);
 	}
 	r->uffd = u;
+	r->uffd_end = fvm_uffd_end;
 	return 0;
 }
 
