@@ -27,7 +27,9 @@
  * reader does (fvm_reader_free calls fvm_uffd_end, which installs what is
  * still missing first). A page the guest dropped after it was installed
  * (MADV_DONTNEED, a balloon) faults again and gets zeros, as anonymous
- * memory would.
+ * memory would. A destination the caller unmaps is forgotten (unmap
+ * events), so that nothing is installed or sealed at an address that may
+ * hold another mapping by then.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -315,6 +317,37 @@ static void fault(struct fvm_uffd *u, uintptr_t addr)
 	zero(u, addr, addr + PG); /* not ours: cannot happen, but never leave it waiting */
 }
 
+/*
+ * The caller unmapped [a, z) of a destination: nothing is installed or
+ * sealed there from now on (whatever is mapped there next is not ours).
+ */
+static void unmapped(struct fvm_uffd *u, uintptr_t a, uintptr_t z)
+{
+	for (size_t i = 0; i < u->p.next; i++) {
+		uintptr_t d = (uintptr_t)u->p.ext[i].dst, e = d + u->p.ext[i].bytes;
+		uintptr_t lo = a > d ? a : d, hi = z < e ? z : e;
+
+		for (uintptr_t p = lo; p < hi; p += PG) {
+			uint8_t *s = &u->state[u->base[i] + (p - d) / PG];
+
+			if (*s == MISSING || *s == BAD)
+				u->left--;
+			*s = GONE;
+		}
+	}
+	for (size_t k = 0; k < u->nreg; k++) { /* what stays registered */
+		uintptr_t d = u->reg[k].addr, e = d + u->reg[k].len;
+
+		if (a <= d && z >= e)
+			u->reg[k].len = 0;
+		else if (a <= d && z > d)
+			u->reg[k] = (struct reg){ z, e - z };
+		else if (a < e && z >= e)
+			u->reg[k].len = a - d;
+		/* a hole in the middle: the range stays, unregistering it is harmless */
+	}
+}
+
 /* Read and serve the faults waiting now; -1 when the fd failed. */
 static int serve(struct fvm_uffd *u)
 {
@@ -328,6 +361,9 @@ static int serve(struct fvm_uffd *u)
 		for (size_t k = 0; k < (size_t)n / sizeof(msg[0]); k++)
 			if (msg[k].event == UFFD_EVENT_PAGEFAULT)
 				fault(u, (uintptr_t)msg[k].arg.pagefault.address & ~(uintptr_t)(PG - 1));
+			else if (msg[k].event == UFFD_EVENT_UNMAP)
+				unmapped(u, (uintptr_t)msg[k].arg.remove.start,
+					 (uintptr_t)msg[k].arg.remove.end);
 	}
 }
 
@@ -355,7 +391,8 @@ static void unregister(struct fvm_uffd *u)
 	for (size_t k = 0; k < u->nreg; k++) {
 		struct uffdio_range rg = { u->reg[k].addr, u->reg[k].len };
 
-		(void)ioctl(u->fd, UFFDIO_UNREGISTER, &rg);
+		if (rg.len)
+			(void)ioctl(u->fd, UFFDIO_UNREGISTER, &rg);
 	}
 	u->registered = 0;
 }
@@ -481,11 +518,17 @@ static void session_free(struct fvm_uffd *u)
 static int attach(struct fvm_uffd *u, const struct fvm_map *maps, size_t n, const char **why)
 {
 	const char *file = u->r->m.file;
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_UNMAP };
 
 	if (ioctl(u->fd, UFFDIO_API, &api) < 0) {
-		*why = "userfaultfd: UFFDIO_API refused";
-		return fvm_err(FVM_EUNSUPPORTED, "%s: %s: %s", file, *why, strerror(errno));
+		/* without unmap events (a kernel before 4.11): a new fd, none asked */
+		close(u->fd);
+		u->fd = open_uffd();
+		api = (struct uffdio_api){ .api = UFFD_API, .features = 0 };
+		if (u->fd < 0 || ioctl(u->fd, UFFDIO_API, &api) < 0) {
+			*why = "userfaultfd: UFFDIO_API refused";
+			return fvm_err(FVM_EUNSUPPORTED, "%s: %s: %s", file, *why, strerror(errno));
+		}
 	}
 	for (size_t k = 0; k < n; k++) {
 		struct uffdio_register rg = { .range = { (uintptr_t)maps[k].addr, maps[k].length },

@@ -8,8 +8,9 @@
  * the page holding it is never installed: a thread touching it stays
  * blocked, mincore shows it absent, the prefetch reports FVM_EAUTH naming
  * the page and file offset, every other page loads, and when the reader is
- * freed the blocked thread faults (SIGSEGV) instead of reading zeros.
- * Skips (77) where userfaultfd is refused.
+ * freed the blocked thread faults (SIGSEGV) instead of reading zeros. A
+ * destination unmapped meanwhile is forgotten: memory mapped there next is
+ * left alone. Skips (77) where userfaultfd is refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -365,6 +366,38 @@ static void test_tampered_prefetch(void **state)
 	tampered(0);
 }
 
+/*
+ * The caller unmaps the destination while pages are missing (one of them
+ * bad) and maps other memory at the same address: freeing the reader must
+ * leave that memory alone (nothing installed there, nothing sealed).
+ */
+static void test_unmapped(void **state)
+{
+	size_t len = (size_t)PAGES * PAGE;
+	uint8_t *ram = fresh(len), *r2 = fresh(ROM_PAGES * PAGE), *again;
+	fvm_reader *r = open_keyed(bad);
+	fvm_prefetch *pf;
+
+	(void)state;
+	assert_int_equal(load_lazy(r, ram, r2, NULL), 0);
+	assert_memory_equal(ram, mem, PAGE); /* one fault served */
+	assert_int_equal(munmap(ram, len), 0);
+	again = mmap(ram, len, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_true(again == ram);
+	memset(again, 0x3c, len);
+	assert_int_equal(fvm_prefetch_start(r, 0, &pf), 0);
+	/* pc.ram's chunks are gone, not failed: rom's were fine */
+	assert_int_equal(fvm_prefetch_wait(pf), 0);
+	fvm_prefetch_free(pf);
+	fvm_reader_free(r);
+	for (size_t i = 0; i < len; i += PAGE / 2)
+		assert_int_equal(again[i], 0x3c);
+	assert_memory_equal(r2, rom, ROM_PAGES * PAGE);
+	munmap(again, len);
+	munmap(r2, ROM_PAGES * PAGE);
+}
+
 /* Eager mapping stays refused; the copying loads check as before. */
 static void test_refusals(void **state)
 {
@@ -437,6 +470,7 @@ int main(void)
 		cmocka_unit_test(test_prefetch),
 		cmocka_unit_test(test_tampered_touch),
 		cmocka_unit_test(test_tampered_prefetch),
+		cmocka_unit_test(test_unmapped),
 		cmocka_unit_test(test_refusals),
 	};
 	struct tu_rng rng;
