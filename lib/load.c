@@ -569,7 +569,11 @@ static int load_uffd(struct fvm_reader *r, const struct fvm_map *maps, size_t n_
 	st->mapped_bytes = 0;
 	for (size_t k = 0; k < n_maps; k++)
 		st->mapped_bytes += maps[k].length;
-	rc = fvm_uffd_start(r, &p, maps, n_maps, &why);
+	/* before the registration: a page it drops then faults to zeros */
+	rc = fvm_plan_apply_zero(p.zero, p.nzero, o->zero_policy);
+	st->zero_bytes = o->zero_policy == FVM_ZERO_LEAVE ? 0 : p.zero_bytes;
+	if (!rc)
+		rc = fvm_uffd_start(r, &p, maps, n_maps, &why);
 	fvm_plan_free(&p); /* moved on success: empty */
 	st->backend = FVM_BACKEND_MMAP;
 	st->backend_name = "userfaultfd";

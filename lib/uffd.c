@@ -514,7 +514,11 @@ static void session_free(struct fvm_uffd *u)
 	free(u);
 }
 
-/* Register the destinations, then drop what they held (all pages then fault). */
+/*
+ * Register the destinations, then drop what their data pages held, which
+ * then fault; the other pages keep what the zero policy left there (and
+ * fault to zeros where nothing is), as in any load.
+ */
 static int attach(struct fvm_uffd *u, const struct fvm_map *maps, size_t n, const char **why)
 {
 	const char *file = u->r->m.file;
@@ -551,13 +555,13 @@ static int attach(struct fvm_uffd *u, const struct fvm_map *maps, size_t n, cons
 		u->reg[u->nreg++] = (struct reg){ (uintptr_t)maps[k].addr, maps[k].length };
 		u->registered = 1;
 	}
-	for (size_t k = 0; k < u->nreg; k++)
-		if (madvise((void *)u->reg[k].addr, u->reg[k].len, MADV_DONTNEED) < 0) {
+	for (size_t i = 0; i < u->p.next; i++)
+		if (madvise(u->p.ext[i].dst, u->p.ext[i].bytes, MADV_DONTNEED) < 0) {
 			int e = errno;
 
 			unregister(u);
-			return fvm_err_sys(e, "%s: madvise(MADV_DONTNEED) of a destination before "
-					   "its lazy load", file);
+			return fvm_err_sys(e, "%s: madvise(MADV_DONTNEED) of block %s before its "
+					   "lazy load", file, u->r->m.blocks[u->p.ext[i].block_id].name);
 		}
 	return 0;
 }

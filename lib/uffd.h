@@ -18,8 +18,9 @@
 struct fvm_uffd;
 
 /*
- * Take the plan p (moved: the session frees it) of a lazy load of r, drop
- * whatever the n destinations held, register them and start the handler.
+ * Take the plan p (moved: the session frees it) of a lazy load of r,
+ * register the n destinations, drop what their data pages held (the zero
+ * policy was applied to the rest before) and start the handler.
  * On success r->uffd is the session. FVM_EUNSUPPORTED, *why set, when
  * userfaultfd is refused (nothing was changed then); FVM_ESTATE when r
  * still serves another lazy load; FVM_ENOMEM, FVM_EIO.

@@ -87,6 +87,7 @@ static int load_lazy(fvm_reader *r, uint8_t *ram, uint8_t *r2, fvm_load_stats *s
 	m[1].length = ROM_PAGES * PAGE;
 	lo.backend = FVM_BACKEND_MMAP;
 	lo.flags = FVM_LOAD_LAZY;
+	lo.zero_policy = FVM_ZERO_DONTNEED; /* as QEMU: the 0xa5 must go */
 	return fvm_load(r, m, 2, &lo, st);
 }
 

@@ -607,8 +607,9 @@ enum fvm_load_flags {
 	 *
 	 * An authenticated reader (fvm_reader_set_key): the file is
 	 * never mapped (the kernel would hand its pages over unchecked).
-	 * The destinations, private anonymous memory, lose what they held
-	 * and are registered with userfaultfd(2); fvm_load returns then, and
+	 * The destinations, private anonymous memory, are registered with
+	 * userfaultfd(2) and the pages of data runs lose what they held (the
+	 * zero policy treats the others as in any load); fvm_load returns, and
 	 * a thread of the reader installs each page when first touched,
 	 * after the tag of its 4 KiB chunk verified (a window of its run is
 	 * read and checked at once), zeros where the snapshot has none. A
