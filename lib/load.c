@@ -35,6 +35,7 @@
 #include "io.h"
 #include "load.h"
 #include "pool.h"
+#include "uffd.h"
 
 #ifndef IOV_MAX
 #define IOV_MAX 1024
@@ -553,6 +554,60 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	return rc;
 }
 
+/*
+ * The lazy load of an authenticated file (uffd.c): the destinations are
+ * registered with userfaultfd and every page is installed by its handler
+ * after its tag verified; this returns once they are registered. Memory it
+ * cannot register safely (shared or hugetlbfs, locked, not 4 KiB-aligned)
+ * is loaded eagerly instead, checked, as the plain lazy load copies it.
+ */
+static int load_uffd(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
+		     const struct fvm_load_cfg *o, fvm_load_stats *st)
+{
+	const struct fvm_model *m = &r->m;
+	struct fvm_load_cfg eager = *o;
+	const char *why = NULL;
+	struct fvm_plan p;
+	int rc;
+
+	rc = fvm_plan_build(&p, m->file, m->blocks, m->nblocks, m->ext, m->next, maps, n_maps,
+			    !!(o->flags & FVM_LOAD_PARTIAL), 0);
+	if (rc)
+		return rc;
+	if (!p.aligned)
+		why = "userfaultfd: a destination is not 4 KiB-aligned";
+	else if (p.shared)
+		why = "userfaultfd: a destination is shared or hugetlbfs memory";
+	for (size_t k = 0; k < n_maps && !why; k++)
+		if (maps[k].flags & FVM_MAP_LOCKED)
+			why = "userfaultfd: a destination is locked (FVM_MAP_LOCKED)";
+		else if (maps[k].length % FVM_CHUNK)
+			why = "userfaultfd: a destination's length is not a multiple of 4 KiB";
+	if (why) {
+		fvm_plan_free(&p);
+		eager.flags &= ~(uint32_t)FVM_LOAD_LAZY;
+		eager.backend = FVM_BACKEND_AUTO;
+		rc = load_seekable(r, maps, n_maps, &eager, st);
+		st->fallback_reason = why;
+		return rc;
+	}
+	st->extents = p.next;
+	st->mapped_bytes = 0;
+	for (size_t k = 0; k < n_maps; k++)
+		st->mapped_bytes += maps[k].length;
+	/* before the registration: a page it drops then faults to zeros */
+	rc = fvm_plan_apply_zero(p.zero, p.nzero, o->zero_policy);
+	st->zero_bytes = o->zero_policy == FVM_ZERO_LEAVE ? 0 : p.zero_bytes;
+	if (!rc)
+		rc = fvm_uffd_start(r, &p, maps, n_maps, &why);
+	fvm_plan_free(&p); /* moved on success: empty */
+	st->backend = FVM_BACKEND_MMAP;
+	st->backend_name = "userfaultfd";
+	if (rc)
+		st->mapped_bytes = 0;
+	return rc;
+}
+
 int fvm_load_maps(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
 		  const struct fvm_load_cfg *c, fvm_load_stats *st)
 {
@@ -564,12 +619,14 @@ int fvm_load_maps(struct fvm_reader *r, const struct fvm_map *maps, size_t n_map
 	rc = fvm_load_cfg_check(c);
 	if (!rc)
 		rc = fvm_reader_auth_ready(r, "fvm_load");
-	if (!rc && r->m.auth && c->backend == FVM_BACKEND_MMAP)
-		rc = fvm_err(FVM_EUNSUPPORTED, "%s: an authenticated snapshot cannot be mapped%s: "
+	if (!rc && r->m.auth && c->backend == FVM_BACKEND_MMAP && !(c->flags & FVM_LOAD_LAZY))
+		rc = fvm_err(FVM_EUNSUPPORTED, "%s: an authenticated snapshot cannot be mapped: "
 			     "the kernel would hand its pages to the guest without checking their "
-			     "tags; load it with another backend", r->m.file,
-			     c->flags & FVM_LOAD_LAZY ? " lazily" : "");
-	if (!rc)
+			     "tags; load it with another backend, or lazily (FVM_LOAD_LAZY: "
+			     "through userfaultfd, each page checked)", r->m.file);
+	if (!rc && r->m.auth && c->backend == FVM_BACKEND_MMAP)
+		rc = load_uffd(r, maps, n_maps, c, st);
+	else if (!rc)
 		rc = r->streamed ? fvm_stream_load(r, maps, n_maps, c, st)
 		     : r->m.compressed ? load_frames(r, maps, n_maps, c, st)
 				       : load_seekable(r, maps, n_maps, c, st);

@@ -12,6 +12,11 @@
  * The faults of the lazily mapped guest memory then find their pages in
  * the page cache. Memory: the list of ranges (16 bytes per merged range),
  * and PIECE bytes on the pread path.
+ *
+ * After the lazy load of an authenticated file the pages are not the page
+ * cache's but installed one by one, checked, by that load's handler
+ * (uffd.c): a prefetch is then only a handle on it, asking it to install
+ * every remaining page and reporting how far it got and the first failure.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +30,7 @@
 
 #include "error.h"
 #include "reader.h"
+#include "uffd.h"
 
 #define PIECE (2u << 20)
 #define GAP (64u << 10)
@@ -34,6 +40,7 @@ struct range {
 };
 
 struct fvm_prefetch {
+	struct fvm_uffd *u;     /* an authenticated lazy load's fill, or NULL */
 	int fd;
 	const char *file;
 	struct range *r;
@@ -126,9 +133,22 @@ int fvm_prefetch_start(fvm_reader *r, uint32_t flags, fvm_prefetch **out)
 		return fvm_err(FVM_EINVAL, "fvm_prefetch_start: unknown flags 0x%x", flags);
 	if (r->streamed)
 		return fvm_err(FVM_EINVAL, "%s: a stream is not read again", m->file);
-	if (m->auth)
-		return fvm_err(FVM_EUNSUPPORTED, "%s: an authenticated snapshot is not mapped "
-			       "lazily, so there is nothing to prefetch", m->file);
+	if (r->uffd) {
+		int rc;
+
+		p = calloc(1, sizeof(*p));
+		if (!p)
+			return fvm_err(FVM_ENOMEM, "%s: prefetch", m->file);
+		rc = fvm_uffd_prefetch(r->uffd);
+		if (rc) {
+			free(p);
+			return rc;
+		}
+		p->u = r->uffd;
+		p->joined = 1;
+		*out = p;
+		return 0;
+	}
 	if (m->compressed)
 		return fvm_err(FVM_EUNSUPPORTED, "%s: compressed runs are never lazily mapped; "
 			       "fvm_load reads them", m->file);
@@ -176,6 +196,8 @@ int fvm_prefetch_status(const fvm_prefetch *p, uint64_t *done, uint64_t *total, 
 	fvm_api_begin();
 	if (!p)
 		return fvm_err(FVM_EINVAL, "fvm_prefetch_status: NULL prefetch");
+	if (p->u)
+		return fvm_api_end(fvm_uffd_status(p->u, done, total, ended));
 	if (done)
 		*done = atomic_load(&((struct fvm_prefetch *)p)->done);
 	if (total)
@@ -190,6 +212,8 @@ int fvm_prefetch_wait(fvm_prefetch *p)
 	fvm_api_begin();
 	if (!p)
 		return fvm_err(FVM_EINVAL, "fvm_prefetch_wait: NULL prefetch");
+	if (p->u)
+		return fvm_api_end(fvm_uffd_wait(p->u));
 	if (!p->joined) {
 		pthread_join(p->t, NULL);
 		p->joined = 1;
@@ -204,6 +228,11 @@ void fvm_prefetch_free(fvm_prefetch *p)
 {
 	if (!p)
 		return;
+	if (p->u) {
+		fvm_uffd_cancel(p->u);
+		free(p);
+		return;
+	}
 	atomic_store(&p->cancel, 1);
 	if (!p->joined)
 		pthread_join(p->t, NULL);

@@ -507,6 +507,8 @@ void fvm_reader_free(fvm_reader *r)
 {
 	if (!r)
 		return;
+	if (r->uffd)
+		r->uffd_end(r->uffd); /* installs what is still missing, first */
 	fvm_walk_free(r->walk);
 	fvm_model_free(&r->m);
 	if (r->own_fd)

@@ -22,6 +22,7 @@ enum fvm_stream_state {
 };
 
 struct fvm_walk;
+struct fvm_uffd;
 
 /* A decoded frame kept for the next read, and what decodes it. */
 struct fvm_frame_cache {
@@ -51,6 +52,14 @@ struct fvm_reader {
 	uint32_t part_cached;   /* part number + 1; 0: none */
 	/* read_pages of a COMPRESSED file: the last frame decoded */
 	struct fvm_frame_cache fc;
+	/*
+	 * The lazy load of an AUTHENTICATED file (uffd.c), set by fvm_load
+	 * and ended by fvm_reader_free (or the next lazy load) through
+	 * uffd_end, which uffd.c sets (a layer above this one): its handler
+	 * reads through fd with the keys, so it goes before they do.
+	 */
+	struct fvm_uffd *uffd;
+	void (*uffd_end)(struct fvm_uffd *u);
 };
 
 /*

@@ -19,7 +19,7 @@ declare -A rank=(
 	[model]=4 [record]=4
 	[walk]=5
 	[reader]=6 [plan]=6
-	[exec]=7 [exec_pread]=7 [exec_mmap]=7 [exec_uring]=7 [exec_frames]=7
+	[exec]=7 [exec_pread]=7 [exec_mmap]=7 [exec_uring]=7 [exec_frames]=7 [uffd]=7
 	[load]=8 [stream_load]=8 [prefetch]=8 [verify]=8 [writer]=8
 	[compat]=9 [disk]=9
 )

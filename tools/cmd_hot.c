@@ -138,11 +138,11 @@ int cmd_hot(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (fi.authenticated) {
-		/* the library's own refusal (FVM_LOAD_LAZY, fvm-lazy:), in its words */
+		/* FVM_LOAD_LAZY, fvm-lazy: with a key go through userfaultfd */
 		fvm_reader_free(r);
-		cli_msg("%s: an authenticated snapshot cannot be mapped lazily: the kernel would "
-			"hand its pages to the guest without checking their tags; so no VM maps it "
-			"and there is no working set to see", snap);
+		cli_msg("%s: an authenticated snapshot is never mapped: a lazy restore installs "
+			"its pages, each checked, into anonymous memory (userfaultfd), so the "
+			"process maps no run of it and there is no working set to see", snap);
 		return EXIT_UNSUPPORTED;
 	}
 	runs = calloc(fvm_reader_run_count(r) + 1, sizeof(*runs));

@@ -122,8 +122,9 @@ ninja -C "$tree/build" qemu-system-x86_64 >"$tree/build.log" 2>&1 ||
 	{ grep -E 'error|FAILED' "$tree/build.log" | head -n 30 >&2; die "build failed (see $tree/build.log)"; }
 bin=$tree/build/qemu-system-x86_64
 
-# 4. linked to this libfastvm, then the end-to-end test
-ldd "$bin" | grep -q "libfastvm.so.0 => $libdir/" ||
+# 4. linked to this libfastvm, then the end-to-end test (grep reads all of ldd:
+# with -q it may stop first, and pipefail then sees ldd killed by SIGPIPE)
+ldd "$bin" | grep "libfastvm.so.0 => $libdir/" >/dev/null ||
 	die "$bin is not linked to $libdir/libfastvm.so.0: $(ldd "$bin" | grep fastvm)"
 log "$("$bin" --version | head -n 1) built, linked to $libdir/libfastvm.so.0"
 [ "${2:-}" = --build-only ] && exit 0

@@ -401,7 +401,15 @@ FVM_API int fvm_devstate_info_init(fvm_devstate_info *p, size_t size);
  * or block device) may be shared by several threads calling fvm_load (each
  * into its own memory), fvm_verify, read_pages, devstate_read/_pread, the
  * listing calls and fvm_prefetch_start at once; fvm_reader_free waits for
- * none of them, so call it after they have returned (and prefetches freed). A stream reader (open_stream) and a writer are
+ * none of them, so call it after they have returned (and prefetches freed).
+ * After the lazy load of an authenticated file (FVM_LOAD_LAZY) the reader
+ * serves that memory's faults: fvm_reader_free first installs every page
+ * still missing (reading and checking them: it may take as long as an
+ * eager load), then makes the pages whose chunk failed inaccessible
+ * (PROT_NONE) and removes the registration, so a thread that was waiting
+ * on one of them faults (SIGSEGV) instead of waiting for ever or reading
+ * zeros; free the reader only while the memory is still mapped, or after
+ * the prefetch ended. A stream reader (open_stream) and a writer are
  * used by one thread at a time. Errors are the calling thread's.
  *
  * Open a seekable snapshot: header, footer and index are read and every
@@ -598,6 +606,27 @@ enum fvm_load_flags {
 	 * resume no longer grows with the RAM, and pages never touched are
 	 * never read. Not with FVM_LOAD_VERIFY (that reads every page).
 	 * Should mapping be refused, the load copies everything as usual.
+	 *
+	 * An authenticated reader (fvm_reader_set_key): the file is
+	 * never mapped (the kernel would hand its pages over unchecked).
+	 * The destinations, private anonymous memory, are registered with
+	 * userfaultfd(2) and the pages of data runs lose what they held (the
+	 * zero policy treats the others as in any load); fvm_load returns, and
+	 * a thread of the reader installs each page when first touched,
+	 * after the tag of its 4 KiB chunk verified (a window of its run is
+	 * read and checked at once), zeros where the snapshot has none. A
+	 * chunk that does not verify is never installed: a thread touching
+	 * it waits (the caller must stop the VM), and the error, FVM_EAUTH
+	 * naming block, page and file offset, is reported by
+	 * fvm_prefetch_status/wait, as is a read error (FVM_EIO).
+	 * fvm_prefetch_start installs the rest; fvm_reader_free ends the
+	 * load (see there). Where userfaultfd is refused the load fails with
+	 * FVM_EUNSUPPORTED saying why; memory it does not register (SHARED,
+	 * HUGETLB, LOCKED, not 4 KiB-aligned) is loaded eagerly, checked,
+	 * with the reason in fvm_load_stats.fallback_reason. One such load
+	 * at a time per reader (FVM_ESTATE for a second, until the first
+	 * has installed everything and its prefetch handle is freed). A child
+	 * forked meanwhile sees zeros where pages were still missing.
 	 */
 	FVM_LOAD_LAZY = 1u << 4
 };
@@ -642,7 +671,8 @@ FVM_API int fvm_load_options_init(fvm_load_options *opts, size_t size);
 typedef struct fvm_load_stats {
 	uint32_t size;           /* sizeof(fvm_load_stats), set by the caller */
 	int backend;             /* the path actually used */
-	const char *backend_name; /* "io_uring", "pread", "mmap" (static strings) */
+	const char *backend_name; /* "io_uring", "pread", "mmap", "userfaultfd"
+				   * (an authenticated lazy load) (static strings) */
 	const char *fallback_reason; /* why mmap or io_uring was not used, or NULL */
 	int direct;              /* O_DIRECT was used */
 	uint64_t bytes_read;     /* payload bytes read (for mmap: mapped and
@@ -651,7 +681,8 @@ typedef struct fvm_load_stats {
 	uint64_t extents;        /* data extents loaded */
 	uint64_t zero_bytes;     /* bytes handled by the zero policy */
 	uint64_t elapsed_ns;
-	uint64_t mapped_bytes;   /* bytes mapped over the destination (mmap) */
+	uint64_t mapped_bytes;   /* bytes mapped over the destination (mmap);
+				  * an authenticated lazy load: registered */
 } fvm_load_stats;
 
 #define FVM_LOAD_STATS_INIT { sizeof(fvm_load_stats), 0, NULL, NULL, 0, 0, 0, 0, 0, 0, 0 }
@@ -689,12 +720,28 @@ FVM_API int fvm_verify(fvm_reader *r, fvm_progress_fn progress, void *ctx);
  * cancelled. The reader must outlive the prefetch (fvm_prefetch_free
  * first). Plain runs only: a compressed file is never lazily mapped.
  *
+ * After the lazy load of an authenticated file (FVM_LOAD_LAZY with
+ * a key): the reader's fault handler installs every page not yet there,
+ * in file order, 1 MiB reads, each chunk's tag checked (faults are served
+ * first); when all are in, the userfaultfd registration is removed and
+ * its thread ends. done and total count installed data bytes. A chunk
+ * that does not verify is skipped (never installed), the others go on;
+ * fvm_prefetch_status returns FVM_EAUTH (or FVM_EIO) as soon as the
+ * handler or the fill met one, faults included, with the detail naming
+ * block, page and file offset, and fvm_prefetch_wait returns it at the
+ * end: poll status to stop the VM. One prefetch at a time (FVM_ESTATE);
+ * fvm_prefetch_free stops asking for the fill, the faults are still
+ * served until fvm_reader_free. (Without such a load, an authenticated
+ * reader's prefetch only fills the page cache, like any other.)
+ *
  * fvm_prefetch_start: flags must be 0. fvm_prefetch_status: bytes read so
- * far and in all, and whether it has ended (no blocking). fvm_prefetch_wait:
+ * far and in all, and whether it has ended (no blocking); 0, or (an
+ * authenticated lazy load) the first error met. fvm_prefetch_wait:
  * blocks until it ends; 0, or the read error. fvm_prefetch_free: cancels,
  * waits for the thread, frees; NULL is ok.
  * Errors: FVM_EINVAL (NULL argument, flags, a stream reader), FVM_ENOMEM,
- * FVM_EUNSUPPORTED (a compressed file; no thread), FVM_EIO (wait: a read).
+ * FVM_EUNSUPPORTED (a compressed file; no thread), FVM_EIO (wait: a read),
+ * FVM_ESTATE (a second prefetch of an authenticated lazy load), FVM_EAUTH.
  */
 typedef struct fvm_prefetch fvm_prefetch;
 

@@ -103,9 +103,10 @@ PY
 incoming_refused "$W/zb" "fvm:$W/bad-z.fvm" 'frame [0-9]+ at file offset 0x[0-9a-f]+: stored crc' "${drive[@]}"
 # 1d. authenticated (libfastvm FORMAT.md 4.6): x-fvm-save with key-file
 # writes one; fvm: given its key (-global migration.x-fvm-key) restores the
-# same RAM and runs; without the key, with another key, for a file that has
-# none, lazily, or with one payload byte changed, QEMU refuses before the
-# guest runs.
+# same RAM and runs, and so does fvm-lazy: (RAM installed through
+# userfaultfd, each page checked first); without the key, with another key,
+# for a file that has none, or with one payload byte changed (eager or
+# lazy: the prefetch finds it), QEMU refuses before the guest runs.
 for k in k1 k2; do
 	python3 -c 'import os; print(os.urandom(32).hex())' >"$W/$k"
 	chmod 600 "$W/$k"
@@ -129,12 +130,18 @@ incoming_refused "$W/kd" "fvm:$W/k.fvm" 'written with key id [0-9a-f]+, the key 
 	-global migration.x-fvm-key="$W/k2" "${drive[@]}"
 incoming_refused "$W/ke" "fvm:$W/s.fvm" 'not an authenticated snapshot' \
 	-global migration.x-fvm-key="$W/k1" "${drive[@]}"
-incoming_refused "$W/kf" "fvm-lazy:$W/k.fvm" 'cannot be mapped lazily' \
-	-global migration.x-fvm-key="$W/k1" "${drive[@]}"
+fvm_incoming "$W/kl" "fvm-lazy:$W/k.fvm" -global migration.x-fvm-key="$W/k1" "${drive[@]}"
+[ "$(vm_status "$W/kl")" = paused ] || die "kl is not paused"
+check_ram "$W/kl" "$W/k.bin"
+check_alive "$W/kl" "$hbk"
+vm_quit "$W/kl"
 cp "$W/k.fvm" "$W/k-bad.fvm"
 ksize=$(stat -c %s "$W/k-bad.fvm")
 printf '\xa5' | dd of="$W/k-bad.fvm" bs=1 seek=$((ksize / 2)) conv=notrunc status=none
 incoming_refused "$W/kg" "fvm:$W/k-bad.fvm" 'payload tag does not verify at file offset' \
+	-global migration.x-fvm-key="$W/k1" "${drive[@]}"
+incoming_refused "$W/kh" "fvm-lazy:$W/k-bad.fvm" \
+	'fvm-lazy: .*payload tag does not verify at file offset 0x[0-9a-f]+ \(lazy load' \
 	-global migration.x-fvm-key="$W/k1" "${drive[@]}"
 
 fvm_incoming "$W/a" "fvm:$W/s.fvm" "${drive[@]}"
