@@ -14,7 +14,12 @@
  *  - with FVM_ZERO_LEAVE nothing but the data runs the index lists may
  *    change: every other page keeps its fill byte;
  * and after a successful load every backend gives the bytes the PREAD
- * load gave (a lazy load once its pages are read).
+ * load gave (a lazy load once its pages are read). A lazy load of an
+ * authenticated file (userfaultfd: a page whose chunk fails is never
+ * installed, and a thread reading it waits) is filled by fvm_prefetch
+ * before its pages are read; its failure must be one the PREAD load met
+ * too (corpus/reader/auth-lazy-bad-chunk.fvm, which dest shares: a
+ * tampered chunk that hung here).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -200,12 +205,18 @@ static void one_input(const uint8_t *data, size_t size)
 	uint8_t *ref[MAX_MAPS] = { NULL };
 	size_t nref = 0;
 	int fd = memfd_with(data, size);
+	int authenticated;
 
 	if (fvm_reader_open_fd(&r, fd, "fuzz-dest")) {
 		close(fd);
 		return;
 	}
 	(void)fvm_reader_set_key(r, fuzz_key, sizeof(fuzz_key)); /* AUTHENTICATED seeds */
+	{
+		fvm_file_info info = FVM_FILE_INFO_INIT;
+
+		authenticated = fvm_reader_info(r, &info) == 0 && info.authenticated;
+	}
 	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
 		const struct variant *x = &variants[v];
 		fvm_load_options o = FVM_LOAD_OPTIONS_INIT;
@@ -222,6 +233,28 @@ static void one_input(const uint8_t *data, size_t size)
 		rc = fvm_load(r, mp.m, mp.n, &o, NULL);
 		if (rc && !fvm_error_detail()[0])
 			die("load failed without a detail");
+		if (rc == 0 && (x->flags & FVM_LOAD_LAZY) && authenticated) {
+			/*
+			 * A lazy authenticated load serves faults through
+			 * userfaultfd: a page whose chunk fails is never
+			 * installed and a thread touching it waits, as a
+			 * vCPU would until its VMM stops. Fill everything
+			 * first: a failure must be one the reference met too.
+			 */
+			fvm_prefetch *p = NULL;
+
+			if (fvm_prefetch_start(r, 0, &p))
+				die("prefetch of a lazy authenticated load refused");
+			rc = fvm_prefetch_wait(p);
+			fvm_prefetch_free(p);
+			if (rc && !fvm_error_detail()[0])
+				die("prefetch failed without a detail");
+			if (rc && nref) {
+				fprintf(stderr, "%s: the lazy load found a bad chunk the pread load "
+					"accepted: %s\n", x->name, fvm_error_detail());
+				abort();
+			}
+		}
 		if (rc == 0 && (x->flags & FVM_LOAD_LAZY))
 			touch_all(&mp);
 		maps_check(&mp, x->name);
