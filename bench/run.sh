@@ -34,7 +34,8 @@
 # first, which the seed's lazy target is judged on.
 #
 # Usage: bench/run.sh [-n N] [-b BUILD] [-c CACHE] [-o OUTDIR] [-w WORKDIR]
-#                     [--no-qemu] [--no-emmc] [--only STEPS] [--smoke]
+#                     [--no-qemu] [--no-emmc] [--only STEPS] [--inputs NAMES]
+#                     [--smoke]
 #   -n N      rounds (default 3)
 #   -b BUILD  meson build dir (default: BUILD beside this checkout)
 #   -c CACHE  inputs cache (default BUILD/bench-cache); missing guests are
@@ -44,6 +45,9 @@
 #   --only STEPS  a comma-separated subset of loads,save,scale,qemu (default
 #             all; without loads only the first input is prepared), to
 #             iterate on one part; the report then has only those parts
+#   --inputs NAMES  a comma-separated subset of the inputs (real-guest,
+#             test-guest, frag-128M, frag-512M, zero-512M, dense-256M,
+#             2M-pages-512M): the others are not even packed
 #   --smoke   the machinery on one tiny input (16 MiB), one device at
 #             400 MB/s, no save, scale or QEMU steps; OUTDIR then defaults
 #             to WORKDIR/out (tests/bench-smoke.sh)
@@ -52,7 +56,7 @@ set -u
 set -o pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/.." && pwd)
-RUNS=3 BUILD='' CACHE='' OUT='' W='' QEMU=1 EMMC=1 SMOKE=0 ONLY=loads,save,scale,qemu
+RUNS=3 BUILD='' CACHE='' OUT='' W='' QEMU=1 EMMC=1 SMOKE=0 ONLY=loads,save,scale,qemu INPUTS=''
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
 skip() { echo "bench/run.sh: $*" >&2; exit 77; }
 usage() { sed -n '/^# Usage:/,/^# Exit/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
 	--no-qemu) QEMU=0; shift ;;
 	--no-emmc) EMMC=0; shift ;;
 	--only) ONLY=${2:-}; shift 2 ;;
+	--inputs) INPUTS=${2:-}; shift 2 ;;
 	--smoke) SMOKE=1; shift ;;
 	-h | --help) usage ;;
 	*) usage ;;
@@ -160,6 +165,7 @@ CODECS="zstd:3 lz4:1"
 prepare() {
 	local name=$1 kind=$2 c
 	shift 2
+	if [ -n "$INPUTS" ]; then case ,$INPUTS, in *,"$name",*) ;; *) return 0 ;; esac; fi
 	mkdir -p "$IN/$name"
 	progress "input $name: pack plain, $CODECS"
 	emmc_pack_padded "$FVMSNAP" "$IN/$name/plain.fvm" --no-fsync "$@" || die "pack of $name failed"
@@ -172,6 +178,7 @@ prepare() {
 # from_fvm NAME KIND SNAP: the RAM blocks of a QEMU snapshot, and its stream
 from_fvm() {
 	local name=$1 kind=$2 snap=$3 d=$W/unpack-$1 args=() f bn pg
+	if [ -n "$INPUTS" ]; then case ,$INPUTS, in *,"$name",*) ;; *) return 0 ;; esac; fi
 	rm -rf "$d"
 	"$FVMSNAP" unpack -q "$snap" -o "$d" || die "unpack of $snap failed"
 	while read -r f bn _ pg; do
