@@ -157,14 +157,12 @@ static int check_req(struct lctx *c, size_t q)
 			return FVM_ENOMEM;
 		if (bad >= 0) {
 			uint64_t at = in + (uint64_t)bad * FVM_CHUNK;
+			char note[48];
 
-			return fvm_err(c->chk == FVM_CHK_TAG ? FVM_EAUTH : FVM_ECHECKSUM,
-				       "%s: block %s page %" PRIu64 ": payload %s at file offset 0x%"
-				       PRIx64 " (read request %zu)", c->file,
-				       m->blocks[e->block_id].name,
-				       e->first_page + (at >> m->blocks[e->block_id].page_shift),
-				       c->chk == FVM_CHK_TAG ? "tag does not verify" : "crc mismatch",
-				       e->file_off + at, q);
+			snprintf(note, sizeof(note), " (read request %zu)", q);
+			return fvm_model_chunk_error(m, e->block_id, e->first_page +
+						     (at >> m->blocks[e->block_id].page_shift),
+						     e->file_off + at, note);
 		}
 		f += piece;
 	}

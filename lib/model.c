@@ -291,3 +291,12 @@ void fvm_model_free(struct fvm_model *m)
 	free(m->file);
 	memset(m, 0, sizeof(*m));
 }
+
+int fvm_model_chunk_error(const struct fvm_model *m, uint32_t block_id, uint64_t page,
+			  uint64_t file_off, const char *note)
+{
+	return fvm_err(m->keys ? FVM_EAUTH : FVM_ECHECKSUM, "%s: block %s page %" PRIu64
+		       ": payload %s at file offset 0x%" PRIx64 "%s", m->file,
+		       m->blocks[block_id].name, page,
+		       m->keys ? "tag does not verify" : "crc mismatch", file_off, note);
+}

@@ -116,6 +116,14 @@ int fvm_model_add_part(struct fvm_model *m, const struct fvm_devs_rec *d,
 int fvm_model_end_parts(const struct fvm_model *m);
 /* Take ownership of ext (malloc'd) as the index; compute counters. */
 int fvm_model_set_index(struct fvm_model *m, struct fvm_extent *ext, uint64_t n);
+/*
+ * The error of a payload chunk that failed its check (R102 tag, or CRC):
+ * FVM_EAUTH with keys, else FVM_ECHECKSUM, naming the block, the page and
+ * the chunk's file offset, then note (may be ""). The one message of the
+ * loader, the lazy loader and read_pages.
+ */
+int fvm_model_chunk_error(const struct fvm_model *m, uint32_t block_id, uint64_t page,
+			  uint64_t file_off, const char *note);
 /* Block id by name, or -1. */
 int64_t fvm_model_lookup(const struct fvm_model *m, const char *name, size_t len);
 void fvm_model_free(struct fvm_model *m);

@@ -1014,11 +1014,9 @@ static int read_data(struct fvm_reader *r, const struct fvm_extent *e, uint64_t 
 			uint64_t at = skip + (uint64_t)bad * FVM_CHUNK;
 
 			memset(dst, 0, k);
-			return fvm_err(m->keys ? FVM_EAUTH : FVM_ECHECKSUM, "%s: block %s page %"
-				       PRIu64 ": payload %s at file offset 0x%" PRIx64, m->file,
-				       b->name, e->first_page + (at >> b->page_shift),
-				       m->keys ? "tag does not verify" : "crc mismatch",
-				       e->payload_offset + at);
+			return fvm_model_chunk_error(m, e->block_id,
+						     e->first_page + (at >> b->page_shift),
+						     e->payload_offset + at, "");
 		}
 		skip += k;
 		dst += k;

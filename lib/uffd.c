@@ -239,12 +239,10 @@ static void span(struct fvm_uffd *u, size_t i, uint64_t lo, uint64_t hi)
 			uint64_t at = (a + k) * PG;
 
 			st[a + k] = BAD;
-			keep_error(u, fvm_err(FVM_EAUTH, "%s: block %s page %" PRIu64 ": payload tag "
-					      "does not verify at file offset 0x%" PRIx64 " (lazy "
-					      "load: the page is not installed)", m->file,
-					      m->blocks[e->block_id].name,
-					      e->first_page + (at >> m->blocks[e->block_id].page_shift),
-					      e->file_off + at));
+			keep_error(u, fvm_model_chunk_error(m, e->block_id, e->first_page +
+							    (at >> m->blocks[e->block_id].page_shift),
+							    e->file_off + at,
+							    " (lazy load: the page is not installed)"));
 			k++;
 		}
 	}
