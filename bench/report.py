@@ -6,8 +6,8 @@ usage: report.py WORKDIR OUTDIR RUNS
 Reads WORKDIR/raw/DEVICE/INPUT/{plain,zstd,lz4}.ROUND.json (fvmsnap bench
 --json, one round each), stock.ROUND.txt (stock_load_ref), save.txt,
 raw/scale-NAME.ROUND.json, restore.json (bench/restore.sh), devices.txt,
-inputs.txt, notes.txt; writes OUTDIR/run.json, OUTDIR/run.md and, with
-gnuplot, OUTDIR/load-vs-size.svg and OUTDIR/heartbeat.svg. MB = 10^6 bytes;
+inputs.txt, notes.txt, machine-start.txt and machine-end.txt (bench/machine.sh
+show); writes OUTDIR/run.json, OUTDIR/run.md and, with gnuplot, OUTDIR/load-vs-size.svg and OUTDIR/heartbeat.svg. MB = 10^6 bytes;
 MB/s is the restored RAM (payload) per second, the same bytes for every
 contender of an input; ratio is to the reference (a read() of the plain
 file) of the same device and input.
@@ -78,13 +78,34 @@ def device_rows(dev, name):
     return times, facts
 
 
+def machine(notes):
+    """bench/machine.sh show at the start and the end: {"start": {...}, "end": {...}};
+    a note for each setting that makes the loads noisy (doc/BENCHMARKS.md 9)."""
+    m = {}
+    for when in ("start", "end"):
+        kv = dict(ln[0].split("=", 1) for ln in lines(os.path.join(W, "machine-%s.txt" % when))
+                  if "=" in ln[0])
+        if kv:
+            m[when] = kv
+    for when, kv in m.items():
+        if kv.get("autogroup") == "1":
+            notes.append("machine (%s): autogroup scheduling on: other sessions' nice jobs take "
+                         "CPUs from the loads (bench/machine.sh quiet)" % when)
+        if kv.get("page_reporting") == "on":
+            notes.append("machine (%s): free page reporting to the host on: a fresh destination "
+                         "may cost host faults (first touch %s us per page; bench/machine.sh "
+                         "quiet)" % (when, kv.get("first_touch_us", "?")))
+    return m
+
+
 def main():
     devices = [(d, int(b)) for d, b in lines(os.path.join(W, "devices.txt"))]
     devs = [d for d, _ in devices] + ["disk-cold", "disk-warm"]
     inputs = [ln[0] for ln in lines(os.path.join(W, "inputs.txt"))]
     notes = [" ".join(ln) for ln in lines(os.path.join(W, "notes.txt"))]
     rep = {"schema": "fvm-bench-suite/1", "runs": RUNS, "devices": dict(devices),
-           "loads": [], "save": {}, "scale": {}, "qemu": None, "targets": [], "notes": notes}
+           "loads": [], "save": {}, "scale": {}, "qemu": None, "targets": [], "notes": notes,
+           "machine": machine(notes)}
     for dev in devs:
         for name in inputs:
             times, facts = device_rows(dev, name)
@@ -347,6 +368,8 @@ def markdown(rep):
          "disk with POSIX_FADV_DONTNEED / a read before each run." % (
              rep["runs"], ", ".join("%s = %d B/s" % kv for kv in rep["devices"].items()) or "none"),
          ""]
+    for when, kv in rep["machine"].items():
+        o.append("- machine at the %s: %s" % (when, ", ".join("%s=%s" % i for i in kv.items())))
     for n in rep["notes"]:
         o.append("- " + n)
     o += ["", "## Targets", "", "| target | verdict | figures |", "|---|---|---|"]

@@ -6,6 +6,11 @@
 # Writes run.md (tables and the targets' verdicts), run.json, and SVG plots
 # (gnuplot) into OUTDIR.
 #
+# Machine: bench/machine.sh show at the start and at the end (run.json
+# "machine"); run `bench/machine.sh quiet` first on a virtual machine whose
+# kernel reports free pages to its host, or on one with other sessions'
+# jobs (doc/BENCHMARKS.md 9), and `bench/machine.sh restore` after.
+#
 # Devices: bench/emmc-lib.sh (qemu-storage-daemon, one throttle group per
 # device, every file of a device exported through FUSE, backing files read
 # O_DIRECT), started and stopped here; cold means POSIX_FADV_DONTNEED
@@ -156,6 +161,12 @@ settle() {
 	done
 	echo "$d"
 }
+# the machine's state at the start and at the end (bench/machine.sh: the
+# settings that make loads noisy, and what a fresh page costs); the report
+# notes a noisy one
+machine() { "$HERE/machine.sh" show "$BUILD/bench/first_touch" >"$W/machine-$1.txt"; }
+machine start || die "bench/machine.sh show failed"
+
 # ---- 1. inputs: $W/in/NAME/{plain,zstd,lz4}.fvm [stream.mig], inputs.txt
 IN=$W/in
 mkdir -p "$IN" "$W/raw"
@@ -440,5 +451,6 @@ fi
 
 # ---- 6. report
 progress "report into $OUT"
+machine end || die "bench/machine.sh show failed"
 python3 "$HERE/report.py" "$W" "$OUT" "$RUNS" || die "report failed"
 echo "bench/run.sh: $OUT/run.md, $OUT/run.json, $OUT/*.svg"

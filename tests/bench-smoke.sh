@@ -49,5 +49,11 @@ for l in loads:
     assert f["zstd"]["codec"] == "zstd" and f["lz4"]["codec"] == "lz4", f
     assert f["zstd"]["file_size"] < f["plain"]["file_size"], f
     assert f["plain"]["file_size"] % 512 == 0, f
+m = d["machine"]
+assert set(m) == {"start", "end"}, m
+for kv in m.values():
+    assert kv["autogroup"] in ("0", "1", "absent") and kv["page_reporting"] in ("on", "off", "absent"), kv
+    us = [float(x) for x in kv["first_touch_us"].split(",")]
+    assert len(us) == 3 and all(0 < x < 1e4 for x in us), kv
 PY
 echo "bench-smoke: ok ($((devs + 2)) devices)"
