@@ -15,15 +15,13 @@
 #     (fvm.bench.padN=1, 8 index bytes each), not by appending bytes.
 #     (The export and the padding are bench/emmc-lib.sh's, shared with
 #     bench/run.sh.)
-#  2. Exports it throttled onto an empty file VIEW, waits until VIEW has
-#     the snapshot's size and content, and stops the daemon and unmounts
-#     on any exit.
+#  2. Puts it on the emulated device (bench/emmc-lib.sh: an ext4 image
+#     exported throttled through FUSE, on a loop device, mounted), where it
+#     is VIEW; checks VIEW's content, and takes the device down on any exit.
 #  3. `fvmsnap bench VIEW --cold` (load vs a plain read() of VIEW, 1 MiB at
 #     a time, through the same throttle), then the same with
 #     --backend pread and with --direct (if the export takes O_DIRECT).
-#     Cold means POSIX_FADV_DONTNEED before each run; on this FUSE view the
-#     kernel also drops the file's pages on every open (qemu does not ask
-#     for keep_cache), so even --warm reads the device. The script checks
+#     Cold means POSIX_FADV_DONTNEED before each run. The script checks
 #     that the cold reference read is not faster than the throttle allows
 #     (plus its burst); if it is, the page cache was not dropped and it
 #     falls back to a fresh export before every run (also forced by -r).
@@ -38,7 +36,7 @@
 #   WORKDIR   existing dir for the files (kept); default a new dir under
 #             /var/tmp (removed unless FVM_KEEP=1)
 # Needs: qemu-storage-daemon with FUSE export (Debian: qemu-system-x86 or
-# qemu-utils), /dev/fuse, and the right to mount (root here).
+# qemu-utils), /dev/fuse, loop devices, mkfs.ext4, and root.
 # Env: FVM_EMMC_BPS (default 209715200), FVM_EMMC_IOPS (default 4000).
 set -u
 set -o pipefail
@@ -90,7 +88,7 @@ tmpfs | ramfs | devtmpfs) die "$W is on $fstype; give a WORKDIR on a disk" ;;
 esac
 
 SNAP=$W/snap.fvm
-VIEW=$W/view.0
+VIEW=
 stop_export() { emmc_stop; }
 cleanup() {
 	stop_export
@@ -110,7 +108,8 @@ sync "$SNAP"
 
 # 2. The throttled export.
 start_export() {
-	emmc_start "$W" "$BPS" "$IOPS" "$SNAP" || die "the throttled export failed"
+	emmc_start "$W/dev" "$BPS" "$IOPS" "$SNAP" || die "the throttled export failed"
+	VIEW=${EMMC_VIEWS[0]}
 }
 start_export
 cmp -s "$VIEW" "$SNAP" || die "VIEW differs from $SNAP"

@@ -36,7 +36,6 @@ F=$BUILD/tools/fvmsnap FT=$BUILD/bench/first_touch M=$HERE/machine.sh
 # shellcheck source=bench/emmc-lib.sh
 . "$HERE/emmc-lib.sh"
 emmc_check || exit 77
-[ $(($(stat -c %s "$FILE") % 512)) = 0 ] || die "$FILE: size not a multiple of 512 (bench/emmc-lib.sh emmc_pack_padded)"
 W=$(mktemp -d /var/tmp/fvm-ftab.XXXXXX) || die "mktemp failed"
 SHM=/dev/shm/fvm-ftab.$$
 export FVM_MACHINE_STATE=$W/machine
@@ -53,7 +52,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 [ -n "$HOLD" ] || HOLD=$(awk '/^MemFree:/ { g = int($2 / 1048576) - 3; print (g > 0 ? g : 0) }' /proc/meminfo)
 [ "$HOLD" -gt 0 ] && { fallocate -l "${HOLD}G" "$SHM" || die "cannot hold $HOLD GiB in /dev/shm"; }
-emmc_start "$W" 137000000 4000 "$FILE" || die "the device failed"
+emmc_start "$W/dev" 137000000 4000 "$FILE" || die "the device failed"
 V=${EMMC_VIEWS[0]}
 emmc_prime 137000000 "$V"
 one() {

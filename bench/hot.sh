@@ -6,7 +6,8 @@
 # and once with those pages first (`recompress --hot`). Both are exported
 # through an emulated eMMC device (qemu-storage-daemon: a throttle group
 # at FVM_EMMC_BPS, default 137 MB/s as the seed's tablet, and 4000 read
-# IOPS, over a FUSE export whose backing file is read with O_DIRECT) and
+# IOPS, bench/emmc-lib.sh: an ext4 image exported through FUSE, read with
+# O_DIRECT, on a loop device) and
 # restored by the QEMU patched with the libfastvm hook, N times each,
 # interleaved, the page cache dropped before each run: -incoming
 # fvm-lazy: with the prefetch (file order), without it (faults only), and
@@ -17,7 +18,7 @@
 #
 # Usage: bench/hot.sh [-n N] [-b BUILD] [-j JSON]   (N default 5; JSON: the
 # medians and every run as JSON too, for bench/run.sh's report)
-# Needs: root (FUSE mount, page cache drop), qemu-storage-daemon, the
+# Needs: root (FUSE, loop device, mount, page cache drop), qemu-storage-daemon, the
 # patched QEMU 7.2 (contrib/qemu/build-and-test.sh 7.2 --build-only).
 set -euo pipefail
 n=5
@@ -41,8 +42,7 @@ fvm_init bench-hot "$fvmsnap"
 pq=$CACHE/qemu-7.2-fvm/build/qemu-system-x86_64
 [ -x "$pq" ] || skip "no patched QEMU 7.2 (contrib/qemu/build-and-test.sh 7.2 --build-only)"
 export FVM_PQEMU=$pq FVM_PQEMU_L="-L /usr/share/qemu -L /usr/share/seabios"
-QSD=$(command -v qemu-storage-daemon) || skip "no qemu-storage-daemon"
-[ -w /dev/fuse ] || skip "no /dev/fuse"
+( . "$root/bench/emmc-lib.sh" && emmc_check ) || skip "no eMMC device here (bench/emmc-lib.sh)"
 BPS=${FVM_EMMC_BPS:-137000000}
 IOPS=${FVM_EMMC_IOPS:-4000}
 
@@ -65,44 +65,21 @@ fvm recompress -q "$W/s.fvm" -o "$W/hot.fvm" --compress none --hot "$W/hot.txt"
 log "working set: $(awk '{n += $3} END {print n}' "$W/hot.txt") pages of $(
 	fvm inspect --json "$W/s.fvm" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totals"]["data_pages"])')"
 
-# a FUSE view has whole 512-byte sectors: pad with zeros after the footer
-# (FORMAT.md 6.1: a seekable reader finds the footer before them)
-for f in plain hot; do
-	size=$(stat -c %s "$W/$f.fvm")
-	if [ $((size % 512)) != 0 ]; then
-		truncate -s $(((size + 511) / 512 * 512)) "$W/$f.fvm"
-	fi
-	fvm verify -q "$W/$f.fvm"
-done
+for f in plain hot; do fvm verify -q "$W/$f.fvm"; done
 
-QSD_PID=
-views=()
-stop_qsd() {
-	[ -n "$QSD_PID" ] && kill "$QSD_PID" 2>/dev/null && wait "$QSD_PID" 2>/dev/null
-	for v in "${views[@]}"; do
-		awk -v m="$v" '$2 == m { f = 1 } END { exit !f }' /proc/mounts && umount -l "$v" 2>/dev/null
-	done
-	return 0
-}
-trap 'stop_qsd' EXIT
-args=()
+# the device (bench/emmc-lib.sh): both files on one ext4 image behind one
+# throttle group; QEMU opens them through $W/{plain,hot}.view
+# shellcheck source=bench/emmc-lib.sh
+. "$root/bench/emmc-lib.sh"
+trap 'emmc_stop' EXIT
+mkdir -p "$W/dev"
+emmc_start "$W/dev" "$BPS" "$IOPS" "$W/plain.fvm" "$W/hot.fvm" || die "the eMMC device failed"
+ln -sf "${EMMC_VIEWS[0]}" "$W/plain.view"
+ln -sf "${EMMC_VIEWS[1]}" "$W/hot.view"
 for f in plain hot; do
-	: >"$W/$f.view"
-	views+=("$W/$f.view")
-	args+=(--object throttle-group,id=tg-$f,x-bps-read="$BPS",x-iops-read="$IOPS"
-		--blockdev driver=file,node-name=f-$f,filename="$W/$f.fvm",read-only=on,cache.direct=on
-		--blockdev driver=throttle,node-name=t-$f,file=f-$f,throttle-group=tg-$f,read-only=on
-		--export type=fuse,id=e-$f,node-name=t-$f,mountpoint="$W/$f.view")
-done
-"$QSD" "${args[@]}" >"$W/qsd.log" 2>&1 &
-QSD_PID=$!
-for f in plain hot; do
-	for ((i = 0; i < 100; i++)); do
-		[ "$(stat -c %s "$W/$f.view")" = "$(stat -c %s "$W/$f.fvm")" ] && break
-		sleep 0.1
-	done
 	cmp -s "$W/$f.view" "$W/$f.fvm" || die "the eMMC view of $f.fvm differs"
 done
+emmc_prime "$BPS" "$W/plain.view"
 log "eMMC: $BPS B/s, $IOPS IOPS; files $(stat -c %s "$W/plain.fvm") and $(stat -c %s "$W/hot.fvm") bytes"
 
 mapfile -t qargs < <(patched qemu_cmd "$W/run")

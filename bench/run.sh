@@ -11,11 +11,11 @@
 # kernel reports free pages to its host, or on one with other sessions'
 # jobs (doc/BENCHMARKS.md 9), and `bench/machine.sh restore` after.
 #
-# Devices: bench/emmc-lib.sh (qemu-storage-daemon, one throttle group per
-# device, every file of a device exported through FUSE, backing files read
-# O_DIRECT), started and stopped here; cold means POSIX_FADV_DONTNEED
-# before each run (on the FUSE views the kernel also drops a file's pages
-# at every open), warm a read of the file before each run.
+# Devices: bench/emmc-lib.sh (every file of a device on one ext4 image,
+# exported by qemu-storage-daemon through FUSE behind one throttle group and
+# read O_DIRECT, on a loop device, mounted), started and stopped here; cold
+# means POSIX_FADV_DONTNEED before each run, warm a read of the file before
+# each run.
 #
 # Inputs: the real-content guest (CACHE/real/real.fvm, bench/real-guest.sh
 # CACHE builds it), the tests' guest (CACHE/testguest/test.fvm, as
