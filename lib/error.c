@@ -94,6 +94,24 @@ int fvm_error_set(int code, int errnum, const char *fmt, ...)
 	return code;
 }
 
+void fvm_err_keep(struct fvm_err_kept *k, int rc)
+{
+	if (k->rc || !rc)
+		return;
+	k->rc = rc;
+	k->errnum = detail_errno;
+	snprintf(k->detail, sizeof(k->detail), "%s", detail);
+}
+
+int fvm_err_raise(const struct fvm_err_kept *k)
+{
+	if (!k->rc)
+		return 0;
+	snprintf(detail, sizeof(detail), "%s", k->detail);
+	detail_errno = k->errnum;
+	return k->rc;
+}
+
 int fvm_err_callback(int rc, const char *fmt, ...)
 {
 	va_list ap;

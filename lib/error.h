@@ -33,6 +33,21 @@ void fvm_err_clear(void);
  */
 int fvm_err_callback(int rc, const char *fmt, ...) FVM_PRINTF(2, 3);
 
+/*
+ * An error carried from the thread that raised it to the one that returns
+ * it (a pool's worker, a handler thread): fvm_err_keep() takes this
+ * thread's detail and errno with rc, unless k holds an error already (the
+ * first one stands; callers serialize with their own lock), and
+ * fvm_err_raise() sets them again, as they were, on the calling thread and
+ * returns the code (0, detail untouched, when nothing was kept).
+ */
+struct fvm_err_kept {
+	int rc, errnum;
+	char detail[1024];
+};
+void fvm_err_keep(struct fvm_err_kept *k, int rc);
+int fvm_err_raise(const struct fvm_err_kept *k);
+
 static inline void fvm_api_begin(void)
 {
 	fvm_err_clear();

@@ -81,8 +81,7 @@ struct fx {
 	unsigned *ready, nready;  /* buffers read, waiting to be decoded */
 	unsigned *freel, nfree;   /* buffers to read into */
 	int io_done;
-	int err;                  /* first error */
-	char detail[512];
+	struct fvm_err_kept err;  /* the first error, with its thread's detail */
 };
 
 /* ------------------------------------------------------------ the plan */
@@ -151,10 +150,7 @@ static int build(struct fx *f)
 static void set_err(struct fx *f, int rc)
 {
 	pthread_mutex_lock(&f->mu);
-	if (!f->err) {
-		f->err = rc;
-		snprintf(f->detail, sizeof(f->detail), "%s", fvm_error_detail());
-	}
+	fvm_err_keep(&f->err, rc);
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);
 }
@@ -221,7 +217,7 @@ static void decode_and_free(struct fx *f, unsigned b, unsigned t)
 	int rc = 0;
 
 	pthread_mutex_lock(&f->mu);
-	rc = f->err;
+	rc = f->err.rc;
 	pthread_mutex_unlock(&f->mu);
 	if (!rc && (rc = decode_span(f, b, t)))
 		set_err(f, rc);
@@ -275,7 +271,7 @@ static unsigned take_free(struct fx *f, unsigned inflight)
 			b = f->freel[--f->nfree];
 			break;
 		}
-		if (inflight || f->err)
+		if (inflight || f->err.rc)
 			break;
 		if (f->nready) {
 			unsigned r = f->ready[--f->nready];
@@ -296,7 +292,7 @@ static int failed(struct fx *f)
 	int rc;
 
 	pthread_mutex_lock(&f->mu);
-	rc = f->err;
+	rc = f->err.rc;
 	pthread_mutex_unlock(&f->mu);
 	return rc;
 }
@@ -532,8 +528,8 @@ int fvm_exec_frames(struct fvm_fexec *x)
 		pthread_cond_destroy(&f.cv);
 		if (a.ring)
 			io_uring_queue_exit(&ring);
-		if (f.err)
-			rc = fvm_err(f.err, "%s", f.detail);
+		if (f.err.rc)
+			rc = fvm_err_raise(&f.err);
 	}
 	for (unsigned i = 0; f.bufs && i < f.nbufs; i++)
 		free(f.bufs[i].p);

@@ -401,20 +401,17 @@ struct fused {
 	uint64_t reported;      /* done as last reported (thread 0 only) */
 	int stop;               /* set by the first failure (atomic) */
 	pthread_mutex_t mu;     /* over the rest */
-	int rc, sys_errno, detail_errno;
-	char detail[1024];
+	int sys_errno;          /* of the failed read (the O_DIRECT restart) */
+	struct fvm_err_kept err; /* the first failure, with its thread's detail */
 	uint64_t requests, bytes;
 };
 
 static void fused_fail(struct fused *f, int rc, int sys_errno)
 {
 	pthread_mutex_lock(&f->mu);
-	if (!f->rc) {
-		f->rc = rc;
+	if (!f->err.rc)
 		f->sys_errno = sys_errno;
-		f->detail_errno = fvm_error_errno();
-		snprintf(f->detail, sizeof(f->detail), "%s", fvm_error_detail());
-	}
+	fvm_err_keep(&f->err, rc);
 	pthread_mutex_unlock(&f->mu);
 	__atomic_store_n(&f->stop, 1, __ATOMIC_RELAXED);
 }
@@ -473,12 +470,12 @@ static int read_fused(struct lrun *l, unsigned n)
 		st->requests += f.requests;
 		st->bytes_read += f.bytes;
 		/* O_DIRECT refused at read time: start over buffered (progress too) */
-		if (f.rc == FVM_EIO && st->direct && f.sys_errno == EINVAL) {
+		if (f.err.rc == FVM_EIO && st->direct && f.sys_errno == EINVAL) {
 			st->direct = 0;
 			continue;
 		}
-		if (f.rc) /* set again: the detail is the failing thread's */
-			return fvm_error_set(f.rc, f.detail_errno, "%s", f.detail);
+		if (f.err.rc) /* set again: the detail is the failing thread's */
+			return fvm_err_raise(&f.err);
 		return f.reported != f.done ? report(l->c, f.done) : 0;
 	}
 }

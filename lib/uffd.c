@@ -98,8 +98,7 @@ struct fvm_uffd {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int fill, stop, ended, done_thread, handles;
-	int rc;
-	char detail[1024];
+	struct fvm_err_kept err; /* the first error, with the handler's detail */
 	atomic_uint_fast64_t done;
 };
 
@@ -109,10 +108,7 @@ struct fvm_uffd {
 static void keep_error(struct fvm_uffd *u, int rc)
 {
 	pthread_mutex_lock(&u->mu);
-	if (!u->rc) {
-		u->rc = rc;
-		snprintf(u->detail, sizeof(u->detail), "%s", fvm_error_detail());
-	}
+	fvm_err_keep(&u->err, rc);
 	pthread_cond_broadcast(&u->cv);
 	pthread_mutex_unlock(&u->mu);
 }
@@ -679,7 +675,7 @@ int fvm_uffd_status(struct fvm_uffd *u, uint64_t *done, uint64_t *total, int *en
 		*total = u->p.total;
 	if (ended)
 		*ended = u->ended;
-	rc = u->rc ? fvm_err(u->rc, "%s", u->detail) : 0;
+	rc = fvm_err_raise(&u->err);
 	pthread_mutex_unlock(&u->mu);
 	return rc;
 }
@@ -691,7 +687,7 @@ int fvm_uffd_wait(struct fvm_uffd *u)
 	pthread_mutex_lock(&u->mu);
 	while (!u->ended)
 		pthread_cond_wait(&u->cv, &u->mu);
-	rc = u->rc ? fvm_err(u->rc, "%s", u->detail) : 0;
+	rc = fvm_err_raise(&u->err);
 	pthread_mutex_unlock(&u->mu);
 	return rc;
 }
