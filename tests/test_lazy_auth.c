@@ -74,17 +74,24 @@ static uint8_t *fresh(size_t len)
 	return p;
 }
 
-static int load_lazy(fvm_reader *r, uint8_t *ram, uint8_t *r2, fvm_load_stats *st)
+/* The two destinations: pc.ram at ram, rom at r2. */
+static void two_maps(fvm_mapping m[2], uint8_t *ram, uint8_t *r2)
 {
-	fvm_mapping m[2] = { FVM_MAPPING_INIT, FVM_MAPPING_INIT };
-	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
-
+	m[0] = m[1] = (fvm_mapping)FVM_MAPPING_INIT;
 	m[0].name = "pc.ram";
 	m[0].addr = ram;
 	m[0].length = (uint64_t)PAGES * PAGE;
 	m[1].name = "rom";
 	m[1].addr = r2;
 	m[1].length = ROM_PAGES * PAGE;
+}
+
+static int load_lazy(fvm_reader *r, uint8_t *ram, uint8_t *r2, fvm_load_stats *st)
+{
+	fvm_mapping m[2];
+	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
+
+	two_maps(m, ram, r2);
 	lo.backend = FVM_BACKEND_MMAP;
 	lo.flags = FVM_LOAD_LAZY;
 	lo.zero_policy = FVM_ZERO_DONTNEED; /* as QEMU: the 0xa5 must go */
@@ -404,18 +411,13 @@ static void test_refusals(void **state)
 {
 	size_t len = (size_t)PAGES * PAGE;
 	uint8_t *ram = fresh(len), *r2 = fresh(ROM_PAGES * PAGE);
-	fvm_mapping m[2] = { FVM_MAPPING_INIT, FVM_MAPPING_INIT };
+	fvm_mapping m[2];
 	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
 	fvm_load_stats st = FVM_LOAD_STATS_INIT;
 	fvm_reader *r = open_keyed(bad);
 
 	(void)state;
-	m[0].name = "pc.ram";
-	m[0].addr = ram;
-	m[0].length = len;
-	m[1].name = "rom";
-	m[1].addr = r2;
-	m[1].length = ROM_PAGES * PAGE;
+	two_maps(m, ram, r2);
 	lo.backend = FVM_BACKEND_MMAP;
 	assert_int_equal(fvm_load(r, m, 2, &lo, NULL), FVM_EUNSUPPORTED);
 	assert_non_null(strstr(fvm_error_detail(), "cannot be mapped"));
