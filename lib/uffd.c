@@ -386,6 +386,18 @@ static int fill_step(struct fvm_uffd *u)
 	return 1;
 }
 
+/*
+ * Remove the registration, then wake every fault still waiting in it. The
+ * kernel's UFFDIO_UNREGISTER wakes the waiters it finds, but a fault that
+ * holds the VMA's own lock (per-VMA lock faults, Linux 6.4 on) can queue
+ * itself after that wake and before the VMA is changed; it then sleeps
+ * until the fd is closed. Seen here: one touching thread in about 60 runs
+ * of test_lazy_auth on Linux 6.18 stayed in handle_userfault with the
+ * prefetch ended and the range no longer registered. Once UNREGISTER has
+ * returned, every such fault is queued (it queues before dropping the VMA
+ * lock, which the change waited for), so this UFFDIO_WAKE reaches it: it
+ * retries on an ordinary mapping.
+ */
 static void unregister(struct fvm_uffd *u)
 {
 	for (size_t k = 0; k < u->nreg; k++) {
@@ -393,6 +405,12 @@ static void unregister(struct fvm_uffd *u)
 
 		if (rg.len)
 			(void)ioctl(u->fd, UFFDIO_UNREGISTER, &rg);
+	}
+	for (size_t k = 0; k < u->nreg; k++) {
+		struct uffdio_range rg = { u->reg[k].addr, u->reg[k].len };
+
+		if (rg.len)
+			(void)ioctl(u->fd, UFFDIO_WAKE, &rg);
 	}
 	u->registered = 0;
 }

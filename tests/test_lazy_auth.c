@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -406,6 +407,115 @@ static void test_unmapped(void **state)
 	munmap(r2, ROM_PAGES * PAGE);
 }
 
+/*
+ * The end of a session while threads fault: a block of RACE_DATA data
+ * pages and zeros after them; two threads fault on the zeros without
+ * pause (read a byte, drop the page, again) while the prefetch fills the
+ * data and ends, which removes the registration; then they stop, and
+ * both must come back, in each of RACE_ROUNDS rounds. Before unregister()
+ * woke the ranges itself, a fault entering the kernel's wait as the
+ * registration went slept until the fd was closed (one run in about 60 of
+ * test_prefetch on Linux 6.18; here the join times out).
+ */
+#define RACE_PAGES 1024u
+#define RACE_DATA 16u
+#define RACE_ROUNDS 300
+
+struct racer {
+	pthread_t t;
+	volatile uint8_t *ram;
+	uint64_t from, nonzero;
+	atomic_uint_fast64_t faults;
+	atomic_int *stop;
+};
+
+static void *race_touch(void *arg)
+{
+	struct racer *x = arg;
+
+	for (uint64_t k = 0; !atomic_load(x->stop); k++) {
+		uint64_t pg = RACE_DATA + (x->from + k * 7) % (RACE_PAGES - RACE_DATA);
+		volatile uint8_t *p = x->ram + pg * PAGE;
+
+		x->nonzero += *p != 0;
+		(void)madvise((void *)((uintptr_t)p & ~(uintptr_t)(PAGE - 1)), PAGE, MADV_DONTNEED);
+		atomic_fetch_add(&x->faults, 1);
+	}
+	return NULL;
+}
+
+static void test_end_race(void **state)
+{
+	size_t len = (size_t)RACE_PAGES * PAGE;
+	char path[320];
+	fvm_write_options o = FVM_WRITE_OPTIONS_INIT;
+	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
+	fvm_mapping m = FVM_MAPPING_INIT;
+	fvm_writer *w;
+	uint32_t b;
+	uint8_t *src = calloc(1, len);
+
+	(void)state;
+	assert_non_null(src);
+	memcpy(src, mem, (size_t)RACE_DATA * PAGE);
+	snprintf(path, sizeof(path), "%s/race.fvm", tu_tmpdir());
+	o.flags = FVM_WRITE_NO_FSYNC;
+	o.key = key;
+	assert_int_equal(fvm_writer_open_path(&w, path, &o), 0);
+	assert_int_equal(fvm_writer_add_block(w, "pc.ram", len, PAGE, &b), 0);
+	assert_int_equal(fvm_writer_write_block(w, b, src), 0);
+	assert_int_equal(fvm_writer_finish(w), 0);
+	fvm_writer_free(w);
+	free(src);
+	m.name = "pc.ram";
+	m.length = len;
+	lo.backend = FVM_BACKEND_MMAP;
+	lo.flags = FVM_LOAD_LAZY;
+	for (int round = 0; round < RACE_ROUNDS; round++) {
+		uint8_t *ram = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				    -1, 0);
+		atomic_int stop = 0;
+		struct racer x[2] = { { .ram = ram, .from = 0, .stop = &stop },
+				      { .ram = ram, .from = 500, .stop = &stop } };
+		fvm_reader *r = open_keyed(path);
+		fvm_prefetch *pf;
+		int stuck = 0;
+
+		assert_true(ram != MAP_FAILED);
+		m.addr = ram;
+		assert_int_equal(fvm_load(r, &m, 1, &lo, NULL), 0);
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pthread_create(&x[i].t, NULL, race_touch, &x[i]), 0);
+		while (atomic_load(&x[0].faults) < 8 || atomic_load(&x[1].faults) < 8)
+			sched_yield();
+		assert_int_equal(fvm_prefetch_start(r, 0, &pf), 0);
+		assert_int_equal(fvm_prefetch_wait(pf), 0);
+		sleep_ms(1);
+		atomic_store(&stop, 1);
+		for (int i = 0; i < 2; i++) {
+			struct timespec until;
+
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 10;
+			if (pthread_timedjoin_np(x[i].t, NULL, &until)) {
+				stuck = i + 1;
+				break;
+			}
+		}
+		fvm_prefetch_free(pf);
+		fvm_reader_free(r); /* closes the fd: a sleeping fault wakes */
+		if (stuck) {
+			for (int i = stuck - 1; i < 2; i++)
+				pthread_join(x[i].t, NULL);
+			fail_msg("round %d: thread %d still waited on a fault 10 s after the lazy "
+				 "load ended", round, stuck - 1);
+		}
+		assert_int_equal(x[0].nonzero + x[1].nonzero, 0);
+		assert_memory_equal(ram, mem, (size_t)RACE_DATA * PAGE);
+		munmap(ram, len);
+	}
+}
+
 /* Eager mapping stays refused; the copying loads check as before. */
 static void test_refusals(void **state)
 {
@@ -474,6 +584,7 @@ int main(void)
 		cmocka_unit_test(test_tampered_touch),
 		cmocka_unit_test(test_tampered_prefetch),
 		cmocka_unit_test(test_unmapped),
+		cmocka_unit_test(test_end_race),
 		cmocka_unit_test(test_refusals),
 	};
 	struct tu_rng rng;
