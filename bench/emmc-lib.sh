@@ -165,10 +165,13 @@ emmc_start() {
 	done
 }
 
-# A fresh throttle group lets its first BPS/10 bytes through at full speed;
-# that credit would go to whichever run comes first (the reference), so use
-# it up with a read that leaves no page cache behind: of the loop device
-# (O_DIRECT, at least 64 MiB), or of VIEW where there is none.
+# A throttle group lets BPS/10 bytes through at full speed after a pause
+# (QEMU's leaky bucket drains at BPS while idle, and with no bps-max its
+# size is BPS/10); that credit would go to whichever run comes first (the
+# reference, as every fvmsnap bench begins with it), so use it up with a
+# read that leaves no page cache behind: of the loop device (O_DIRECT, at
+# least 64 MiB), or of VIEW where there is none. bench/run.sh does so
+# before every run.
 emmc_prime() {
 	local bps=$1 view=$2 n
 	n=$((bps / 10 / 1048576 + 1))
