@@ -3,7 +3,7 @@
  * page-cache hints, the choice of executor (io_uring, else pread, with the
  * reason recorded), O_DIRECT and its fallback, CRC checks as reads
  * complete, the fused reads and tag checks of an authenticated file
- * (read_fused), the zero policy and the stats. Read top to bottom with plan.c
+ * (pass_fused), the zero policy and the stats. Read top to bottom with plan.c
  * and exec_uring.c, this is the whole seekable load. Streams are loaded
  * by stream_load.c.
  *
@@ -340,41 +340,58 @@ struct lrun {
 	unsigned qd;
 	uint64_t window;
 	int backend;
+	unsigned threads;       /* of a fused load */
 };
 
-static int read_all(struct lrun *l)
+/*
+ * One pass over every request, from fd (the O_DIRECT one or the reader's);
+ * *sys_errno: the errno of a failed read.
+ */
+typedef int (*read_pass)(struct lrun *l, int fd, int *sys_errno);
+
+/*
+ * Run pass; when the file system refuses O_DIRECT at read time (EINVAL:
+ * it took the open), start over buffered, progress included: the reads are
+ * idempotent. A buffered pass reads sequentially (POSIX_FADV_SEQUENTIAL).
+ */
+static int read_with_fallback(struct lrun *l, read_pass pass)
 {
-	const struct fvm_load_cfg *o = l->o;
-	struct fvm_reader *r = l->r;
-	const struct fvm_model *m = &r->m;
 	fvm_load_stats *st = l->st;
-	struct fvm_exec x;
-	int rc;
+	struct fvm_reader *r = l->r;
 
 	for (;;) {
-		x = (struct fvm_exec){ .fd = st->direct ? l->dfd : r->fd, .file = m->file,
-				       .plan = l->p, .queue_depth = l->qd,
-				       .async = !st->direct && !o->inline_reads,
-				       .lazy = !!(o->flags & FVM_LOAD_LAZY),
-				       .done = on_done, .ctx = l->c };
-		if (!st->direct && l->p->nreq) {
+		int sys_errno = 0, rc;
+
+		if (!st->direct && l->p->nreq)
 			(void)posix_fadvise(r->fd, (off_t)l->p->lo, (off_t)(l->p->hi - l->p->lo),
 					    POSIX_FADV_SEQUENTIAL);
-			x.window = l->window;
-		}
-		l->c->done = 0;
-		rc = run(&x, &l->backend, st);
-		st->requests += x.requests;
-		st->bytes_read += x.bytes;
-		st->mapped_bytes = x.mapped;
-		/* O_DIRECT refused by the file system at read time: start over
-		 * buffered (the reads are idempotent) */
-		if (rc == FVM_EIO && st->direct && x.sys_errno == EINVAL) {
+		rc = pass(l, st->direct ? l->dfd : r->fd, &sys_errno);
+		if (rc == FVM_EIO && st->direct && sys_errno == EINVAL) {
 			st->direct = 0;
 			continue;
 		}
 		return rc;
 	}
+}
+
+static int pass_exec(struct lrun *l, int fd, int *sys_errno)
+{
+	const struct fvm_load_cfg *o = l->o;
+	fvm_load_stats *st = l->st;
+	struct fvm_exec x = { .fd = fd, .file = l->r->m.file, .plan = l->p,
+			      .queue_depth = l->qd, .async = !st->direct && !o->inline_reads,
+			      .lazy = !!(o->flags & FVM_LOAD_LAZY), .done = on_done, .ctx = l->c };
+	int rc;
+
+	if (!st->direct && l->p->nreq)
+		x.window = l->window;
+	l->c->done = 0;
+	rc = run(&x, &l->backend, st);
+	st->requests += x.requests;
+	st->bytes_read += x.bytes;
+	st->mapped_bytes = x.mapped;
+	*sys_errno = x.sys_errno;
+	return rc;
 }
 
 /*
@@ -451,33 +468,20 @@ static void fused_one(void *ctx, unsigned i)
 	free(fix);
 }
 
-/* The fused load on n threads, with read_all's O_DIRECT fallback. */
-static int read_fused(struct lrun *l, unsigned n)
+/* One fused pass on l->threads threads. */
+static int pass_fused(struct lrun *l, int fd, int *sys_errno)
 {
-	struct fvm_reader *r = l->r;
-	fvm_load_stats *st = l->st;
-	const struct fvm_plan *p = l->p;
+	struct fused f = { .c = l->c, .fd = fd };
 
-	for (;;) {
-		struct fused f = { .c = l->c, .fd = st->direct ? l->dfd : r->fd };
-
-		if (!st->direct)
-			(void)posix_fadvise(r->fd, (off_t)p->lo, (off_t)(p->hi - p->lo),
-					    POSIX_FADV_SEQUENTIAL);
-		pthread_mutex_init(&f.mu, NULL);
-		fvm_parallel(n, fused_one, &f, NULL);
-		pthread_mutex_destroy(&f.mu);
-		st->requests += f.requests;
-		st->bytes_read += f.bytes;
-		/* O_DIRECT refused at read time: start over buffered (progress too) */
-		if (f.err.rc == FVM_EIO && st->direct && f.sys_errno == EINVAL) {
-			st->direct = 0;
-			continue;
-		}
-		if (f.err.rc) /* set again: the detail is the failing thread's */
-			return fvm_err_raise(&f.err);
-		return f.reported != f.done ? report(l->c, f.done) : 0;
-	}
+	pthread_mutex_init(&f.mu, NULL);
+	fvm_parallel(l->threads, fused_one, &f, NULL);
+	pthread_mutex_destroy(&f.mu);
+	l->st->requests += f.requests;
+	l->st->bytes_read += f.bytes;
+	*sys_errno = f.sys_errno;
+	if (f.err.rc) /* set again: the detail is the failing thread's */
+		return fvm_err_raise(&f.err);
+	return f.reported != f.done ? report(l->c, f.done) : 0;
 }
 
 static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
@@ -509,19 +513,17 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	if (copying)
 		fvm_plan_small_pages(&p, 1);
 	if (!rc) {
-		struct lrun l = { r, o, &p, st, &c, dfd, qd, window, backend };
 		unsigned n = o->threads ? o->threads : fvm_cpus();
+		struct lrun l = { r, o, &p, st, &c, dfd, qd, window, backend, n > 8 ? 8 : n };
 
-		if (n > 8)
-			n = 8;
-		if (c.chk == FVM_CHK_TAG && copying && n > 1 && p.nreq > 1) {
-			rc = read_fused(&l, n);
+		if (c.chk == FVM_CHK_TAG && copying && l.threads > 1 && p.nreq > 1) {
+			rc = read_with_fallback(&l, pass_fused);
 			l.backend = FVM_BACKEND_PREAD;
 			st->fallback_reason = "authenticated: preadv and tag checks on every CPU "
 					      "(io_uring not used: the checks run where each "
 					      "request was copied)";
 		} else {
-			rc = read_all(&l);
+			rc = read_with_fallback(&l, pass_exec);
 		}
 		backend = l.backend;
 	}

@@ -44,6 +44,7 @@ enum mode {
 	M_SUBMIT_TAKEN,  /* call fault_nth submits, then fails: reads in flight */
 	M_SUBMIT_LOST,   /* call fault_nth fails, nothing submitted */
 	M_SUBMIT_WAIT,   /* as M_SUBMIT_TAKEN, and from then on waiting fails too */
+	M_PREADV,        /* preadv call fault_nth fails with fault_errno */
 };
 
 static enum mode fault_mode;
@@ -52,6 +53,9 @@ static unsigned fault_nth;
 static unsigned submit_calls, cqe_seen, injected;
 static unsigned cq_scanned; /* absolute CQ index scanned up to */
 static int exit_checked, exit_inflight, exit_unreaped;
+static unsigned preadv_calls;   /* atomic: the fused reads run on several threads */
+static unsigned load_flags;     /* FVM_LOAD_* of the next load() */
+static int load_keyed;          /* the next load() is of the authenticated snapshot */
 
 int __real_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags);
 int __real___io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr,
@@ -62,6 +66,19 @@ int __real_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
 void __real_io_uring_queue_exit(struct io_uring *ring);
 
 int __wrap_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags);
+ssize_t __real_preadv64(int fd, const struct iovec *iov, int n, off_t off);
+ssize_t __wrap_preadv64(int fd, const struct iovec *iov, int n, off_t off);
+
+ssize_t __wrap_preadv64(int fd, const struct iovec *iov, int n, off_t off)
+{
+	if (fault_mode == M_PREADV &&
+	    __atomic_add_fetch(&preadv_calls, 1, __ATOMIC_RELAXED) == fault_nth) {
+		__atomic_add_fetch(&injected, 1, __ATOMIC_RELAXED);
+		errno = fault_errno;
+		return -1;
+	}
+	return __real_preadv64(fd, iov, n, off);
+}
 int __wrap_io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
 void __wrap_io_uring_queue_exit(struct io_uring *ring);
 
@@ -161,8 +178,8 @@ void __wrap_io_uring_queue_exit(struct io_uring *ring)
 /* ------------------------------------------------------------ fixture */
 
 static char tmpdir[] = "/tmp/fvm-test-uring-fault-XXXXXX";
-static char snap[256];
-static uint8_t *ram;
+static char snap[256], ksnap[256];
+static uint8_t *ram, key[FVM_KEY_BYTES];
 
 static int setup(void **state)
 {
@@ -188,6 +205,18 @@ static int setup(void **state)
 	assert_int_equal(fvm_writer_write_block(w, id, ram), 0);
 	assert_int_equal(fvm_writer_finish(w), 0);
 	fvm_writer_free(w);
+	if (fvm_auth_available()) { /* the same bytes, authenticated */
+		for (size_t i = 0; i < sizeof(key); i++)
+			key[i] = (uint8_t)(i * 37 + 5);
+		snprintf(ksnap, sizeof(ksnap), "%s/keyed.fvm", tmpdir);
+		wo.key = key;
+		assert_int_equal(fvm_writer_open_path(&w, ksnap, &wo), 0);
+		assert_int_equal(fvm_writer_add_block(w, "pc.ram", (uint64_t)PAGES * PAGE, PAGE, &id),
+				 0);
+		assert_int_equal(fvm_writer_write_block(w, id, ram), 0);
+		assert_int_equal(fvm_writer_finish(w), 0);
+		fvm_writer_free(w);
+	}
 	return 0;
 }
 
@@ -195,6 +224,8 @@ static int teardown(void **state)
 {
 	(void)state;
 	unlink(snap);
+	if (ksnap[0])
+		unlink(ksnap);
 	rmdir(tmpdir);
 	free(ram);
 	return 0;
@@ -222,17 +253,20 @@ static struct result load(enum mode m, int err, unsigned nth, int backend)
 	fault_mode = m;
 	fault_errno = err;
 	fault_nth = nth;
-	submit_calls = cqe_seen = injected = 0;
+	submit_calls = cqe_seen = injected = preadv_calls = 0;
 	exit_checked = exit_inflight = exit_unreaped = 0;
 	t.queue_depth = 8;
 	t.chunk_bytes = 16 << 10;
 	o.backend = backend;
+	o.flags = load_flags;
 	o.tuning = &t;
 	mp.name = "pc.ram";
 	mp.addr = mem;
 	mp.length = len;
 	res.st = (fvm_load_stats)FVM_LOAD_STATS_INIT;
-	assert_int_equal(fvm_reader_open(&r, snap), 0);
+	assert_int_equal(fvm_reader_open(&r, load_keyed ? ksnap : snap), 0);
+	if (load_keyed)
+		assert_int_equal(fvm_reader_set_key(r, key, sizeof(key)), 0);
 	res.rc = fvm_load(r, &mp, 1, &o, &res.st);
 	snprintf(res.detail, sizeof(res.detail), "%s", res.rc ? fvm_error_detail() : "");
 	res.same = memcmp(mem, ram, len) == 0;
@@ -399,6 +433,53 @@ static void test_submit_and_wait_fail(void **state)
 	}
 }
 
+/*
+ * O_DIRECT refused at read time: EINVAL from the nth read of an O_DIRECT
+ * load starts the load over buffered (st.direct 0 after) and it succeeds;
+ * without FVM_LOAD_DIRECT the same EINVAL fails the load.
+ */
+static void test_direct_einval(void **state)
+{
+	static const unsigned nths[] = { 1, 7, 60 };
+	struct result r;
+
+	(void)state;
+	load_flags = FVM_LOAD_DIRECT;
+	r = load(M_NONE, 0, 0, FVM_BACKEND_URING);
+	assert_int_equal(r.rc, 0);
+	if (!r.st.direct) {
+		load_flags = 0;
+		skip(); /* this file system refuses O_DIRECT at open: no fallback to test */
+	}
+	for (size_t i = 0; i < sizeof(nths) / sizeof(nths[0]); i++) {
+		struct result clean = load(M_NONE, 0, 0, FVM_BACKEND_URING);
+
+		r = load(M_CQE_ERR, EINVAL, nths[i], FVM_BACKEND_URING);
+		assert_int_equal(r.rc, 0);
+		assert_true(r.same);
+		assert_int_equal(r.st.direct, 0);
+		assert_true(r.st.bytes_read > clean.st.bytes_read); /* read again */
+	}
+	if (fvm_auth_available()) {
+		load_keyed = 1;
+		r = load(M_NONE, 0, 0, FVM_BACKEND_AUTO);
+		assert_int_equal(r.rc, 0);
+		assert_true(r.same);
+		assert_int_equal(r.st.direct, 1);
+		for (size_t i = 0; i < sizeof(nths) / sizeof(nths[0]); i++) {
+			r = load(M_PREADV, EINVAL, nths[i], FVM_BACKEND_AUTO);
+			assert_int_equal(r.rc, 0);
+			assert_true(r.same);
+			assert_int_equal(r.st.direct, 0);
+		}
+		load_keyed = 0;
+	}
+	load_flags = 0;
+	r = load(M_CQE_ERR, EINVAL, 7, FVM_BACKEND_URING);
+	assert_int_equal(r.rc, FVM_EIO);
+	assert_non_null(strstr(r.detail, strerror(EINVAL)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -411,6 +492,7 @@ int main(void)
 		cmocka_unit_test(test_submit_error_in_flight),
 		cmocka_unit_test(test_submit_error_nothing_taken),
 		cmocka_unit_test(test_submit_and_wait_fail),
+		cmocka_unit_test(test_direct_einval),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
