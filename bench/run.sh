@@ -53,6 +53,9 @@
 #   --inputs NAMES  a comma-separated subset of the inputs (real-guest,
 #             test-guest, frag-128M, frag-512M, zero-512M, dense-256M,
 #             2M-pages-512M): the others are not even packed
+#   --thp     destinations (and the references' memory) MADV_HUGEPAGE, as
+#             QEMU's guest RAM is (ram_block_add); default: the system's
+#             policy for anonymous memory, 4 KiB pages under Debian's madvise
 #   --smoke   the machinery on one tiny input (16 MiB), one device at
 #             400 MB/s, no save, scale or QEMU steps; OUTDIR then defaults
 #             to WORKDIR/out (tests/bench-smoke.sh)
@@ -61,7 +64,7 @@ set -u
 set -o pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/.." && pwd)
-RUNS=3 BUILD='' CACHE='' OUT='' W='' QEMU=1 EMMC=1 SMOKE=0 ONLY=loads,save,scale,qemu INPUTS=''
+RUNS=3 BUILD='' CACHE='' OUT='' W='' QEMU=1 EMMC=1 SMOKE=0 THP=0 ONLY=loads,save,scale,qemu INPUTS=''
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
 skip() { echo "bench/run.sh: $*" >&2; exit 77; }
 usage() { sed -n '/^# Usage:/,/^# Exit/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -77,6 +80,7 @@ while [ $# -gt 0 ]; do
 	--only) ONLY=${2:-}; shift 2 ;;
 	--inputs) INPUTS=${2:-}; shift 2 ;;
 	--smoke) SMOKE=1; shift ;;
+	--thp) THP=1; shift ;;
 	-h | --help) usage ;;
 	*) usage ;;
 	esac
@@ -245,6 +249,11 @@ fi
 [ $SMOKE = 1 ] || settle >/dev/null
 BENCH_PLAIN=(--no-memory --backend 'uring,lazy-map' --prefetch --json)
 BENCH_CODEC=(--no-memory --backend uring --json)
+STOCK_THP=
+if [ $THP = 1 ]; then
+	BENCH_PLAIN+=(--thp) BENCH_CODEC+=(--thp) STOCK_THP=--thp
+	echo "note: every destination and reference buffer MADV_HUGEPAGE (--thp), as QEMU's guest RAM" >>"$W/notes.txt"
+fi
 # bench_round DEV CACHEFLAG ROUND FILEFN: FILEFN NAME VARIANT gives the path
 # On an emulated device every run starts with the throttle's burst used up:
 # the first read after a pause (the reference, as each run begins with it)
@@ -273,7 +282,7 @@ bench_round() {
 			[ "$flag" = --cold ] && cflag=--cold
 			before_run "$dev"
 			# shellcheck disable=SC2086
-			"$STOCKREF" $cflag "$f" >"$o/stock.$i.txt" 2>&1 || die "stock_load_ref of $dev $name failed"
+			"$STOCKREF" $cflag $STOCK_THP "$f" >"$o/stock.$i.txt" 2>&1 || die "stock_load_ref of $dev $name failed"
 		fi
 	done <"$W/inputs.txt"
 }
@@ -423,7 +432,7 @@ if [ $SMOKE = 0 ] && want scale; then
 			s=${SCALE[$(((i + k) % 3))]}
 			progress "scale round $i/$((3 * RUNS)): $s"
 			settle >/dev/null
-			"$FVMSNAP" bench -n 1 --no-memory --backend uring --json "$W/scale/$s.fvm" \
+			"$FVMSNAP" bench -n 1 --no-memory --backend uring --json ${STOCK_THP:+--thp} "$W/scale/$s.fvm" \
 				>"$W/raw/scale-$s.$i.json" || die "bench of $s failed"
 		done
 	done
