@@ -252,8 +252,16 @@ static int run(struct fvm_exec *x, int *backend, fvm_load_stats *st)
  * A map over the caller's memory replaced its mapping, and with it what the
  * caller had set there: make those settings again over each whole mapping
  * (the parts not mapped over keep theirs; setting them twice is harmless).
+ *
+ * Except MADV_HUGEPAGE after a lazy map: over a file mapping it makes every
+ * first fault in a 2 MiB range read that range whole, and start reading the
+ * next one (4 MiB from one touch here, whatever the device's read_ahead_kb),
+ * where a fault should cost the page and the device's readahead. On the
+ * emulated 137 MB/s eMMC, QEMU's two touches of guest RAM before its VM is
+ * paused read 4 MiB of the snapshot with it and 256 KiB without (BENCHMARKS
+ * 9, session 7). The parts not mapped over keep the caller's setting.
  */
-static int keep_settings(const struct fvm_map *maps, size_t n, const char *file)
+static int keep_settings(const struct fvm_map *maps, size_t n, const char *file, int lazy)
 {
 	for (size_t k = 0; k < n; k++) {
 		const struct fvm_map *mp = &maps[k];
@@ -263,7 +271,7 @@ static int keep_settings(const struct fvm_map *maps, size_t n, const char *file)
 
 		if (!mp->length || (mp->flags & (FVM_MAP_SHARED | FVM_MAP_HUGETLB)))
 			continue; /* never mapped over */
-		if (mp->flags & FVM_MAP_HUGEPAGE)
+		if ((mp->flags & FVM_MAP_HUGEPAGE) && !lazy)
 			(void)madvise((void *)a, len, MADV_HUGEPAGE);
 		if (mp->flags & FVM_MAP_MERGEABLE)
 			(void)madvise((void *)a, len, MADV_MERGEABLE);
@@ -532,7 +540,7 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	if (copying)
 		fvm_plan_small_pages(&p, 0);
 	if (st->mapped_bytes) {
-		int k = keep_settings(maps, n_maps, m->file);
+		int k = keep_settings(maps, n_maps, m->file, !!(o->flags & FVM_LOAD_LAZY));
 
 		if (!rc)
 			rc = k;

@@ -541,6 +541,8 @@ enum fvm_mapping_flags {
 	 * effort, as in QEMU (a kernel without THP or KSM refuses them);
 	 * DONTDUMP, DONTFORK and LOCKED are promises, and the load fails when one cannot be kept. LOCKED reads
 	 * every mapped page (mlock populates), so a lazy load is then eager.
+	 * A lazy map leaves HUGEPAGE off the runs it maps (the rest keeps
+	 * it): on a file mapping it makes each first fault read 2-4 MiB.
 	 * Loads that copy keep the settings; with HUGEPAGE, a mapping less
 	 * than half of which is data is loaded with MADV_NOHUGEPAGE and
 	 * MADV_HUGEPAGE is set again after: every 2 MiB page a copy faults in
