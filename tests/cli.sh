@@ -542,6 +542,7 @@ mkfifo term.fifo
 pid=$!
 { head -c 300000 term.fvm; sleep 1.5; tail -c +300001 term.fvm; } >term.fifo &
 feeder=$!
+catching $pid || fail "unpack never caught SIGTERM"
 sleep 0.7
 kill -TERM $pid
 wait $pid

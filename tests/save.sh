@@ -16,6 +16,8 @@
 # Usage: save.sh FVMSNAP. Exit 77 without qemu-system-x86_64 (or that
 # QEMU 10.0) or socat.
 set -u
+# shellcheck source=tests/cli-lib.sh
+. "$(dirname "$(realpath "$0")")/cli-lib.sh"
 
 FVMSNAP=$(realpath "$1")
 QEMU=qemu-system-x86_64
@@ -42,8 +44,6 @@ trap cleanup EXIT
 cd "$W" || exit 1
 export FVM_TEST=1
 
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # qemu_start RAMFILE SIZE [-S]: a QEMU whose RAM is RAMFILE (shared)
 qemu_start() {
@@ -143,6 +143,7 @@ for delay in 0.05 0.1 0.2 0.3 0.5 0.8; do
 	cp old.fvm kill/s.fvm
 	"$FVMSNAP" save -q --qmp qmp.sock -o kill/s.fvm 2>err.log &
 	pid=$!
+	catching "$pid" || fail "fvmsnap save never caught SIGTERM"
 	sleep "$delay"
 	kill -TERM "$pid" 2>/dev/null
 	wait "$pid"
