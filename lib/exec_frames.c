@@ -8,9 +8,10 @@
  * goes through the decoding thread's frame buffer and is copied out.
  *
  * Threads: the caller's thread drives the reads and calls progress; the
- * others decode. When every buffer waits to be decoded and nothing is in
- * flight, the reading thread decodes too, so the load finishes even when
- * no thread could be made. Memory beyond the destination: bufs x SPAN
+ * others decode. While its reads are in flight, the reading thread decodes
+ * a buffer that every other decoder is too busy to take (take_spare); when
+ * every buffer waits to be decoded and nothing is in flight, it decodes
+ * too, so the load finishes even when no thread could be made. Memory beyond the destination: bufs x SPAN
  * plus one frame (at most 1 MiB) per thread, which the defaults keep
  * within 16 MiB (6 buffers, fewer with many threads; at most 8 threads
  * unless asked), plus the plan (a few dozen bytes per frame).
@@ -80,6 +81,7 @@ struct fx {
 	pthread_cond_t cv;
 	unsigned *ready, nready;  /* buffers read, waiting to be decoded */
 	unsigned *freel, nfree;   /* buffers to read into */
+	unsigned idle;            /* decoders waiting for a ready buffer */
 	int io_done;
 	struct fvm_err_kept err;  /* the first error, with its thread's detail */
 };
@@ -234,8 +236,11 @@ static void decoder(struct fx *f, unsigned t)
 		unsigned b;
 
 		pthread_mutex_lock(&f->mu);
-		while (!f->nready && !f->io_done)
+		while (!f->nready && !f->io_done) {
+			f->idle++;
 			pthread_cond_wait(&f->cv, &f->mu);
+			f->idle--;
+		}
 		if (!f->nready) {
 			pthread_mutex_unlock(&f->mu);
 			return;
@@ -283,6 +288,24 @@ static unsigned take_free(struct fx *f, unsigned inflight)
 		}
 		pthread_cond_wait(&f->cv, &f->mu);
 	}
+	pthread_mutex_unlock(&f->mu);
+	return b;
+}
+
+/*
+ * A ready buffer that no waiting decoder will take (every decoder is busy),
+ * for the reading thread to decode while its reads are in flight; else
+ * UINT32_MAX. With one decoder per CPU and the caller's thread among them,
+ * the caller's thread would otherwise only wait on the ring, and a 2-CPU
+ * machine decode on one core while the device is read.
+ */
+static unsigned take_spare(struct fx *f)
+{
+	unsigned b = UINT32_MAX;
+
+	pthread_mutex_lock(&f->mu);
+	if (f->nready > f->idle && !f->err.rc)
+		b = f->ready[--f->nready];
 	pthread_mutex_unlock(&f->mu);
 	return b;
 }
@@ -382,7 +405,16 @@ static void read_uring(struct fx *f, struct io_uring *ring)
 		}
 		if (!inflight)
 			break;
-		rc = io_uring_wait_cqe(ring, &cqe);
+		rc = io_uring_peek_cqe(ring, &cqe);
+		if (rc == -EAGAIN) {
+			unsigned b = take_spare(f);
+
+			if (b != UINT32_MAX) {
+				decode_and_free(f, b, 0);
+				continue;
+			}
+			rc = io_uring_wait_cqe(ring, &cqe);
+		}
 		if (rc < 0) {
 			/* reads in flight write into the caller's memory: keep
 			 * waiting for them (EINTR), whatever else failed */

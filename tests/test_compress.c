@@ -8,6 +8,8 @@
  * read_pages, verified, streamed through a pipe; the mmap backend is
  * refused with a reason; and damaged frames (a stored byte, a CRC, a
  * stored_len) are refused naming the frame, by load, verify and stream.
+ * A larger file is loaded from the disk with two reads in flight, on one
+ * thread and on two.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -402,6 +404,66 @@ static void test_damage(void **state)
 	tu_guard_free(r2, 2 * PAGE);
 }
 
+/*
+ * Several spans, two reads in flight, read from the disk (the file's pages
+ * dropped from the page cache first), on one thread and on two: the
+ * reading thread decodes a span that arrives while its other read is in
+ * flight (take_spare) or once both have arrived, as the timing goes; every
+ * byte lands where it belongs either way.
+ */
+static void test_spans_in_flight(void **state)
+{
+	const uint64_t pages = 6144; /* 24 MiB: several 2 MiB spans */
+	const uint64_t len = pages * PAGE;
+	uint8_t *mem = malloc(len), *ram = tu_guard_alloc(len, 0xa5);
+	fvm_write_options o = FVM_WRITE_OPTIONS_INIT;
+	struct tu_rng rng;
+	fvm_writer *w;
+	fvm_reader *r;
+	char path[512];
+	uint32_t b;
+	int codec = fvm_codec_available(FVM_CODEC_ZSTD) ? FVM_CODEC_ZSTD : FVM_CODEC_LZ4;
+
+	(void)state;
+	assert_non_null(mem);
+	tu_rng_seed(&rng, 11);
+	fill(mem, pages, &rng);
+	path_of(path, sizeof(path), "spans.fvm");
+	o.codec = (uint32_t)codec;
+	o.frame_bytes = 1u << 20;
+	assert_int_equal(fvm_writer_open_path(&w, path, &o), 0); /* fsynced: clean pages */
+	assert_int_equal(fvm_writer_add_block(w, "pc.ram", len, PAGE, &b), 0);
+	assert_int_equal(fvm_writer_write_block(w, b, mem), 0);
+	assert_int_equal(fvm_writer_finish(w), 0);
+	fvm_writer_free(w);
+	for (unsigned th = 1; th <= 2; th++) {
+		fvm_mapping m = FVM_MAPPING_INIT;
+		fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
+		fvm_load_tuning tu = FVM_LOAD_TUNING_INIT;
+		fvm_load_stats st = FVM_LOAD_STATS_INIT;
+		int fd = open(path, O_RDONLY);
+
+		assert_true(fd >= 0);
+		assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+		close(fd);
+		assert_int_equal(fvm_reader_open(&r, path), 0);
+		memset(ram, 0xa5, len);
+		m.name = "pc.ram";
+		m.addr = ram;
+		m.length = len;
+		lo.zero_policy = FVM_ZERO_MEMSET;
+		tu.threads = th;
+		tu.queue_depth = 2;
+		lo.tuning = &tu;
+		assert_int_equal(fvm_load(r, &m, 1, &lo, &st), 0);
+		assert_memory_equal(ram, mem, len);
+		assert_true(st.bytes_read > 0 && st.bytes_read < len);
+		fvm_reader_free(r);
+	}
+	free(mem);
+	tu_guard_free(ram, len);
+}
+
 /* Options that make no sense are refused before anything is written. */
 static void test_options(void **state)
 {
@@ -453,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_zstd),
 		cmocka_unit_test(test_lz4),
 		cmocka_unit_test(test_damage),
+		cmocka_unit_test(test_spans_in_flight),
 		cmocka_unit_test(test_options),
 	};
 
