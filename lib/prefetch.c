@@ -2,16 +2,31 @@
  * fvm_prefetch (fastvm.h): the page cache filled in file order behind a
  * lazy load. The payload ranges of the index's DATA extents are sorted by
  * file offset and merged where they touch (or nearly: a gap of a segment
- * header is read through), then read in pieces of PIECE bytes by one
- * thread, which checks for cancellation between pieces. A piece is mapped
- * and populated (MADV_POPULATE_READ, Linux 5.14): the kernel reads it into
- * the page cache and the call returns when it is there, without a copy;
- * older kernels read it with pread into a buffer. (readahead(2) and
- * WILLNEED only start reads, capped by the device's readahead size: the
- * pages are not resident when they return, as tests/test_prefetch.c saw.)
- * The faults of the lazily mapped guest memory then find their pages in
- * the page cache. Memory: the list of ranges (16 bytes per merged range),
- * and PIECE bytes on the pread path.
+ * header is read through), then read by one thread, which checks for
+ * cancellation between pieces.
+ *
+ * The guest's faults must not queue behind the prefetch: on slow flash
+ * every byte the prefetch has in flight when a fault comes is read before
+ * that fault's own pages (a plain-order snapshot on the emulated 137 MB/s
+ * eMMC reached its first heartbeat 0.66-0.70 s after cont with the kernel's
+ * readahead driving the prefetch, 0.26-0.29 s without any prefetch;
+ * doc/BENCHMARKS.md 9). So the thread starts paced: reads of PACED bytes,
+ * one at a time, through a file description of its own with readahead off
+ * (POSIX_FADV_RANDOM: a read is the bytes asked for, no more in flight),
+ * and before each read it waits while the process's other threads are
+ * taking major faults (a vCPU reading guest pages from the device), at
+ * most YIELD_MAX steps of 1 ms per read, so that it always moves on. When
+ * the paced reads of a PROBE window come in at FAST_RATE or more (a fast
+ * device, or the page cache already holds them), faults are cheap and
+ * the thread goes fast: pieces of FAST bytes of the reader's own fd
+ * mapped and populated (MADV_POPULATE_READ, Linux 5.14), the kernel's
+ * readahead keeping the device busy, without a copy; older kernels read
+ * them with pread into a buffer. (readahead(2) and WILLNEED only start
+ * reads, capped by the device's readahead size: the pages are not
+ * resident when they return, as tests/test_prefetch.c saw.) Without a
+ * file description of its own (the reopen through /proc/self/fd failed)
+ * it is fast from the start. Memory: the list of ranges (16 bytes per
+ * merged range), and one buffer of FAST bytes on the pread paths.
  *
  * After the lazy load of an authenticated file the pages are not the page
  * cache's but installed one by one, checked, by that load's handler
@@ -25,14 +40,22 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
 #include "reader.h"
 #include "uffd.h"
 
-#define PIECE (2u << 20)
+#define FAST (2u << 20)
+#define PACED (256u << 10)
+#define PROBE (8u << 20)
+#define FAST_RATE 400000000u /* bytes per second: a device faults are cheap on */
+#define YIELD_MAX 20
 #define GAP (64u << 10)
 
 struct range {
@@ -42,6 +65,10 @@ struct range {
 struct fvm_prefetch {
 	struct fvm_uffd *u;     /* an authenticated lazy load's fill, or NULL */
 	int fd;
+	int pfd;                /* the paced reads' own file description, or -1 */
+	int fast, no_populate;
+	long flt;               /* major faults of the other threads, last seen */
+	uint8_t *buf;
 	const char *file;
 	struct range *r;
 	size_t n;
@@ -61,26 +88,12 @@ static int range_cmp(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* Bring k bytes at off into the page cache; 0 or an errno. */
-static int populate(struct fvm_prefetch *p, uint64_t off, uint64_t k, uint8_t **buf)
+static int read_all(struct fvm_prefetch *p, int fd, uint64_t off, uint64_t k)
 {
-	void *m;
-	int e = 0;
-
-	if (!*buf) {
-		m = mmap(NULL, (size_t)k, PROT_READ, MAP_SHARED, p->fd, (off_t)off);
-		if (m != MAP_FAILED) {
-			e = madvise(m, (size_t)k, MADV_POPULATE_READ) ? errno : 0;
-			munmap(m, (size_t)k);
-			if (e != EINVAL && e != ENOSYS)
-				return e == EFAULT ? EIO : e; /* EFAULT: the file is shorter */
-		}
-		*buf = malloc(PIECE); /* a kernel before 5.14: read it */
-		if (!*buf)
-			return ENOMEM;
-	}
+	if (!p->buf && !(p->buf = malloc(FAST)))
+		return ENOMEM;
 	while (k) {
-		ssize_t r = pread(p->fd, *buf, (size_t)k, (off_t)off);
+		ssize_t r = pread(fd, p->buf, (size_t)k, (off_t)off);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -92,16 +105,75 @@ static int populate(struct fvm_prefetch *p, uint64_t off, uint64_t k, uint8_t **
 	return 0;
 }
 
+/* Bring k (<= FAST) bytes at off into the page cache; 0 or an errno. */
+static int read_piece(struct fvm_prefetch *p, uint64_t off, uint64_t k)
+{
+	void *m;
+	int e;
+
+	if (!p->fast)
+		return read_all(p, p->pfd, off, k);
+	if (p->no_populate)
+		return read_all(p, p->fd, off, k);
+	m = mmap(NULL, (size_t)k, PROT_READ, MAP_SHARED, p->fd, (off_t)off);
+	if (m != MAP_FAILED) {
+		e = madvise(m, (size_t)k, MADV_POPULATE_READ) ? errno : 0;
+		munmap(m, (size_t)k);
+		if (e != EINVAL && e != ENOSYS)
+			return e == EFAULT ? EIO : e; /* EFAULT: the file is shorter */
+	}
+	p->no_populate = 1; /* a kernel before 5.14: read it */
+	return read_all(p, p->fd, off, k);
+}
+
+/* Major faults of the process's threads other than this one. */
+static long others_faults(void)
+{
+	struct rusage all, me;
+
+	if (getrusage(RUSAGE_SELF, &all) || getrusage(RUSAGE_THREAD, &me))
+		return 0;
+	return all.ru_majflt - me.ru_majflt;
+}
+
+/* Wait while other threads take major faults: 1 ms steps, YIELD_MAX at most. */
+static void yield_to_faults(struct fvm_prefetch *p)
+{
+	for (int i = 0; i < YIELD_MAX && !atomic_load(&p->cancel); i++) {
+		long f = others_faults();
+		struct timespec ms = { 0, 1000000 };
+
+		if (f == p->flt)
+			return;
+		p->flt = f;
+		nanosleep(&ms, NULL);
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static void *run(void *arg)
 {
 	struct fvm_prefetch *p = arg;
-	uint8_t *buf = NULL;
+	uint64_t probed = 0, spent = 0;
 
+	p->flt = others_faults();
 	for (size_t i = 0; i < p->n && !atomic_load(&p->cancel); i++)
 		for (uint64_t at = 0; at < p->r[i].len && !atomic_load(&p->cancel);) {
-			uint64_t k = p->r[i].len - at < PIECE ? p->r[i].len - at : PIECE;
-			int e = populate(p, p->r[i].off + at, k, &buf);
+			uint64_t piece = p->fast ? FAST : PACED;
+			uint64_t k = p->r[i].len - at < piece ? p->r[i].len - at : piece;
+			uint64_t t;
+			int e;
 
+			yield_to_faults(p);
+			t = now_ns();
+			e = read_piece(p, p->r[i].off + at, k);
 			if (e == EINTR || e == EAGAIN)
 				continue;
 			if (e) {
@@ -109,13 +181,46 @@ static void *run(void *arg)
 				p->err_off = p->r[i].off + at;
 				goto out;
 			}
+			if (!p->fast) { /* judge the device on each PROBE window */
+				probed += k;
+				spent += now_ns() - t;
+				if (probed >= PROBE) {
+					if (probed * 1000000000u >= (uint64_t)FAST_RATE * (spent ? spent : 1)) {
+						p->fast = 1;
+						(void)posix_fadvise(p->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+					}
+					probed = spent = 0;
+				}
+			}
 			at += k;
 			atomic_fetch_add(&p->done, k);
 		}
 out:
-	free(buf);
 	atomic_store(&p->ended, 1);
 	return NULL;
+}
+
+/*
+ * A file description of the reader's file for the paced reads alone, with
+ * readahead off; -1 where the file cannot be opened again.
+ */
+static int own_fd(int fd)
+{
+	char path[64];
+	struct stat a, b;
+	int o;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	o = open(path, O_RDONLY | O_CLOEXEC);
+	if (o < 0)
+		return -1;
+	if (fstat(fd, &a) || fstat(o, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino ||
+	    !S_ISREG(b.st_mode)) {
+		close(o);
+		return -1;
+	}
+	(void)posix_fadvise(o, 0, 0, POSIX_FADV_RANDOM);
+	return o;
 }
 
 int fvm_prefetch_start(fvm_reader *r, uint32_t flags, fvm_prefetch **out)
@@ -181,8 +286,14 @@ int fvm_prefetch_start(fvm_reader *r, uint32_t flags, fvm_prefetch **out)
 		p->total += p->r[i].len;
 	p->fd = r->fd;
 	p->file = m->file;
-	(void)posix_fadvise(p->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	p->pfd = own_fd(r->fd);
+	if (p->pfd < 0) {
+		p->fast = 1;
+		(void)posix_fadvise(p->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	}
 	if (pthread_create(&p->t, NULL, run, p)) {
+		if (p->pfd >= 0)
+			close(p->pfd);
 		free(p->r);
 		free(p);
 		return fvm_err(FVM_EUNSUPPORTED, "%s: prefetch: no thread", m->file);
@@ -236,6 +347,9 @@ void fvm_prefetch_free(fvm_prefetch *p)
 	atomic_store(&p->cancel, 1);
 	if (!p->joined)
 		pthread_join(p->t, NULL);
+	if (p->pfd >= 0)
+		close(p->pfd);
+	free(p->buf);
 	free(p->r);
 	free(p);
 }

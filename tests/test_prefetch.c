@@ -2,7 +2,8 @@
  * fvm_prefetch behind a lazy load: a snapshot whose page cache was dropped
  * is mapped lazily, the prefetch reads its runs, and afterwards every data
  * page of the file is resident (mincore) and the memory holds the
- * snapshot's bytes; a prefetch freed at once is cancelled cleanly; a
+ * snapshot's bytes, also while this thread faults the pages in from the
+ * other end; a prefetch freed at once is cancelled cleanly; a
  * compressed file and a stream reader are refused.
  */
 #include <fcntl.h>
@@ -110,6 +111,49 @@ static void test_prefetch(void **state)
 	tu_guard_free(dst, (size_t)PAGES * PAGE);
 }
 
+/*
+ * The guest faulting while the prefetch runs: this thread touches the
+ * lazily mapped pages from the last one back (each a major fault while
+ * the page cache lacks it), so the prefetch's thread sees another thread's
+ * major faults and waits between its reads (yield_to_faults); it still
+ * reads every run, and every byte is the snapshot's.
+ */
+static void test_faulting(void **state)
+{
+	fvm_mapping m = FVM_MAPPING_INIT;
+	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
+	uint8_t *dst = tu_guard_alloc((size_t)PAGES * PAGE, -1);
+	uint64_t done = 0, total = 0, n, sum = 0;
+	fvm_prefetch *p;
+	fvm_reader *r;
+	int ended = 0;
+
+	(void)state;
+	drop_cache(path);
+	assert_int_equal(fvm_reader_open(&r, path), 0);
+	m.name = "pc.ram";
+	m.addr = dst;
+	m.length = (uint64_t)PAGES * PAGE;
+	m.flags = FVM_MAP_ZERO;
+	lo.backend = FVM_BACKEND_MMAP;
+	lo.flags = FVM_LOAD_LAZY;
+	assert_int_equal(fvm_load(r, &m, 1, &lo, NULL), 0);
+	assert_int_equal(fvm_prefetch_start(r, 0, &p), 0);
+	for (uint64_t i = PAGES; i-- > 0;)
+		sum += ((volatile uint8_t *)dst)[i * PAGE + i % PAGE];
+	assert_int_equal(fvm_prefetch_wait(p), 0);
+	assert_int_equal(fvm_prefetch_status(p, &done, &total, &ended), 0);
+	assert_true(ended);
+	assert_int_equal(done, total);
+	assert_true(resident(path, &n) * PAGE >= total);
+	assert_memory_equal(dst, want, (size_t)PAGES * PAGE);
+	print_message("touched %u pages backwards while the prefetch ran (sum %llu)\n", PAGES,
+		      (unsigned long long)sum);
+	fvm_prefetch_free(p);
+	fvm_reader_free(r);
+	tu_guard_free(dst, (size_t)PAGES * PAGE);
+}
+
 static void test_cancel(void **state)
 {
 	fvm_prefetch *p;
@@ -195,6 +239,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_prefetch),
+		cmocka_unit_test(test_faulting),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_refused),
 	};

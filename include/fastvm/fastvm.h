@@ -715,9 +715,13 @@ FVM_API int fvm_verify(fvm_reader *r, fvm_progress_fn progress, void *ctx);
 
 /*
  * Prefetch after a lazy load (FVM_LOAD_LAZY): a thread reads the file's
- * data runs in file order, in large reads, into the page cache, so that
- * the guest runs at once and its first touches of a page rarely wait for
- * the device (on flash, faults one page at a time are 4 KiB random reads).
+ * data runs in file order into the page cache, so that the guest runs at
+ * once and its first touches of a page rarely wait for the device (on
+ * flash, faults one page at a time are 4 KiB random reads). On a slow
+ * device it reads 256 KiB at a time and waits while other threads of the
+ * process take major faults, so the guest's faults do not queue behind it;
+ * on a fast one (400 MB/s or more) 2 MiB pieces, the kernel's readahead
+ * behind them.
  * It stops when every run has been read, at the first read error, or when
  * cancelled. The reader must outlive the prefetch (fvm_prefetch_free
  * first). Plain runs only: a compressed file is never lazily mapped.
