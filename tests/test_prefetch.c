@@ -72,10 +72,27 @@ static void drop_cache(const char *p)
 	close(fd);
 }
 
-static void test_prefetch(void **state)
+/* The snapshot mapped lazily over dst, its prefetch started. */
+static fvm_reader *lazy_prefetch(uint8_t *dst, fvm_prefetch **p)
 {
 	fvm_mapping m = FVM_MAPPING_INIT;
 	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
+	fvm_reader *r;
+
+	assert_int_equal(fvm_reader_open(&r, path), 0);
+	m.name = "pc.ram";
+	m.addr = dst;
+	m.length = (uint64_t)PAGES * PAGE;
+	m.flags = FVM_MAP_ZERO;
+	lo.backend = FVM_BACKEND_MMAP;
+	lo.flags = FVM_LOAD_LAZY;
+	assert_int_equal(fvm_load(r, &m, 1, &lo, NULL), 0);
+	assert_int_equal(fvm_prefetch_start(r, 0, p), 0);
+	return r;
+}
+
+static void test_prefetch(void **state)
+{
 	uint8_t *dst = tu_guard_alloc((size_t)PAGES * PAGE, -1);
 	uint64_t done = 0, total = 0, before, after, n;
 	fvm_prefetch *p;
@@ -85,15 +102,7 @@ static void test_prefetch(void **state)
 	(void)state;
 	drop_cache(path);
 	before = resident(path, &n);
-	assert_int_equal(fvm_reader_open(&r, path), 0);
-	m.name = "pc.ram";
-	m.addr = dst;
-	m.length = (uint64_t)PAGES * PAGE;
-	m.flags = FVM_MAP_ZERO;
-	lo.backend = FVM_BACKEND_MMAP;
-	lo.flags = FVM_LOAD_LAZY;
-	assert_int_equal(fvm_load(r, &m, 1, &lo, NULL), 0);
-	assert_int_equal(fvm_prefetch_start(r, 0, &p), 0);
+	r = lazy_prefetch(dst, &p);
 	assert_int_equal(fvm_prefetch_wait(p), 0);
 	assert_int_equal(fvm_prefetch_status(p, &done, &total, &ended), 0);
 	assert_true(ended);
@@ -120,8 +129,6 @@ static void test_prefetch(void **state)
  */
 static void test_faulting(void **state)
 {
-	fvm_mapping m = FVM_MAPPING_INIT;
-	fvm_load_options lo = FVM_LOAD_OPTIONS_INIT;
 	uint8_t *dst = tu_guard_alloc((size_t)PAGES * PAGE, -1);
 	uint64_t done = 0, total = 0, n, sum = 0;
 	fvm_prefetch *p;
@@ -130,15 +137,7 @@ static void test_faulting(void **state)
 
 	(void)state;
 	drop_cache(path);
-	assert_int_equal(fvm_reader_open(&r, path), 0);
-	m.name = "pc.ram";
-	m.addr = dst;
-	m.length = (uint64_t)PAGES * PAGE;
-	m.flags = FVM_MAP_ZERO;
-	lo.backend = FVM_BACKEND_MMAP;
-	lo.flags = FVM_LOAD_LAZY;
-	assert_int_equal(fvm_load(r, &m, 1, &lo, NULL), 0);
-	assert_int_equal(fvm_prefetch_start(r, 0, &p), 0);
+	r = lazy_prefetch(dst, &p);
 	for (uint64_t i = PAGES; i-- > 0;)
 		sum += ((volatile uint8_t *)dst)[i * PAGE + i % PAGE];
 	assert_int_equal(fvm_prefetch_wait(p), 0);
