@@ -11,7 +11,8 @@
  * others decode. While its reads are in flight, the reading thread decodes
  * a buffer that every other decoder is too busy to take (take_spare); when
  * every buffer waits to be decoded and nothing is in flight, it decodes
- * too, so the load finishes even when no thread could be made. Memory beyond the destination: bufs x SPAN
+ * too, so the load finishes even when no thread could be made. Memory
+ * beyond the destination: bufs x SPAN
  * plus one frame (at most 1 MiB) per thread, which the defaults keep
  * within 16 MiB (6 buffers, fewer with many threads; at most 8 threads
  * unless asked), plus the plan (a few dozen bytes per frame).

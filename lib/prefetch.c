@@ -7,10 +7,10 @@
  *
  * The guest's faults must not queue behind the prefetch: on slow flash
  * every byte the prefetch has in flight when a fault comes is read before
- * that fault's own pages (a plain-order snapshot on the emulated 137 MB/s
- * eMMC reached its first heartbeat 0.66-0.70 s after cont with the kernel's
- * readahead driving the prefetch, 0.26-0.29 s without any prefetch;
- * doc/BENCHMARKS.md 9). So the thread starts paced: reads of PACED bytes,
+ * that fault's own pages (with the kernel's readahead driving the
+ * prefetch, a plain-order snapshot on the emulated 137 MB/s eMMC reached
+ * its first heartbeat up to twice as late as without any prefetch;
+ * doc/BENCHMARKS.md 9, session 8). So the thread starts paced: reads of PACED bytes,
  * one at a time, through a file description of its own with readahead off
  * (POSIX_FADV_RANDOM: a read is the bytes asked for, no more in flight),
  * and before each read it waits while the process's other threads are
@@ -54,7 +54,7 @@
 #define FAST (2u << 20)
 #define PACED (256u << 10)
 #define PROBE (8u << 20)
-#define FAST_RATE 400000000u /* bytes per second: a device faults are cheap on */
+#define FAST_RATE 400000000u /* bytes per second: faults are cheap from here on */
 #define YIELD_MAX 20
 #define GAP (64u << 10)
 
@@ -185,7 +185,7 @@ static void *run(void *arg)
 				probed += k;
 				spent += now_ns() - t;
 				if (probed >= PROBE) {
-					if (probed * 1000000000u >= (uint64_t)FAST_RATE * (spent ? spent : 1)) {
+					if (probed * 1000000000u / (spent ? spent : 1) >= FAST_RATE) {
 						p->fast = 1;
 						(void)posix_fadvise(p->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 					}
