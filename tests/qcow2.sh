@@ -205,12 +205,27 @@ fi
 # convert refuse it as qemu-img does, and read it with -U (--force-share).
 img=$tmp/locked.qcow2
 cp "$tmp/snap1.qcow2" "$img"
-qemu-system-x86_64 -nodefaults -M pc -m 32M -S -display none -monitor none \
-	-drive file="$img",if=none,format=qcow2,id=d0 >"$tmp/qemu-lock.log" 2>&1 &
-qpid=$!
-for _ in $(seq 100); do
-	qemu-img info "$img" >/dev/null 2>&1 || break # locked: QEMU is up
-	sleep 0.1
+# QEMU up and holding the lock (qemu-img info refuses the image), else its
+# log is shown and it is started again: CI once saw it gone at once, its
+# log lost with the work dir.
+qpid=
+for try in 1 2 3; do
+	qemu-system-x86_64 -nodefaults -M pc -m 32M -S -display none -monitor none \
+		-drive file="$img",if=none,format=qcow2,id=d0 >"$tmp/qemu-lock.log" 2>&1 &
+	qpid=$!
+	for _ in $(seq 100); do
+		kill -0 $qpid 2>/dev/null || break
+		qemu-img info "$img" >/dev/null 2>&1 || break # locked: QEMU is up
+		sleep 0.1
+	done
+	if kill -0 $qpid 2>/dev/null && ! qemu-img info "$img" >/dev/null 2>&1; then
+		break
+	fi
+	kill $qpid 2>/dev/null || true
+	st=0
+	wait $qpid || st=$?
+	echo "note: QEMU did not come up holding $img (status $st, try $try): $(cat "$tmp/qemu-lock.log")" >&2
+	[ $try -lt 3 ] || fail "locked: QEMU did not stay up to hold $img"
 done
 want="$img is in use by another process (QEMU holds its write lock); quit it first, or use --force-share (-U) to read the image anyway"
 for cmd in "list $img" "convert -q $img -s s1 -o $tmp/locked.fvm"; do
