@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -59,4 +60,12 @@ int fvm_src_read(struct fvm_src *s, void *buf, size_t n, const char *what)
 		s->pos += (uint64_t)k;
 	}
 	return 0;
+}
+
+uint64_t fvm_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

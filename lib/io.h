@@ -1,7 +1,8 @@
 /*
  * Raw I/O, the bottom layer: reading exactly n bytes at an offset, and a
  * byte source read front to back (a seekable file or a pipe). Errors name
- * the file, the structure being read and the offset.
+ * the file, the structure being read and the offset. And the monotonic
+ * clock that times reads.
  */
 #ifndef FVM_IO_H
 #define FVM_IO_H
@@ -26,5 +27,8 @@ struct fvm_src {
 
 /* Read exactly n bytes at s->pos and advance. */
 int fvm_src_read(struct fvm_src *s, void *buf, size_t n, const char *what);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t fvm_now_ns(void);
 
 #endif

@@ -24,7 +24,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "abi.h"
@@ -68,14 +67,6 @@
  * measure on other devices (fvmsnap bench --willneed N).
  */
 #define WILLNEED_DEFAULT 0
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 int fvm_load_cfg_check(const struct fvm_load_cfg *c)
 {
@@ -195,30 +186,6 @@ static int on_done(struct fvm_exec *x, size_t q)
 	}
 	c->done += c->p->req[q].len;
 	return report(c, c->done);
-}
-
-/* ------------------------------------------------------------ O_DIRECT */
-
-/* Reopen the same file with O_DIRECT; -1 when refused. */
-static int open_direct(struct fvm_reader *r)
-{
-	struct stat a, b;
-	char proc[64];
-	int fd;
-
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", r->fd);
-	fd = open(proc, O_RDONLY | O_DIRECT | O_CLOEXEC);
-	if (fd < 0 && r->path)
-		fd = open(r->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	/* through a path, make sure it is still the file we opened */
-	if (fstat(fd, &a) < 0 || fstat(r->fd, &b) < 0 || a.st_dev != b.st_dev ||
-	    a.st_ino != b.st_ino) {
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 /* ------------------------------------------------------------ load */
@@ -515,7 +482,7 @@ static int load_seekable(struct fvm_reader *r, const struct fvm_map *maps, size_
 	/* mmap maps the page cache: O_DIRECT has no meaning there */
 	if (!rc && (o->flags & FVM_LOAD_DIRECT) && backend != FVM_BACKEND_MMAP && p.aligned &&
 	    p.nreq)
-		dfd = open_direct(r);
+		dfd = fvm_reader_reopen(r, O_DIRECT); /* -1: refused */
 	st->direct = dfd >= 0;
 	copying = backend != FVM_BACKEND_MMAP;
 	if (copying)
@@ -616,7 +583,7 @@ static int load_uffd(struct fvm_reader *r, const struct fvm_map *maps, size_t n_
 int fvm_load_maps(struct fvm_reader *r, const struct fvm_map *maps, size_t n_maps,
 		  const struct fvm_load_cfg *c, fvm_load_stats *st)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = fvm_now_ns();
 	int rc;
 
 	memset(st, 0, sizeof(*st));
@@ -635,7 +602,7 @@ int fvm_load_maps(struct fvm_reader *r, const struct fvm_map *maps, size_t n_map
 		rc = r->streamed ? fvm_stream_load(r, maps, n_maps, c, st)
 		     : r->m.compressed ? load_frames(r, maps, n_maps, c, st)
 				       : load_seekable(r, maps, n_maps, c, st);
-	st->elapsed_ns = now_ns() - t0;
+	st->elapsed_ns = fvm_now_ns() - t0;
 	return rc;
 }
 

@@ -24,7 +24,7 @@
  * them with pread into a buffer. (readahead(2) and WILLNEED only start
  * reads, capped by the device's readahead size: the pages are not
  * resident when they return, as tests/test_prefetch.c saw.) Without a
- * file description of its own (the reopen through /proc/self/fd failed)
+ * file description of its own (fvm_reader_reopen failed)
  * it is fast from the start. Memory: the list of ranges (16 bytes per
  * merged range), and one buffer of FAST bytes on the pread paths.
  *
@@ -40,14 +40,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "io.h"
 #include "reader.h"
 #include "uffd.h"
 
@@ -150,14 +149,6 @@ static void yield_to_faults(struct fvm_prefetch *p)
 	}
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static void *run(void *arg)
 {
 	struct fvm_prefetch *p = arg;
@@ -172,7 +163,7 @@ static void *run(void *arg)
 			int e;
 
 			yield_to_faults(p);
-			t = now_ns();
+			t = fvm_now_ns();
 			e = read_piece(p, p->r[i].off + at, k);
 			if (e == EINTR || e == EAGAIN)
 				continue;
@@ -183,7 +174,7 @@ static void *run(void *arg)
 			}
 			if (!p->fast) { /* judge the device on each PROBE window */
 				probed += k;
-				spent += now_ns() - t;
+				spent += fvm_now_ns() - t;
 				if (probed >= PROBE) {
 					if (probed * 1000000000u / (spent ? spent : 1) >= FAST_RATE) {
 						p->fast = 1;
@@ -198,29 +189,6 @@ static void *run(void *arg)
 out:
 	atomic_store(&p->ended, 1);
 	return NULL;
-}
-
-/*
- * A file description of the reader's file for the paced reads alone, with
- * readahead off; -1 where the file cannot be opened again.
- */
-static int own_fd(int fd)
-{
-	char path[64];
-	struct stat a, b;
-	int o;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	o = open(path, O_RDONLY | O_CLOEXEC);
-	if (o < 0)
-		return -1;
-	if (fstat(fd, &a) || fstat(o, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino ||
-	    !S_ISREG(b.st_mode)) {
-		close(o);
-		return -1;
-	}
-	(void)posix_fadvise(o, 0, 0, POSIX_FADV_RANDOM);
-	return o;
 }
 
 int fvm_prefetch_start(fvm_reader *r, uint32_t flags, fvm_prefetch **out)
@@ -286,8 +254,10 @@ int fvm_prefetch_start(fvm_reader *r, uint32_t flags, fvm_prefetch **out)
 		p->total += p->r[i].len;
 	p->fd = r->fd;
 	p->file = m->file;
-	p->pfd = own_fd(r->fd);
-	if (p->pfd < 0) {
+	p->pfd = fvm_reader_reopen(r, 0); /* the paced reads' own, readahead off */
+	if (p->pfd >= 0) {
+		(void)posix_fadvise(p->pfd, 0, 0, POSIX_FADV_RANDOM);
+	} else {
 		p->fast = 1;
 		(void)posix_fadvise(p->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	}

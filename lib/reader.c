@@ -340,6 +340,27 @@ static int open_seekable(struct fvm_reader *r)
 	return rc;
 }
 
+int fvm_reader_reopen(const struct fvm_reader *r, int flags)
+{
+	struct stat a, b;
+	char proc[64];
+	int fd;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", r->fd);
+	fd = open(proc, O_RDONLY | O_CLOEXEC | flags);
+	if (fd < 0 && r->path)
+		fd = open(r->path, O_RDONLY | O_CLOEXEC | flags);
+	if (fd < 0)
+		return -1;
+	/* through a path, make sure it is still the file we opened */
+	if (fstat(fd, &a) < 0 || fstat(r->fd, &b) < 0 || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* ------------------------------------------------------------ stream open */
 
 /* Header and records up to the first SEGM or DEVS; the walk stays paused. */

@@ -68,6 +68,13 @@ struct fvm_reader {
  */
 int fvm_reader_auth_ready(const struct fvm_reader *r, const char *what);
 
+/*
+ * A new file description of r's file with open flags (O_RDONLY | flags):
+ * through /proc/self/fd, else r's path, checked to be the same file; -1
+ * when neither opens it.
+ */
+int fvm_reader_reopen(const struct fvm_reader *r, int flags);
+
 /* The full output structs of the listing calls (compat.c uses them too). */
 void fvm_reader_fill_info(const struct fvm_reader *r, fvm_file_info *info);
 int fvm_reader_fill_block(const struct fvm_reader *r, uint32_t i, fvm_block_info *info);

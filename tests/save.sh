@@ -44,7 +44,6 @@ trap cleanup EXIT
 cd "$W" || exit 1
 export FVM_TEST=1
 
-
 # qemu_start RAMFILE SIZE [-S]: a QEMU whose RAM is RAMFILE (shared)
 qemu_start() {
 	rm -f qmp.sock
