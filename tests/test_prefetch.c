@@ -3,8 +3,9 @@
  * is mapped lazily, the prefetch reads its runs, and afterwards every data
  * page of the file is resident (mincore) and the memory holds the
  * snapshot's bytes, also while this thread faults the pages in from the
- * other end; a prefetch freed at once is cancelled cleanly; a
- * compressed file and a stream reader are refused.
+ * other end and when half of the file is cached already; a prefetch freed
+ * at once is cancelled cleanly; a compressed file and a stream reader are
+ * refused.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -153,6 +154,51 @@ static void test_faulting(void **state)
 	tu_guard_free(dst, (size_t)PAGES * PAGE);
 }
 
+/*
+ * Half of the file already in the page cache (its first half read, the
+ * rest dropped), as when the guest's faults or an earlier run brought part
+ * of it in: the paced reads of the cached half come in at page-cache speed,
+ * and the prefetch must still read the rest; afterwards every data page is
+ * resident and every byte is the snapshot's.
+ */
+static void test_half_cached(void **state)
+{
+	uint8_t *dst = tu_guard_alloc((size_t)PAGES * PAGE, -1);
+	uint64_t done = 0, total = 0, before, n;
+	fvm_prefetch *p;
+	fvm_reader *r;
+	int ended = 0, fd;
+	off_t size;
+	uint8_t *buf;
+
+	(void)state;
+	drop_cache(path);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	size = lseek(fd, 0, SEEK_END);
+	buf = malloc((size_t)size / 2);
+	assert_non_null(buf);
+	assert_int_equal(pread(fd, buf, (size_t)size / 2, 0), size / 2);
+	/* what readahead brought in beyond the half goes again */
+	assert_int_equal(posix_fadvise(fd, size / 2 + PAGE, 0, POSIX_FADV_DONTNEED), 0);
+	close(fd);
+	free(buf);
+	before = resident(path, &n);
+	assert_true(before * 2 + 32 >= n && before * 2 <= n + 32); /* half, within 16 pages */
+	r = lazy_prefetch(dst, &p);
+	assert_int_equal(fvm_prefetch_wait(p), 0);
+	assert_int_equal(fvm_prefetch_status(p, &done, &total, &ended), 0);
+	assert_true(ended);
+	assert_int_equal(done, total);
+	assert_true(resident(path, &n) * PAGE >= total);
+	assert_memory_equal(dst, want, (size_t)PAGES * PAGE);
+	print_message("resident file pages: %llu before, all %llu data bytes after\n",
+		      (unsigned long long)before, (unsigned long long)total);
+	fvm_prefetch_free(p);
+	fvm_reader_free(r);
+	tu_guard_free(dst, (size_t)PAGES * PAGE);
+}
+
 static void test_cancel(void **state)
 {
 	fvm_prefetch *p;
@@ -239,6 +285,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_prefetch),
 		cmocka_unit_test(test_faulting),
+		cmocka_unit_test(test_half_cached),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_refused),
 	};
