@@ -92,30 +92,43 @@ static fvm_reader *lazy_prefetch(uint8_t *dst, fvm_prefetch **p)
 	return r;
 }
 
-static void test_prefetch(void **state)
+/*
+ * Wait for the prefetch p and check that it read every run: every data page
+ * of the file is in the page cache now (index and headers may not be) and
+ * dst holds the snapshot's bytes. Returns the data bytes; *after: the
+ * resident file pages.
+ */
+static uint64_t all_read(fvm_prefetch *p, const uint8_t *dst, uint64_t *after)
 {
-	uint8_t *dst = tu_guard_alloc((size_t)PAGES * PAGE, -1);
-	uint64_t done = 0, total = 0, before, after, n;
-	fvm_prefetch *p;
-	fvm_reader *r;
+	uint64_t done = 0, total = 0, n;
 	int ended = 0;
 
-	(void)state;
-	drop_cache(path);
-	before = resident(path, &n);
-	r = lazy_prefetch(dst, &p);
 	assert_int_equal(fvm_prefetch_wait(p), 0);
 	assert_int_equal(fvm_prefetch_status(p, &done, &total, &ended), 0);
 	assert_true(ended);
 	assert_true(total > 0);
 	assert_int_equal(done, total);
-	after = resident(path, &n);
+	*after = resident(path, &n);
+	assert_true(*after * PAGE >= total);
+	assert_memory_equal(dst, want, (size_t)PAGES * PAGE);
+	return total;
+}
+
+static void test_prefetch(void **state)
+{
+	uint8_t *dst = tu_guard_alloc((size_t)PAGES * PAGE, -1);
+	uint64_t total, before, after, n;
+	fvm_prefetch *p;
+	fvm_reader *r;
+
+	(void)state;
+	drop_cache(path);
+	before = resident(path, &n);
+	r = lazy_prefetch(dst, &p);
+	total = all_read(p, dst, &after);
 	print_message("resident file pages: %llu before, %llu after the prefetch, of %llu; "
 		      "%llu data bytes\n", (unsigned long long)before, (unsigned long long)after,
 		      (unsigned long long)n, (unsigned long long)total);
-	/* every data page is in the page cache now (index and headers may not be) */
-	assert_true(after * PAGE >= total);
-	assert_memory_equal(dst, want, (size_t)PAGES * PAGE);
 	fvm_prefetch_free(p);
 	fvm_reader_free(r);
 	tu_guard_free(dst, (size_t)PAGES * PAGE);
@@ -131,22 +144,16 @@ static void test_prefetch(void **state)
 static void test_faulting(void **state)
 {
 	uint8_t *dst = tu_guard_alloc((size_t)PAGES * PAGE, -1);
-	uint64_t done = 0, total = 0, n, sum = 0;
+	uint64_t after, sum = 0;
 	fvm_prefetch *p;
 	fvm_reader *r;
-	int ended = 0;
 
 	(void)state;
 	drop_cache(path);
 	r = lazy_prefetch(dst, &p);
 	for (uint64_t i = PAGES; i-- > 0;)
 		sum += ((volatile uint8_t *)dst)[i * PAGE + i % PAGE];
-	assert_int_equal(fvm_prefetch_wait(p), 0);
-	assert_int_equal(fvm_prefetch_status(p, &done, &total, &ended), 0);
-	assert_true(ended);
-	assert_int_equal(done, total);
-	assert_true(resident(path, &n) * PAGE >= total);
-	assert_memory_equal(dst, want, (size_t)PAGES * PAGE);
+	(void)all_read(p, dst, &after);
 	print_message("touched %u pages backwards while the prefetch ran (sum %llu)\n", PAGES,
 		      (unsigned long long)sum);
 	fvm_prefetch_free(p);
@@ -164,10 +171,10 @@ static void test_faulting(void **state)
 static void test_half_cached(void **state)
 {
 	uint8_t *dst = tu_guard_alloc((size_t)PAGES * PAGE, -1);
-	uint64_t done = 0, total = 0, before, n;
+	uint64_t total, before, after, n;
 	fvm_prefetch *p;
 	fvm_reader *r;
-	int ended = 0, fd;
+	int fd;
 	off_t size;
 	uint8_t *buf;
 
@@ -186,14 +193,10 @@ static void test_half_cached(void **state)
 	before = resident(path, &n);
 	assert_true(before * 2 + 32 >= n && before * 2 <= n + 32); /* half, within 16 pages */
 	r = lazy_prefetch(dst, &p);
-	assert_int_equal(fvm_prefetch_wait(p), 0);
-	assert_int_equal(fvm_prefetch_status(p, &done, &total, &ended), 0);
-	assert_true(ended);
-	assert_int_equal(done, total);
-	assert_true(resident(path, &n) * PAGE >= total);
-	assert_memory_equal(dst, want, (size_t)PAGES * PAGE);
-	print_message("resident file pages: %llu before, all %llu data bytes after\n",
-		      (unsigned long long)before, (unsigned long long)total);
+	total = all_read(p, dst, &after);
+	print_message("resident file pages: %llu before, %llu after, of %llu; %llu data bytes\n",
+		      (unsigned long long)before, (unsigned long long)after,
+		      (unsigned long long)n, (unsigned long long)total);
 	fvm_prefetch_free(p);
 	fvm_reader_free(r);
 	tu_guard_free(dst, (size_t)PAGES * PAGE);
